@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""stylelayer for GIMP 3: Filters > Artistic > Neural Style Transfer…
+
+Sends the active layer (or the part of it inside the selection's bounds) and a style image to a local
+stylelayer server, shows progress while the server works, and inserts the result as a NEW layer named after
+the style directly above the source layer, at the same offsets, in one undo group. The source layer is never
+written to. Also callable from scripts through the PDB as `plug-in-stylelayer`.
+
+Only the standard library and gi are used; the HTTP client and the pure logic live next to this file.
+"""
+
+import os
+import sys
+import tempfile
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp, Gio, GLib, GObject  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import stylelayer_logic as logic  # noqa: E402
+
+PROC_NAME = "plug-in-stylelayer"
+PIXEL_FORMAT = "R'G'B'A u8"
+TITLE = "Neural Style Transfer"
+
+
+def _load_client():
+    try:
+        import stylelayer_client
+    except ImportError as exc:  # the installed copy is incomplete
+        raise logic.PluginError(
+            f"stylelayer_client.py is missing next to the plug-in ({exc}); reinstall with "
+            "`stylelayer install-plugin gimp`"
+        ) from exc
+    return stylelayer_client
+
+
+def _rect(x, y, w, h):
+    return Gegl.Rectangle.new(x, y, w, h)
+
+
+def _read_rgba(drawable, x, y, w, h):
+    return bytes(drawable.get_buffer().get(_rect(x, y, w, h), 1.0, PIXEL_FORMAT, Gegl.AbyssPolicy.NONE))
+
+
+def _load_image(path):
+    image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(path))
+    if image is None:
+        raise logic.PluginError(f"GIMP could not open {path}")
+    return image
+
+
+def _style_png(path):
+    """PNG bytes of the style image: a PNG file as it is, anything else GIMP can open converted to PNG."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise logic.PluginError(f"cannot read the style image {path}: {exc.strerror or exc}") from exc
+    if logic.is_png(data):
+        return data
+    image = _load_image(path)
+    try:
+        w, h = image.get_width(), image.get_height()
+        nw, nh = logic.scaled_to_fit(w, h, logic.MAX_STYLE_SIDE)
+        if (nw, nh) != (w, h):
+            image.scale(nw, nh)
+        layer = Gimp.Layer.new_from_visible(image, image, "style")
+        image.insert_layer(layer, None, 0)
+        rgba = _read_rgba(layer, 0, 0, nw, nh)
+    finally:
+        image.delete()
+    return logic.encode_png(nw, nh, logic.rgba_to_rgb(rgba), channels=3)
+
+
+def _decode_png_with_gimp(png, width, height):
+    """RGBA u8 pixels of a PNG, decoded by GIMP's own PNG loader (fast and exact for 8-bit PNGs)."""
+    got = logic.png_size(png)
+    if got != (width, height):
+        raise logic.PluginError(f"the server sent a {got[0]}x{got[1]} image for a {width}x{height} input")
+    fd, path = tempfile.mkstemp(prefix="stylelayer-", suffix=".png")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(png)
+        image = _load_image(path)
+        try:
+            layers = image.get_layers()
+            if len(layers) != 1 or (layers[0].get_width(), layers[0].get_height()) != (width, height):
+                raise logic.PluginError("the server's result image could not be read back")
+            return _read_rgba(layers[0], 0, 0, width, height)
+        finally:
+            image.delete()
+    finally:
+        os.unlink(path)
+
+
+class _CancelWindow:
+    """A small window with a progress bar and a Cancel button (interactive runs only).
+
+    GIMP's own progress bar can only kill a plug-in; this lets the painter cancel the server job cleanly.
+    """
+
+    def __init__(self, title):
+        gi.require_version("Gtk", "3.0")
+        from gi.repository import Gtk
+
+        self._gtk = Gtk
+        self.cancelled = False
+        self._window = Gtk.Window(title=title)
+        self._window.set_default_size(360, -1)
+        self._window.set_border_width(12)
+        box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=8)
+        self._bar = Gtk.ProgressBar(show_text=True)
+        button = Gtk.Button.new_with_mnemonic("_Cancel")
+        button.connect("clicked", self._on_cancel)
+        self._window.connect("delete-event", self._on_delete)
+        box.pack_start(self._bar, False, False, 0)
+        box.pack_start(button, False, False, 0)
+        self._window.add(box)
+        self._window.show_all()
+
+    def _on_cancel(self, *_args):
+        self.cancelled = True
+        self._bar.set_text("Cancelling…")
+
+    def _on_delete(self, *_args):
+        self._on_cancel()
+        return True
+
+    def update(self, fraction, text):
+        if not self.cancelled:
+            if fraction is None:
+                self._bar.pulse()
+            else:
+                self._bar.set_fraction(fraction)
+            self._bar.set_text(text)
+        while self._gtk.events_pending():
+            self._gtk.main_iteration_do(False)
+
+    def close(self):
+        self._window.destroy()
+        while self._gtk.events_pending():
+            self._gtk.main_iteration_do(False)
+
+
+def _run_job(url, content_png, style_png, params, interactive):
+    """Runs the server job off the main thread; returns the result PNG, or None when cancelled."""
+    client_mod = _load_client()
+    client = client_mod.StylelayerClient(base_url=url, token=os.environ.get("STYLELAYER_TOKEN") or None)
+
+    def work(on_progress, should_cancel):
+        return client.run_job(
+            content_png,
+            style_png=style_png,
+            params=params,
+            on_progress=on_progress,
+            should_cancel=should_cancel,
+        )
+
+    Gimp.progress_init(f"{TITLE}: sending to {url}")
+    window = _CancelWindow(TITLE) if interactive else None
+    runner = logic.JobRunner(work).start()
+    last = (None, None)
+    try:
+        while not runner.wait(0.1):
+            fraction, text = runner.fraction, runner.text
+            if window is not None:
+                window.update(fraction, text)
+                if window.cancelled and not runner.cancelled:
+                    runner.cancel()
+            if (fraction, text) != last:
+                if text != last[1]:
+                    Gimp.progress_set_text(text)
+                if fraction is not None:
+                    Gimp.progress_update(fraction)
+                last = (fraction, text)
+            elif fraction is None:
+                Gimp.progress_pulse()
+    finally:
+        if window is not None:
+            window.close()
+    Gimp.progress_update(1.0)
+
+    error = runner.error
+    if error is None:
+        if not isinstance(runner.result, bytes | bytearray):
+            raise logic.PluginError("the server returned no image")
+        return bytes(runner.result)
+    if isinstance(error, client_mod.JobCancelled) or runner.cancelled:
+        return None
+    if isinstance(error, client_mod.ServerUnavailable):
+        raise logic.PluginError(
+            f"cannot reach the stylelayer server at {url} ({error}). Start it with `stylelayer serve`, "
+            "or set the server URL."
+        ) from error
+    if isinstance(error, client_mod.JobFailed):
+        raise logic.PluginError(f"the server could not stylize this image: {error}") from error
+    if isinstance(error, client_mod.StylelayerError):
+        raise logic.PluginError(f"stylelayer server error: {error}") from error
+    raise logic.PluginError(f"unexpected error while talking to {url}: {error!r}") from error
+
+
+def _layer_type(image, with_alpha):
+    base = image.get_base_type()
+    if base == Gimp.ImageBaseType.RGB:
+        return Gimp.ImageType.RGBA_IMAGE if with_alpha else Gimp.ImageType.RGB_IMAGE
+    if base == Gimp.ImageBaseType.GRAY:
+        return Gimp.ImageType.GRAYA_IMAGE if with_alpha else Gimp.ImageType.GRAY_IMAGE
+    raise logic.PluginError("indexed images are not supported: convert it with Image > Mode > RGB first")
+
+
+def stylize(procedure, run_mode, image, drawables, config):
+    """Does the work; raises PluginError for what the painter should read. Returns False when cancelled."""
+    if len(drawables) != 1:
+        raise logic.PluginError(f"select exactly one layer (got {len(drawables)} drawables)")
+    drawable = drawables[0]
+    if not isinstance(drawable, Gimp.Layer):
+        raise logic.PluginError("select a layer (not a channel or a layer mask)")
+    layer_type = _layer_type(image, drawable.has_alpha())
+
+    style_file = config.get_property("style-file")
+    style_path = style_file.get_path() if style_file is not None else None
+    if not style_path:
+        raise logic.PluginError("choose a style image (a local file)")
+    params = logic.build_params(
+        iterations=config.get_property("iterations"),
+        strength=config.get_property("style-strength"),
+        preserve_colors=config.get_property("preserve-colors"),
+        size=config.get_property("size"),
+        seed=config.get_property("seed"),
+    )
+    url = logic.check_server_url(config.get_property("server-url"))
+
+    intersects, x, y, w, h = drawable.mask_intersect()
+    if not intersects or w <= 0 or h <= 0:
+        raise logic.PluginError("the selection does not touch the active layer")
+    has_alpha = drawable.has_alpha()
+    rgba = _read_rgba(drawable, x, y, w, h)
+    if has_alpha:
+        content_png = logic.encode_png(w, h, rgba, channels=4)
+    else:
+        content_png = logic.encode_png(w, h, logic.rgba_to_rgb(rgba), channels=3)
+    style_png = _style_png(style_path)
+
+    result_png = _run_job(url, content_png, style_png, params, run_mode == Gimp.RunMode.INTERACTIVE)
+    if result_png is None:
+        return False
+    result_rgba = _decode_png_with_gimp(result_png, w, h)
+
+    ox, oy = drawable.get_offsets()[1:]
+    existing = {layer.get_name() for layer in image.get_layers()}
+    name = logic.style_layer_name(style_path, existing)
+    image.undo_group_start()
+    new_layer, inserted = None, False
+    try:
+        new_layer = Gimp.Layer.new(image, name, w, h, layer_type, 100.0, Gimp.LayerMode.NORMAL)
+        if new_layer is None:
+            raise logic.PluginError("GIMP could not create the new layer")
+        if not image.insert_layer(new_layer, drawable.get_parent(), image.get_item_position(drawable)):
+            raise logic.PluginError("GIMP could not insert the new layer")
+        inserted = True
+        new_layer.set_offsets(ox + x, oy + y)
+        buffer = new_layer.get_buffer()
+        buffer.set(_rect(0, 0, w, h), PIXEL_FORMAT, result_rgba)
+        buffer.flush()
+        new_layer.update(0, 0, w, h)
+        image.set_selected_layers([new_layer])
+    except Exception:
+        if inserted:
+            image.remove_layer(new_layer)
+        raise
+    finally:
+        image.undo_group_end()
+    Gimp.displays_flush()
+    return True
+
+
+def _error(procedure, status, message):
+    return procedure.new_return_values(status, GLib.Error(message))
+
+
+def run(procedure, run_mode, image, drawables, config, _data):
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        gi.require_version("GimpUi", "3.0")
+        from gi.repository import GimpUi
+
+        GimpUi.init(PROC_NAME)
+        dialog = GimpUi.ProcedureDialog.new(procedure, config, TITLE)
+        dialog.fill(None)
+        ok = dialog.run()
+        dialog.destroy()
+        if not ok:
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    try:
+        done = stylize(procedure, run_mode, image, drawables, config)
+    except logic.PluginError as exc:
+        return _error(procedure, Gimp.PDBStatusType.EXECUTION_ERROR, f"{TITLE}: {exc}")
+    except Exception as exc:  # a bug or a GIMP failure: still a clear message, never a traceback dialog only
+        return _error(procedure, Gimp.PDBStatusType.EXECUTION_ERROR, f"{TITLE} failed unexpectedly: {exc!r}")
+    if not done:
+        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+class StyleLayer(Gimp.PlugIn):
+    def do_set_i18n(self, _name):
+        return False
+
+    def do_query_procedures(self):
+        return [PROC_NAME]
+
+    def do_create_procedure(self, name):
+        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
+        procedure.set_image_types("RGB*, GRAY*")
+        procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+        procedure.set_menu_label("_Neural Style Transfer…")
+        procedure.add_menu_path("<Image>/Filters/Artistic")
+        procedure.set_documentation(
+            "Paint the active layer in the style of another image (neural style transfer)",
+            "Sends the active layer (or the selection's bounding box) and a style image to a running "
+            "stylelayer server and adds the result as a new layer above it. The source layer is not changed.",
+            name,
+        )
+        procedure.set_attribution("stylelayer contributors", "MIT", "2025")
+        rw = GObject.ParamFlags.READWRITE
+        procedure.add_file_argument(
+            "style-file", "_Style image", "Image whose style is transferred", Gimp.FileChooserAction.OPEN,
+            False, None, rw,
+        )  # fmt: skip
+        procedure.add_int_argument(
+            "iterations", "_Iterations", "Optimisation steps (more: stronger, slower)",
+            1, logic.MAX_ITERATIONS, logic.DEFAULT_ITERATIONS, rw,
+        )  # fmt: skip
+        procedure.add_double_argument(
+            "style-strength", "Style s_trength", "Weight of the style against the content (1 = default)",
+            logic.MIN_STRENGTH, logic.MAX_STRENGTH, 1.0, rw,
+        )  # fmt: skip
+        procedure.add_boolean_argument(
+            "preserve-colors", "_Preserve colours", "Keep the layer's own colours, take only the texture",
+            False, rw,
+        )  # fmt: skip
+        procedure.add_int_argument(
+            "size", "_Working size", "Longest side in pixels the server works at (0: the layer's own size)",
+            0, logic.MAX_SIZE, logic.DEFAULT_SIZE, rw,
+        )  # fmt: skip
+        procedure.add_int_argument(
+            "seed", "See_d", "Random seed for repeatable results (-1: random)", -1, 2**31 - 1, -1, rw,
+        )  # fmt: skip
+        procedure.add_string_argument(
+            "server-url", "Server _URL", "Address of the running stylelayer server",
+            logic.DEFAULT_SERVER_URL, rw,
+        )  # fmt: skip
+        return procedure
+
+
+if __name__ == "__main__":
+    Gimp.main(StyleLayer.__gtype__, sys.argv)
