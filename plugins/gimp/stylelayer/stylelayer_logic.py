@@ -30,7 +30,7 @@ class PluginError(Exception):
     """A failure worth showing to the painter as it is (the plug-in returns EXECUTION_ERROR with it)."""
 
 
-# ---- PNG ---------------------------------------------------------------------------------------------------------
+# ---- PNG ---------------------------------------------------------------------------------------
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return (
         struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)

@@ -1,0 +1,38 @@
+"""Fixtures for the GIMP plug-in tests.
+
+The plug-in's files are loaded by path under other module names: our pip package is also called `stylelayer`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGIN_DIR = REPO / "plugins" / "gimp" / "stylelayer"
+
+
+def load_by_path(module_name: str, path: Path):
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and threads look the module up while it runs
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def logic():
+    return load_by_path("gimp_stylelayer_logic", PLUGIN_DIR / "stylelayer_logic.py")
+
+
+@pytest.fixture(scope="session")
+def client_mod():
+    path = PLUGIN_DIR / "stylelayer_client.py"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: run scripts/sync_client.py")
+    return load_by_path("gimp_stylelayer_client", path)

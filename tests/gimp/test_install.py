@@ -1,0 +1,74 @@
+"""`stylelayer.install.gimp`: where GIMP 3 looks for plug-ins, and a real copy into a temporary folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from stylelayer.install import gimp as gimp_install
+from stylelayer.install import plugin_source
+
+
+def test_default_plugin_dir_per_platform(tmp_path):
+    home = tmp_path / "home"
+    assert gimp_install.default_plugin_dir("linux", home, {}) == home / ".config/GIMP/3.0/plug-ins"
+    assert gimp_install.default_plugin_dir("linux", home, {"XDG_CONFIG_HOME": "/xdg"}) == Path(
+        "/xdg/GIMP/3.0/plug-ins"
+    )
+    assert gimp_install.default_plugin_dir("darwin", home, {}) == (
+        home / "Library/Application Support/GIMP/3.0/plug-ins"
+    )
+    win = gimp_install.default_plugin_dir("win32", home, {"APPDATA": "C:\\Users\\me\\AppData\\Roaming"})
+    assert win == Path("C:\\Users\\me\\AppData\\Roaming") / "GIMP" / "3.0" / "plug-ins"
+    assert str(win).startswith("C:\\Users\\me\\AppData\\Roaming")
+    assert gimp_install.default_plugin_dir("win32", home, {}) == home / "AppData/Roaming/GIMP/3.0/plug-ins"
+    # GIMP3_DIRECTORY replaces GIMP's whole per-user folder, for GIMP and for us
+    assert gimp_install.default_plugin_dir("linux", home, {"GIMP3_DIRECTORY": "/cfg"}) == Path(
+        "/cfg/plug-ins"
+    )
+
+
+def test_default_plugin_dir_uses_this_machine(monkeypatch, tmp_path):
+    monkeypatch.delenv("GIMP3_DIRECTORY", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert gimp_install.default_plugin_dir() == tmp_path / ".config/GIMP/3.0/plug-ins"
+
+
+def test_install_copies_the_plugin_with_the_executable_bit(tmp_path):
+    source = plugin_source("gimp") / "stylelayer"
+    dest = tmp_path / "plug-ins"
+    installed = gimp_install.install(dest)
+    assert installed == dest / "stylelayer"
+    main = installed / "stylelayer.py"
+    assert os.access(main, os.X_OK)
+    for name in ("stylelayer.py", "stylelayer_logic.py", "stylelayer_client.py"):
+        assert (installed / name).read_bytes() == (source / name).read_bytes()
+    assert not list(installed.rglob("__pycache__"))
+    assert [p.name for p in dest.iterdir()] == ["stylelayer"]  # no staging folder left behind
+
+
+def test_install_replaces_an_earlier_install(tmp_path):
+    dest = tmp_path / "plug-ins"
+    old = dest / "stylelayer"
+    old.mkdir(parents=True)
+    (old / "stale.py").write_text("old")
+    (old / "stylelayer.py").write_text("old")
+    gimp_install.install(dest)
+    assert not (old / "stale.py").exists()
+    assert (old / "stylelayer.py").read_text().startswith("#!/usr/bin/env python3")
+
+
+def test_install_default_destination(monkeypatch, tmp_path):
+    monkeypatch.setenv("GIMP3_DIRECTORY", str(tmp_path / "cfg"))
+    assert gimp_install.install() == tmp_path / "cfg/plug-ins/stylelayer"
+
+
+def test_vendored_client_matches_the_common_one():
+    repo = Path(__file__).resolve().parents[2]
+    common = repo / "plugins/common/stylelayer_client.py"
+    vendored = repo / "plugins/gimp/stylelayer/stylelayer_client.py"
+    if not common.is_file():
+        pytest.fail(f"{common} is missing")
+    assert vendored.read_bytes() == common.read_bytes(), "run scripts/sync_client.py"

@@ -1,0 +1,190 @@
+"""The GIMP plug-in's pure logic, without gi."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+
+import pytest
+from PIL import Image
+from stylelayer.params import StyleParams
+
+from .conftest import PLUGIN_DIR
+
+
+def _pixels(w, h, channels):
+    return bytes(
+        (x * 7 + y * 13 + c * 101) % 256 for y in range(h) for x in range(w) for c in range(channels)
+    )
+
+
+@pytest.mark.parametrize(("channels", "mode"), [(1, "L"), (2, "LA"), (3, "RGB"), (4, "RGBA")])
+def test_encode_png_round_trips_through_pillow(logic, channels, mode):
+    w, h = 13, 7
+    data = _pixels(w, h, channels)
+    png = logic.encode_png(w, h, data, channels=channels)
+    assert logic.is_png(png)
+    assert logic.png_size(png) == (w, h)
+    im = Image.open(io.BytesIO(png))
+    assert im.mode == mode
+    assert im.size == (w, h)
+    assert im.tobytes() == data
+
+
+def test_encode_png_refuses_wrong_sizes(logic):
+    with pytest.raises(ValueError, match="expected 24 bytes"):
+        logic.encode_png(2, 3, b"\0" * 23)
+    with pytest.raises(ValueError, match="channels"):
+        logic.encode_png(2, 3, b"\0" * 30, channels=5)
+    with pytest.raises(ValueError, match="positive"):
+        logic.encode_png(0, 3, b"")
+
+
+def test_png_size_refuses_non_png(logic):
+    with pytest.raises(logic.PluginError, match="PNG"):
+        logic.png_size(b"<html>oops</html>" * 3)
+    buf = io.BytesIO()
+    Image.new("RGB", (5, 9)).save(buf, "PNG")
+    assert logic.png_size(buf.getvalue()) == (5, 9)
+
+
+def test_rgba_to_rgb(logic):
+    assert logic.rgba_to_rgb(bytes([1, 2, 3, 4, 5, 6, 7, 8])) == bytes([1, 2, 3, 5, 6, 7])
+    assert logic.rgba_to_rgb(b"") == b""
+
+
+def test_build_params_maps_dialog_values_onto_server_params(logic):
+    params = logic.build_params(iterations=50, strength=2.5, preserve_colors=True, size=256, seed=7)
+    assert params == {
+        "iterations": 50,
+        "style_weight": 25000.0,
+        "preserve_colors": True,
+        "size": 256,
+        "seed": 7,
+    }
+    # the server's own validation accepts it
+    parsed = StyleParams.from_dict(params)
+    assert (parsed.iterations, parsed.style_weight, parsed.preserve_colors, parsed.size, parsed.seed) == (
+        50, 25000.0, True, 256, 7,
+    )  # fmt: skip
+    # strength 1 is the engine's default style weight; seed -1 means "let the server pick"
+    default = logic.build_params(iterations=1, strength=1.0, preserve_colors=False, size=0, seed=-1)
+    assert "seed" not in default
+    assert default["style_weight"] == StyleParams().style_weight
+    StyleParams.from_dict(default)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"iterations": 0}, "iterations"),
+        ({"iterations": 10_001}, "iterations"),
+        ({"iterations": True}, "iterations"),
+        ({"strength": 0.0}, "style strength"),
+        ({"strength": float("nan")}, "style strength"),
+        ({"strength": 101.0}, "style strength"),
+        ({"size": -1}, "working size"),
+        ({"size": 5000}, "working size"),
+    ],
+)
+def test_build_params_refuses_nonsense(logic, kwargs, field):
+    values = {"iterations": 10, "strength": 1.0, "preserve_colors": False, "size": 64}
+    values.update(kwargs)
+    with pytest.raises(logic.PluginError, match=field):
+        logic.build_params(**values)
+
+
+def test_style_layer_name(logic):
+    assert logic.style_layer_name("/art/starry_night.jpg") == "Style: starry night"
+    assert logic.style_layer_name("C:\\art\\the-scream.PNG".replace("\\", os.sep)) == "Style: the scream"
+    taken = {"Style: wave", "Style: wave #2"}
+    assert logic.style_layer_name("/a/wave.png", taken) == "Style: wave #3"
+    long = logic.style_layer_name("/a/" + "x" * 200 + ".png")
+    assert len(long) <= logic.LAYER_NAME_MAX and long.endswith("…")
+
+
+def test_check_server_url(logic):
+    assert logic.check_server_url(" http://127.0.0.1:8765/ ") == "http://127.0.0.1:8765"
+    assert logic.check_server_url("https://box:1") == "https://box:1"
+    for bad in ("", "127.0.0.1:8765", "ftp://x", "http://"):
+        with pytest.raises(logic.PluginError, match="server URL"):
+            logic.check_server_url(bad)
+
+
+def test_scaled_to_fit(logic):
+    assert logic.scaled_to_fit(100, 50, 200) == (100, 50)
+    assert logic.scaled_to_fit(4000, 3000, 2048) == (2048, 1536)
+    assert logic.scaled_to_fit(10, 5000, 100) == (1, 100)
+
+
+def test_progress_fraction_and_text(logic):
+    assert logic.progress_fraction({"progress": 0.25}) == 0.25
+    assert logic.progress_fraction({"progress": 50}) == 0.5
+    assert logic.progress_fraction({"iteration": 3, "iterations": 12}) == 0.25
+    assert logic.progress_fraction({"iteration": 30, "iterations": 12}) == 1.0
+    assert logic.progress_fraction({"status": "queued"}) is None
+    assert logic.progress_fraction(None) is None
+    assert logic.progress_text({"iteration": 3, "iterations": 12}) == "Neural style transfer: iteration 3/12"
+    assert logic.progress_text({"status": "queued"}) == "Neural style transfer: queued"
+
+
+def test_job_runner_reports_progress_and_result(logic):
+    gate = threading.Event()
+
+    def work(on_progress, should_cancel):
+        on_progress({"iteration": 1, "iterations": 4}, None)
+        gate.wait(5)
+        return b"png"
+
+    runner = logic.JobRunner(work).start()
+    deadline = time.monotonic() + 5
+    while runner.fraction is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert runner.fraction == 0.25
+    assert not runner.wait(0.05)
+    gate.set()
+    assert runner.wait(5)
+    assert runner.result == b"png" and runner.error is None
+
+
+def test_job_runner_cancel_reaches_the_work(logic):
+    def work(on_progress, should_cancel):
+        while not should_cancel():
+            time.sleep(0.01)
+        raise RuntimeError("cancelled by the user")
+
+    runner = logic.JobRunner(work).start()
+    assert not runner.wait(0.1)
+    runner.cancel()
+    assert runner.wait(5)
+    assert runner.cancelled
+    assert isinstance(runner.error, RuntimeError)
+
+
+def test_plugin_main_file_is_executable_and_named_like_its_folder():
+    main = PLUGIN_DIR / "stylelayer.py"
+    assert main.parent.name == main.stem
+    assert os.access(main, os.X_OK)
+    assert main.read_text().startswith("#!/usr/bin/env python3\n")
+
+
+def test_plugin_uses_only_stdlib_and_gi():
+    import ast
+    import sys
+
+    allowed = set(sys.stdlib_module_names) | {"gi", "stylelayer_logic", "stylelayer_client"}
+    for path in PLUGIN_DIR.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] in allowed, f"{path.name} imports {name}"
+    logic_src = (PLUGIN_DIR / "stylelayer_logic.py").read_text()
+    assert "import gi" not in logic_src
