@@ -1,0 +1,355 @@
+"""The optimisation of Gatys et al.: pixels of a generated image are optimised against a frozen VGG19.
+
+`StyleEngine` loads the network once and runs any number of jobs; it knows nothing of HTTP, files or hosts.
+Callers get per-iteration `Progress` (losses, elapsed time, optional preview) and may cancel between iterations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from . import imaging
+from .losses import content_loss, gram_matrix, style_layer_loss, tv_loss
+from .params import StyleParams
+from .vgg import VGG19Features, load_vgg19
+
+_GRAM_CACHE_SIZE = 16
+
+
+class Cancelled(Exception):
+    """Raised from `StyleEngine.stylize` when the caller's cancel check returned True."""
+
+
+@dataclass
+class Progress:
+    iteration: int  # 1-based, counted over all scales
+    total: int
+    losses: dict[str, float]
+    elapsed: float
+    preview: Image.Image | None = None
+
+
+@dataclass
+class StyleResult:
+    image: Image.Image  # same size as the content; RGBA with the content's alpha re-attached exactly
+    seed: int
+    losses: dict[str, float]
+    iterations: int
+    elapsed: float
+    params: StyleParams
+    history: list[dict[str, float]] = field(default_factory=list)  # losses per iteration, for plots
+
+
+ProgressCallback = Callable[[Progress], None]
+CancelCheck = Callable[[], bool]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' prefers CUDA, then Apple's MPS, then the CPU; naming an absent device is an error."""
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = bool(mps and mps.is_available())
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but no CUDA GPU is available (try --device auto or cpu)")
+    if name == "mps" and not has_mps:
+        raise ValueError("device 'mps' was requested but Apple's Metal backend is not available")
+    if name not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device {name!r}: choose auto, cuda, mps or cpu")
+    return torch.device(name)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """True where bf16 autocast is fast: CUDA GPUs with bf16, CPUs with native bf16 (AVX512-BF16/AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+class StyleEngine:
+    """Holds VGG19 on one device and runs style-transfer jobs with it, one at a time."""
+
+    def __init__(self, weights: str = "caffe", device: str = "auto", preprocess: str | None = None):
+        self.device = resolve_device(device)
+        self.weights_name = weights
+        model = load_vgg19(weights, preprocess)
+        if self.device.type == "cpu":
+            model = model.to(memory_format=torch.channels_last)
+        self.model: VGG19Features = model.to(self.device)
+        self._grams: OrderedDict[tuple, dict[str, Tensor]] = OrderedDict()
+        self._hits = 0
+        self._misses = 0
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "device": str(self.device),
+            "weights": self.weights_name,
+            "preprocessing": self.model.preprocess.name,
+            "bf16_supported": bf16_supported(self.device),
+        }
+
+    def cache_stats(self) -> dict[str, int]:
+        return {"hits": self._hits, "misses": self._misses, "entries": len(self._grams)}
+
+    def precision(self, params: StyleParams) -> str:
+        if params.precision == "auto":
+            return "bf16" if bf16_supported(self.device) else "fp32"
+        return params.precision
+
+    # ---- public entry point ---------------------------------------------------------------------------------
+    def stylize(
+        self,
+        content: Image.Image | None,
+        styles: Sequence[Image.Image],
+        params: StyleParams,
+        progress: ProgressCallback | None = None,
+        should_cancel: CancelCheck | None = None,
+        preview_every: int = 0,
+    ) -> StyleResult:
+        """Optimise an image so its VGG features match `content` and its Gram matrices match `styles`."""
+        started = time.perf_counter()
+        styles = list(styles)
+        _check_inputs(content, styles, params)
+        seed = params.seed if params.seed is not None else random.randrange(2**31)
+        generator = torch.Generator().manual_seed(seed)
+
+        alpha = None
+        if content is not None:
+            content_rgb, alpha = imaging.split_alpha(content)
+            out_size = content_rgb.size
+            longest = max(out_size) if params.size == 0 else min(params.size, max(out_size))
+            work = imaging.fit_longest_side(content_rgb, longest)
+            work_size = work.size
+        else:
+            content_rgb = work = None
+            out_size = work_size = params.output_size  # type: ignore[assignment]
+
+        levels = _level_sizes(work_size, params.scales)
+        total = params.iterations * len(levels)
+        run = _Run(self, params, seed, total, started, progress, should_cancel, preview_every)
+        image: Tensor | None = None
+        for width, height in levels:
+            content_t = None
+            if work is not None:
+                content_t = imaging.to_tensor(work.resize((width, height), Image.Resampling.LANCZOS), self.device)
+            image = run.level(content_t, styles, (width, height), image, generator)
+
+        assert image is not None
+        result = imaging.to_image(image)
+        if result.size != out_size:
+            result = result.resize(out_size, Image.Resampling.LANCZOS)
+        if params.preserve_colors and content_rgb is not None:
+            result = imaging.to_image(imaging.recolor(imaging.to_tensor(result), imaging.to_tensor(content_rgb)))
+        if alpha is not None:
+            result.putalpha(alpha)
+        return StyleResult(
+            image=result,
+            seed=seed,
+            losses=run.history[-1] if run.history else {},
+            iterations=run.iteration,
+            elapsed=time.perf_counter() - started,
+            params=params,
+            history=run.history,
+        )
+
+    # ---- style targets --------------------------------------------------------------------------------------
+    def style_grams(self, style: Image.Image, params: StyleParams, precision: str) -> dict[str, Tensor]:
+        """Gram targets of one prepared style image, cached: a style reused across jobs skips its forward pass."""
+        key = (
+            hashlib.sha256(style.tobytes()).hexdigest(),
+            style.size,
+            params.style_layers,
+            params.pooling,
+            precision,
+        )
+        cached = self._grams.get(key)
+        if cached is not None:
+            self._hits += 1
+            self._grams.move_to_end(key)
+            return cached
+        self._misses += 1
+        with torch.no_grad(), _autocast(self.device, precision):
+            feats = self.model(imaging.to_tensor(style, self.device), params.style_layers, params.pooling)
+            grams = {name: gram_matrix(f) for name, f in feats.items()}
+        self._grams[key] = grams
+        if len(self._grams) > _GRAM_CACHE_SIZE:
+            self._grams.popitem(last=False)
+        return grams
+
+
+class _Run:
+    """State of one `stylize` call across its scales: iteration count, history, callbacks."""
+
+    def __init__(self, engine: StyleEngine, params: StyleParams, seed: int, total: int, started: float,
+                 progress: ProgressCallback | None, should_cancel: CancelCheck | None, preview_every: int):  # fmt: skip
+        self.engine = engine
+        self.params = params
+        self.seed = seed
+        self.total = total
+        self.started = started
+        self.progress = progress
+        self.should_cancel = should_cancel
+        self.preview_every = preview_every
+        self.precision = engine.precision(params)
+        self.iteration = 0
+        self.history: list[dict[str, float]] = []
+
+    def level(self, content: Tensor | None, styles: Sequence[Image.Image], size: tuple[int, int],
+              previous: Tensor | None, generator: torch.Generator) -> Tensor:  # fmt: skip
+        """Optimise at one resolution, starting from the upsampled previous level if there is one."""
+        p, engine, device = self.params, self.engine, self.engine.device
+        width, height = size
+        color_ref = content
+        if p.preserve_colors and content is not None:
+            content = imaging.luminance_image(content)
+
+        target_grams = self._style_targets(styles, (width, height), color_ref) if p.effective_style_weight else {}
+        content_target = None
+        if content is not None and p.effective_content_weight:
+            with torch.no_grad(), _autocast(device, self.precision):
+                content_target = engine.model(content, [p.content_layer], p.pooling)[p.content_layer].float()
+
+        if previous is not None:
+            init = F.interpolate(previous, size=(height, width), mode="bicubic", align_corners=False).clamp(0, 1)
+        else:
+            init = self._initial_image(content, styles, (width, height), generator)
+        image = init.detach().clone().requires_grad_(True)
+
+        layers = list(dict.fromkeys([*target_grams, *([p.content_layer] if content_target is not None else [])]))
+        layer_weights = p.layer_weights
+        alpha, beta, gamma = p.effective_content_weight, p.effective_style_weight, p.tv_weight
+        last: dict[str, float] = {}
+        scale: list[float] = []
+
+        def closure() -> Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(device, self.precision):
+                feats = engine.model(image, layers, p.pooling) if layers else {}
+            c_loss = _zero(device)
+            if content_target is not None:
+                c_loss = content_loss(feats[p.content_layer], content_target)
+            s_loss = _zero(device)
+            for name, target in target_grams.items():
+                s_loss = s_loss + layer_weights[name] * style_layer_loss(feats[name], target)
+            t_loss = tv_loss(image * 255.0)
+            total = alpha * c_loss + beta * s_loss + gamma * t_loss
+            if not scale:
+                # Losses in the paper's units reach 1e11; PyTorch's L-BFGS then takes a uselessly tiny first step
+                # (t = 1/|g|₁) and diverges after it. The optimiser sees the loss relative to its starting value.
+                scale.append(1.0 / max(float(total.detach()), 1e-12))
+            (total * scale[0]).backward()
+            # channels_last inside the network hands back a channels_last gradient; L-BFGS needs it flat (NCHW).
+            image.grad = image.grad.contiguous()
+            last.update({k: float(v.detach()) for k, v in
+                         (("content", c_loss), ("style", s_loss), ("tv", t_loss), ("total", total))})
+            return total
+
+        if p.optimizer == "lbfgs":
+            # One L-BFGS iteration per step() so that progress and cancellation happen every iteration.
+            optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
+                [image], lr=p.effective_lr, max_iter=1, history_size=100, tolerance_grad=0.0, tolerance_change=0.0
+            )
+        else:
+            optimizer = torch.optim.Adam([image], lr=p.effective_lr)
+
+        for _ in range(p.iterations):
+            if self.should_cancel is not None and self.should_cancel():
+                raise Cancelled("cancelled")
+            optimizer.step(closure)
+            if p.optimizer == "adam":  # clamping under L-BFGS would corrupt its curvature history; clamp at the end
+                with torch.no_grad():
+                    image.clamp_(0, 1)
+            self.iteration += 1
+            self.history.append(dict(last))
+            self._report(image, color_ref, dict(last))
+        return image.detach()
+
+    def _style_targets(self, styles: Sequence[Image.Image], size: tuple[int, int],
+                       color_ref: Tensor | None) -> dict[str, Tensor]:  # fmt: skip
+        """Blended Gram targets: each style scaled to style_scale × the working image's longest side."""
+        p = self.params
+        longest = max(1, round(max(size) * p.style_scale))
+        blended: dict[str, Tensor] = {}
+        for weight, style in zip(p.blend_weights(len(styles)), styles, strict=True):
+            prepared = imaging.fit_longest_side(imaging.split_alpha(style)[0], longest)
+            if p.preserve_colors and color_ref is not None:
+                lum = imaging.luminance_image(imaging.to_tensor(prepared), match=color_ref.cpu())
+                prepared = imaging.to_image(lum)
+            for name, gram in self.engine.style_grams(prepared, p, self.precision).items():
+                blended[name] = blended.get(name, 0) + weight * gram
+        return blended
+
+    def _initial_image(self, content: Tensor | None, styles: Sequence[Image.Image], size: tuple[int, int],
+                       generator: torch.Generator) -> Tensor:  # fmt: skip
+        p, device = self.params, self.engine.device
+        width, height = size
+        init = p.init
+        if init == "content" and (content is None or p.mode != "transfer"):
+            init = "noise"  # inversion/texture from the content would start at (or near) the answer
+        if init == "content":
+            return content.clone()  # type: ignore[union-attr]
+        if init == "style" and styles:
+            style = imaging.split_alpha(styles[0])[0].resize((width, height), Image.Resampling.LANCZOS)
+            style_t = imaging.to_tensor(style, device)
+            return imaging.luminance_image(style_t) if p.preserve_colors else style_t
+        noise = torch.rand((1, 3, height, width), generator=generator)
+        return noise.to(device)
+
+    def _report(self, image: Tensor, color_ref: Tensor | None, losses: dict[str, float]) -> None:
+        if self.progress is None:
+            return
+        preview = None
+        if self.preview_every and (self.iteration % self.preview_every == 0 or self.iteration == self.total):
+            shown = image.detach()
+            if self.params.preserve_colors and color_ref is not None:
+                shown = imaging.recolor(shown, color_ref)
+            preview = imaging.to_image(shown)
+        self.progress(Progress(self.iteration, self.total, losses, time.perf_counter() - self.started, preview))
+
+
+def _check_inputs(content: Image.Image | None, styles: list[Image.Image], params: StyleParams) -> None:
+    if content is None and not (params.mode == "texture" and params.output_size):
+        raise ValueError("a content image is required (texture mode may instead give output_size)")
+    if not styles and params.effective_style_weight > 0:
+        raise ValueError("at least one style image is required (or use mode 'inversion')")
+    if params.init == "style" and not styles:
+        raise ValueError("init 'style' needs a style image")
+    params.blend_weights(max(1, len(styles)))  # raises ParamError when the counts differ
+    for img in [content, *styles]:
+        if img is not None and min(img.size) < 1:
+            raise ValueError("images must be at least 1x1 pixels")
+
+
+def _level_sizes(size: tuple[int, int], scales: int) -> list[tuple[int, int]]:
+    """Coarse-to-fine sizes, halving per level down from `size` (never below 16 px on the short side)."""
+    width, height = size
+    levels = []
+    for i in reversed(range(scales)):
+        factor = 2**i
+        if min(width, height) // factor < 16 and i > 0:
+            continue
+        levels.append((max(1, round(width / factor)), max(1, round(height / factor))))
+    return levels
+
+
+def _zero(device: torch.device) -> Tensor:
+    return torch.zeros((), device=device)
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
