@@ -59,7 +59,7 @@ def test_build_params_maps_dialog_values_onto_server_params(logic):
     params = logic.build_params(iterations=50, strength=2.5, preserve_colors=True, size=256, seed=7)
     assert params == {
         "iterations": 50,
-        "style_weight": 25000.0,
+        "style_weight": 2500.0,
         "preserve_colors": True,
         "size": 256,
         "seed": 7,
@@ -67,7 +67,7 @@ def test_build_params_maps_dialog_values_onto_server_params(logic):
     # the server's own validation accepts it
     parsed = StyleParams.from_dict(params)
     assert (parsed.iterations, parsed.style_weight, parsed.preserve_colors, parsed.size, parsed.seed) == (
-        50, 25000.0, True, 256, 7,
+        50, 2500.0, True, 256, 7,
     )  # fmt: skip
     # strength 1 is the engine's default style weight; seed -1 means "let the server pick"
     default = logic.build_params(iterations=1, strength=1.0, preserve_colors=False, size=0, seed=-1)
@@ -120,21 +120,31 @@ def test_scaled_to_fit(logic):
 
 
 def test_progress_fraction_and_text(logic):
+    # the server's job JSON: state, iteration, total, eta_s, queue_position
+    assert logic.progress_fraction({"state": "running", "iteration": 3, "total": 12}) == 0.25
+    assert logic.progress_fraction({"iteration": 30, "total": 12}) == 1.0
+    assert logic.progress_fraction({"iteration": 3, "iterations": 12}) == 0.25
     assert logic.progress_fraction({"progress": 0.25}) == 0.25
     assert logic.progress_fraction({"progress": 50}) == 0.5
-    assert logic.progress_fraction({"iteration": 3, "iterations": 12}) == 0.25
-    assert logic.progress_fraction({"iteration": 30, "iterations": 12}) == 1.0
-    assert logic.progress_fraction({"status": "queued"}) is None
+    assert logic.progress_fraction({"state": "queued", "iteration": 0, "total": 0}) is None
+    assert logic.progress_fraction({"iteration": True, "total": 2}) is None
     assert logic.progress_fraction(None) is None
-    assert logic.progress_text({"iteration": 3, "iterations": 12}) == "Neural style transfer: iteration 3/12"
-    assert logic.progress_text({"status": "queued"}) == "Neural style transfer: queued"
+    running = {"state": "running", "iteration": 3, "total": 12, "eta_s": 4.2}
+    assert logic.progress_text(running) == "Neural style transfer: iteration 3/12, about 5 s left"
+    assert (
+        logic.progress_text({"state": "queued", "queue_position": 2})
+        == "Neural style transfer: queued (2 ahead)"
+    )
+    assert logic.progress_text({"state": "queued", "queue_position": 0}) == "Neural style transfer: queued"
+    assert logic.progress_text({"state": "done", "iteration": 0, "total": 5}) == "Neural style transfer: done"
+    assert logic.progress_text("nonsense") == "Neural style transfer"
 
 
 def test_job_runner_reports_progress_and_result(logic):
     gate = threading.Event()
 
     def work(on_progress, should_cancel):
-        on_progress({"iteration": 1, "iterations": 4}, None)
+        on_progress({"state": "running", "iteration": 1, "total": 4}, None)
         gate.wait(5)
         return b"png"
 

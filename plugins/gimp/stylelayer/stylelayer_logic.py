@@ -17,7 +17,7 @@ DEFAULT_ITERATIONS = 200
 DEFAULT_SIZE = 512
 MAX_SIZE = 4096
 MAX_ITERATIONS = 10_000
-BASE_STYLE_WEIGHT = 1e4  # StyleParams.style_weight default: "style strength" 1.0 means exactly this
+BASE_STYLE_WEIGHT = 1e3  # = StyleParams.style_weight default (a test checks): "style strength" 1.0 means it
 MIN_STRENGTH = 0.01
 MAX_STRENGTH = 100.0
 MAX_STYLE_SIDE = 2048  # a style image larger than this is scaled down before it is sent
@@ -148,29 +148,41 @@ def scaled_to_fit(width: int, height: int, max_side: int) -> tuple[int, int]:
 
 
 # ---- progress ------------------------------------------------------------------------------------
+def _total(status: dict):
+    total = status.get("total", status.get("iterations"))
+    return total if isinstance(total, int | float) and not isinstance(total, bool) and total > 0 else None
+
+
 def progress_fraction(status: dict | None) -> float | None:
-    """0..1 from a job status dict: `progress` when given, else iteration / iterations; None when unknown."""
+    """0..1 from a server job status: `progress` when given, else iteration / total; None when unknown."""
     if not isinstance(status, dict):
         return None
     value = status.get("progress")
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return min(1.0, max(0.0, value / 100.0 if value > 1.0 else float(value)))
-    done, total = status.get("iteration"), status.get("iterations")
-    if isinstance(done, int | float) and isinstance(total, int | float) and total > 0:
+    done, total = status.get("iteration"), _total(status)
+    if isinstance(done, int | float) and not isinstance(done, bool) and total:
         return min(1.0, max(0.0, done / total))
     return None
 
 
 def progress_text(status: dict | None) -> str:
+    """One status line: "iteration 3/200, about 12 s left", "queued (2 ahead)", ..."""
+    title = "Neural style transfer"
     if not isinstance(status, dict):
-        return "Neural style transfer"
-    state = status.get("status") or status.get("state") or ""
-    done, total = status.get("iteration"), status.get("iterations")
-    if isinstance(done, int) and isinstance(total, int) and total > 0:
-        return f"Neural style transfer: iteration {done}/{total}"
-    if state:
-        return f"Neural style transfer: {state}"
-    return "Neural style transfer"
+        return title
+    state = status.get("state") or status.get("status") or ""
+    if state == "queued":
+        ahead = status.get("queue_position")
+        return f"{title}: queued" + (f" ({ahead} ahead)" if isinstance(ahead, int) and ahead > 0 else "")
+    done, total = status.get("iteration"), _total(status)
+    if isinstance(done, int) and total and (done > 0 or state == "running"):
+        text = f"{title}: iteration {done}/{int(total)}"
+        eta = status.get("eta_s")
+        if isinstance(eta, int | float) and not isinstance(eta, bool) and eta > 0:
+            text += f", about {math.ceil(eta)} s left"
+        return text
+    return f"{title}: {state}" if state else title
 
 
 class JobRunner:
