@@ -1,0 +1,231 @@
+"""Command line: `stylelayer run|texture|example|serve|install-plugin`.
+
+Bad input ends with one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+from . import __version__
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one clear line instead of argparse's usage dump
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+# Flags that map one-to-one onto StyleParams fields: (flag, field, type, help).
+_PARAM_FLAGS: tuple[tuple[str, str, object, str], ...] = (
+    ("--size", "size", int, "longest side of the working image in pixels (0 = content size) [512]"),
+    ("--iterations", "iterations", int, "optimisation steps per scale [300]"),
+    ("--optimizer", "optimizer", str, "lbfgs (default, as in the paper) or adam"),
+    ("--lr", "lr", float, "step size (default 1.0 for L-BFGS, 0.02 for Adam)"),
+    ("--content-weight", "content_weight", float, "α, weight of the content loss [1]"),
+    ("--style-weight", "style_weight", float, "β, weight of the style loss [1e3]"),
+    ("--tv-weight", "tv_weight", float, "γ, weight of the total-variation loss [1]"),
+    ("--init", "init", str, "starting image: content, noise or style [content]"),
+    ("--seed", "seed", int, "random seed; the same seed gives the same output on the CPU"),
+    ("--style-scale", "style_scale", float, "size of the style relative to the working image [1.0]"),
+    ("--style-blend", "style_blend", str, "comma-separated weights, one per style image"),
+    ("--content-layer", "content_layer", str, "VGG layer for the content loss [conv4_2]"),
+    ("--style-layers", "style_layers", str, "comma-separated VGG layers for the style loss [conv1_1..conv5_1]"),
+    ("--style-layer-weights", "style_layer_weights", str, "comma-separated weights, one per style layer"),
+    ("--pooling", "pooling", str, "avg (default, as recommended in the paper) or max"),
+    ("--scales", "scales", int, "coarse-to-fine levels, each twice the size of the previous [1]"),
+    ("--precision", "precision", str, "auto (bf16 where the hardware has it), fp32 or bf16"),
+    ("--mode", "mode", str, "transfer, inversion (style weight 0) or texture (content weight 0)"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="stylelayer", description="Neural style transfer (Gatys et al.) for painters.")
+    parser.add_argument("--version", action="version", version=f"stylelayer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="stylise CONTENT with one or more STYLE images")
+    run.add_argument("content", type=Path, help="content image")
+    run.add_argument("styles", type=Path, nargs="*", help="style image(s); none for --mode inversion")
+    _add_job_arguments(run)
+
+    texture = sub.add_parser("texture", help="synthesise a texture from STYLE images (no content)")
+    texture.add_argument("styles", type=Path, nargs="+", help="style image(s)")
+    texture.add_argument("--output-size", default="512x512", help="WIDTHxHEIGHT of the texture [512x512]")
+    _add_job_arguments(texture)
+
+    example = sub.add_parser("example", help="stylise the bundled example (Tübingen in the style of Starry Night)")
+    example.add_argument("-o", "--output", type=Path, default=Path("example-result.png"))
+    example.add_argument("--size", type=int, default=384, help="working size [384]")
+    example.add_argument("--iterations", type=int, default=150, help="iterations [150]")
+    example.add_argument("--device", default="auto")
+    example.add_argument("--quiet", action="store_true")
+
+    serve = sub.add_parser("serve", help="run the local HTTP server the Krita and GIMP plug-ins talk to")
+    from .api import serve as serve_module
+
+    serve_module.add_arguments(serve)
+
+    install = sub.add_parser("install-plugin", help="install the Krita or GIMP plug-in for this user")
+    install.add_argument("host", choices=("krita", "gimp"))
+    install.add_argument("--dest", type=Path, help="install into this folder instead of the host's default")
+    install.add_argument("--zip", type=Path, help="(krita) build the zip for 'Import Python Plugin from File'")
+    return parser
+
+
+def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", type=Path, required=True, help="result image (PNG keeps metadata)")
+    for flag, dest, kind, help_text in _PARAM_FLAGS:
+        parser.add_argument(flag, dest=f"param_{dest}", type=kind, help=help_text)  # type: ignore[arg-type]
+    parser.add_argument("--preserve-colors", dest="param_preserve_colors", action="store_true", default=None,
+                        help="transfer luminance only and keep the content's colours")  # fmt: skip
+    parser.add_argument("--weights", default="caffe", help="caffe (default, offline), torchvision, or a .pth file")
+    parser.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
+    parser.add_argument("--save-every", type=int, default=0, metavar="N", help="also save every N-th iterate")
+    parser.add_argument("--loss-plot", type=Path, help="draw the loss curves into this PNG")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            from .api import serve as serve_module
+
+            return serve_module.run(args)
+        if args.command == "install-plugin":
+            return _install_plugin(args)
+        return _run_job(args)
+    except UsageError as exc:
+        print(f"stylelayer: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("stylelayer: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run_job(args: argparse.Namespace) -> int:
+    from .engine import Cancelled, StyleEngine
+    from .imaging import ImageError, decode_image
+    from .params import ParamError, StyleParams
+    from .vgg import WeightsError
+
+    if args.command == "example":
+        assets = resources.files("stylelayer") / "assets"
+        content_path = Path(str(assets / "tubingen.jpg"))
+        style_paths = [Path(str(assets / "starry_night.jpg"))]
+        raw = {"size": args.size, "iterations": args.iterations, "seed": 0}
+        args.weights, args.save_every, args.loss_plot = "caffe", 0, None
+    else:
+        content_path = getattr(args, "content", None)
+        style_paths = list(args.styles)
+        raw = {name[len("param_"):]: value for name, value in vars(args).items()
+               if name.startswith("param_") and value is not None}  # fmt: skip
+        if args.command == "texture":
+            raw["mode"] = "texture"
+            raw["output_size"] = args.output_size
+    _check_output(args.output)
+    if args.save_every < 0:
+        raise UsageError("--save-every must be 0 or more")
+    if args.loss_plot is not None:
+        _check_output(args.loss_plot)
+    try:
+        params = StyleParams.from_dict(raw)
+        content = decode_image(content_path, "content") if content_path is not None else None
+        styles = [decode_image(path, f"style {path}") for path in style_paths]
+        engine = StyleEngine(weights=args.weights, device=args.device)
+    except (ParamError, ImageError, WeightsError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+
+    bar = None if args.quiet else _progress_bar(params)
+
+    def on_progress(progress) -> None:  # noqa: ANN001 - engine.Progress
+        if bar is not None:
+            bar.update(progress.iteration - bar.n)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in progress.losses.items()}, refresh=False)
+        if progress.preview is not None and args.save_every:
+            path = args.output.with_name(f"{args.output.stem}.iter{progress.iteration:05d}.png")
+            progress.preview.save(path)
+
+    try:
+        result = engine.stylize(content, styles, params, progress=on_progress, preview_every=args.save_every)
+    except (ValueError, Cancelled) as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    _save_result(result, args.output)
+    if args.loss_plot is not None:
+        from .plot import plot_losses
+
+        plot_losses(result.history, args.loss_plot)
+    if not args.quiet:
+        losses = ", ".join(f"{k} {v:.4g}" for k, v in result.losses.items())
+        print(f"wrote {args.output} ({result.iterations} iterations, {result.elapsed:.1f} s, seed {result.seed}; "
+              f"{losses})")  # fmt: skip
+    return 0
+
+
+def _progress_bar(params):  # noqa: ANN001, ANN202 - tqdm is imported lazily
+    from tqdm import tqdm
+
+    return tqdm(total=params.iterations * params.scales, unit="it", desc="stylelayer", dynamic_ncols=True)
+
+
+def _check_output(path: Path) -> None:
+    from PIL import Image
+
+    if path.suffix.lower() not in Image.registered_extensions():
+        raise UsageError(f"{path}: unknown image format {path.suffix!r} (use .png, .jpg, ...)")
+    if not path.parent.exists():
+        raise UsageError(f"{path}: folder {path.parent} does not exist")
+
+
+def _save_result(result, path: Path) -> None:  # noqa: ANN001 - engine.StyleResult
+    from PIL import PngImagePlugin
+
+    image = result.image
+    if path.suffix.lower() == ".png":
+        meta = PngImagePlugin.PngInfo()
+        meta.add_text("stylelayer:params", json.dumps(result.params.to_dict()))
+        meta.add_text("stylelayer:seed", str(result.seed))
+        meta.add_text("Software", f"stylelayer {__version__}")
+        image.save(path, pnginfo=meta)
+        return
+    if image.mode == "RGBA" and path.suffix.lower() in (".jpg", ".jpeg"):
+        image = image.convert("RGB")
+    image.save(path)
+
+
+def _install_plugin(args: argparse.Namespace) -> int:
+    if args.host == "krita":
+        from .install import krita
+
+        if args.zip is not None:
+            print(f"wrote {krita.build_zip(args.zip)}")
+            return 0
+        where = krita.install(args.dest)
+        print(f"installed the Krita plug-in into {where}; restart Krita, then Tools > Scripts > Style Transfer…")
+        return 0
+    from .install import gimp
+
+    if args.zip is not None:
+        raise UsageError("--zip is for Krita; GIMP plug-ins are installed as a folder")
+    where = gimp.install(args.dest)
+    print(f"installed the GIMP plug-in into {where}; restart GIMP, then Filters > Artistic > Neural Style Transfer…")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
