@@ -1,0 +1,72 @@
+"""One error shape for every failure: `{"error": {"code": ..., "message": ...}}` with a fitting HTTP status.
+
+Plug-ins show `message` to the painter and branch on `code`, so even Flask's own 404/405/413 go through here
+and no HTML page or traceback ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("stylelayer.api")
+
+# Werkzeug's own exceptions, renamed to the codes documented in docs/api.md.
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    429: "queue_full",
+    500: "internal",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """A request failed in a way the client should hear about; raised anywhere inside a view."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
+    body: dict[str, object] = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    response = jsonify({"error": body})
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="stylelayer"'
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Route every exception, ours or Werkzeug's or unexpected, to the JSON error shape."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, exc.field)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code = _HTTP_CODES.get(status, "http_error")
+        response = error_response(status, code, exc.description or exc.name)
+        if status == 405 and exc.get_response().headers.get("Allow"):
+            response.headers["Allow"] = exc.get_response().headers["Allow"]
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")  # the traceback stays in the server log, never in the response
+        return error_response(500, "internal", "internal server error; see the server log")

@@ -1,0 +1,150 @@
+"""`stylelayer serve`: the API under waitress (a production WSGI server that also runs on Windows).
+
+Also `ServerThread`, which runs any app on 127.0.0.1 with a free port in a background thread, for tests and
+end-to-end checks of the plug-ins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from waitress import create_server, wasyncore
+
+from ..engine import StyleEngine, resolve_device
+from .app import DEFAULT_CONFIG, create_app
+
+HTTP_THREADS = 8  # polling clients and waiting /v1/stylize calls each hold one while they run
+
+
+def default_styles_dir() -> Path:
+    """Per-user data directory: %APPDATA% on Windows, ~/Library on macOS, $XDG_DATA_HOME elsewhere."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "stylelayer" / "styles"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; any other address requires --token)",
+    )
+    parser.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 picks a free one)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cuda", "mps", "cpu"),
+        help="where the network runs (default auto: CUDA, then MPS, then CPU)",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("STYLELAYER_TOKEN"),
+        help="require 'Authorization: Bearer TOKEN' on every request (default $STYLELAYER_TOKEN)",
+    )
+    parser.add_argument("--weights", default="caffe", help="VGG19 weights: caffe, torchvision or a .pth path")
+    parser.add_argument(
+        "--styles-dir", type=Path, default=None, help=f"style library folder (default {default_styles_dir()})"
+    )
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=DEFAULT_CONFIG["max_queue"],
+        help="jobs allowed to wait before new ones get HTTP 429 (default %(default)s)",
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until interrupted. Exit codes: 0 clean stop, 2 refused configuration."""
+    if not is_loopback(args.host) and not args.token:
+        print(
+            f"stylelayer serve: refusing to listen on {args.host} without --token: anyone on the network"
+            " could use this server. Pass --token SECRET (or STYLELAYER_TOKEN), or bind 127.0.0.1.",
+            file=sys.stderr,
+        )
+        return 2
+    if args.max_queue < 1:
+        print("stylelayer serve: --max-queue must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        resolve_device(args.device)  # fail now, not in the first job, when the device is absent
+    except ValueError as exc:
+        print(f"stylelayer serve: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    config = {
+        "token": args.token,
+        "max_queue": args.max_queue,
+        "styles_dir": str(args.styles_dir or default_styles_dir()),
+        "weights": args.weights,
+        "device": args.device,
+    }
+    engine = StyleEngine(weights=args.weights, device=args.device)  # load once, before accepting jobs
+    app = create_app(config, engine=engine)
+    server = create_server(app, host=args.host, port=args.port, threads=HTTP_THREADS)
+    host = f"[{server.effective_host}]" if ":" in str(server.effective_host) else server.effective_host
+    print(f"stylelayer server listening on http://{host}:{server.effective_port}", flush=True)
+    print(f"device {engine.device}, weights {args.weights}; press Ctrl+C to stop", flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _close(server)
+        app.extensions["stylelayer"].queue.stop()
+    return 0
+
+
+class ServerThread:
+    """Run `app` under waitress on 127.0.0.1, a free port, in a daemon thread (a context manager)."""
+
+    def __init__(self, app: Flask, host: str = "127.0.0.1", threads: int = HTTP_THREADS):
+        self.app = app
+        self._server: Any = create_server(app, host=host, port=0, threads=threads)
+        self.url = f"http://{host}:{self._server.effective_port}"
+        self._thread = threading.Thread(target=self._server.run, name="stylelayer-http", daemon=True)
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close the listening socket and connections, end the worker, and wait for both threads."""
+        _close(self._server)
+        self._thread.join(timeout)
+        state = self.app.extensions.get("stylelayer")
+        if state is not None:
+            state.queue.stop(timeout)
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _close(server: Any) -> None:
+    # waitress has no public stop for an embedded server: stop its task threads, then close every socket in
+    # its map so the asyncore loop (which runs while the map is non-empty) returns.
+    server.task_dispatcher.shutdown()
+    wasyncore.close_all(server._map)

@@ -1,0 +1,95 @@
+"""Shared helpers of the protocol tests: the fake engine and test images (imported by conftest and tests)."""
+
+from __future__ import annotations
+
+import io
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image
+
+from stylelayer.engine import Cancelled, Progress, StyleResult
+from stylelayer.params import StyleParams
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGES = Path("/work/shared/images")
+sys.path.insert(0, str(REPO / "plugins" / "common"))  # the plug-ins' client is not an installed package
+import stylelayer_client  # noqa: E402, F401  (re-exported for the tests)
+
+
+class FakeEngine:
+    """Identity 'style transfer' with controllable speed, failures and a gate to hold a job in 'running'."""
+
+    def __init__(self, step_delay: float = 0.0, fail_with: BaseException | None = None):
+        self.step_delay = step_delay
+        self.fail_with = fail_with
+        self.gate: threading.Event | None = None  # when set to an Event, iteration 1 waits for it
+        self.started = threading.Event()  # set when a job reaches its first iteration
+        self.calls: list[tuple[Image.Image | None, list[Image.Image], StyleParams]] = []
+        self.device = "cpu"
+        self.weights_name = "fake"
+
+    def describe(self) -> dict[str, object]:
+        return {"device": "cpu", "weights": "fake"}
+
+    def cache_stats(self) -> dict[str, int]:
+        return {"hits": 0, "misses": len(self.calls)}
+
+    def stylize(
+        self,
+        content: Image.Image | None,
+        styles: list[Image.Image],
+        params: StyleParams,
+        progress: Callable[[Progress], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+        preview_every: int = 0,
+    ) -> StyleResult:
+        self.calls.append((content, styles, params))
+        started = time.perf_counter()
+        out = content.copy() if content is not None else Image.new("RGB", params.output_size, (10, 20, 30))
+        total = params.iterations
+        for i in range(1, total + 1):
+            if should_cancel is not None and should_cancel():
+                raise Cancelled()
+            self.started.set()
+            if self.gate is not None and i == 1:
+                while not self.gate.wait(0.01):
+                    if should_cancel is not None and should_cancel():
+                        raise Cancelled()
+            if self.fail_with is not None:
+                raise self.fail_with
+            time.sleep(self.step_delay)
+            losses = {"content": 1.0 / i, "style": 2.0 / i, "tv": 0.0, "total": 3.0 / i}
+            preview = out.convert("RGB") if preview_every and (i % preview_every == 0 or i == total) else None
+            if progress is not None:
+                progress(Progress(i, total, losses, time.perf_counter() - started, preview))
+        return StyleResult(
+            image=out,
+            seed=params.seed if params.seed is not None else 424242,
+            losses={"content": 0.5, "style": 0.25, "tv": 0.0, "total": 0.75},
+            iterations=total,
+            elapsed=time.perf_counter() - started,
+            params=params,
+        )
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def gradient(width: int = 40, height: int = 30, mode: str = "RGB") -> Image.Image:
+    """Every pixel different, so any resampling or channel mix-up changes the bytes."""
+    img = Image.new(mode, (width, height))
+    img.putdata(
+        [
+            (x * 6 % 256, y * 8 % 256, (x * y) % 256, (x + y * 3) % 256)[: len(mode)]
+            for y in range(height)
+            for x in range(width)
+        ]
+    )
+    return img
