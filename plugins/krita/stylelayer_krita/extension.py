@@ -8,17 +8,37 @@ ACTION_ID = "stylelayer_style_transfer"
 class StylelayerExtension(Extension):
     def __init__(self, parent):
         super().__init__(parent)
+        self.dialog = None
 
     def setup(self):
         pass
 
-    def createActions(self, window):
+    def createActions(self, window):  # noqa: N802 - Krita's name
         action = window.createAction(ACTION_ID, "Style Transfer…", "tools/scripts")
         action.triggered.connect(self.show_dialog)
 
     def show_dialog(self):
-        pass
+        """One dialog for the session (it owns the worker threads, so it must outlive them)."""
+        if self.dialog is None:
+            from .ui import StyleTransferDialog
+
+            window = Krita.instance().activeWindow()
+            self.dialog = StyleTransferDialog(window.qwindow() if window is not None else None)
+        self.dialog.show()
+        self.dialog.raise_()
+        self.dialog.activateWindow()
+        return self.dialog
+
+
+_extension = None
 
 
 def register():
-    Krita.instance().addExtension(StylelayerExtension(Krita.instance()))
+    global _extension
+    _extension = StylelayerExtension(Krita.instance())
+    Krita.instance().addExtension(_extension)
+
+
+def extension():
+    """The registered extension (the e2e driver uses it to open the dialog the way the action does)."""
+    return _extension

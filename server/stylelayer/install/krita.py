@@ -1,0 +1,156 @@
+"""Install the Krita plug-in (`plugins/krita`) into a user's Krita and enable it, or build its import zip.
+
+Krita looks for Python plug-ins in `<resource folder>/pykrita/` and loads only those enabled in the
+`[python]` group of its `kritarc` (`enable_<name>=true`), which lives outside the resource folder:
+
+    Linux    ~/.local/share/krita                    ~/.config/kritarc  ($XDG_DATA_HOME / $XDG_CONFIG_HOME)
+    macOS    ~/Library/Application Support/krita     ~/Library/Preferences/kritarc
+    Windows  %APPDATA%\\krita                          %LOCALAPPDATA%\\kritarc
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+from . import plugin_source
+
+PLUGIN_NAME = "stylelayer_krita"
+DESKTOP_FILE = PLUGIN_NAME + ".desktop"
+CLIENT_FILE = "stylelayer_client.py"
+IGNORED = ("__pycache__", "*.pyc", "*.pyo")
+
+
+def _platform() -> str:
+    if sys.platform.startswith("win"):
+        return "windows"
+    if sys.platform == "darwin":
+        return "macos"
+    return "linux"
+
+
+def default_resource_dir(platform: str | None = None, env: dict[str, str] | None = None) -> Path:
+    """Krita's user resource folder for this (or the given) platform."""
+    platform = platform or _platform()
+    env = os.environ if env is None else env
+    home = Path(env.get("HOME") or env.get("USERPROFILE") or Path.home())
+    if platform == "windows":
+        appdata = env.get("APPDATA")
+        return (Path(appdata) if appdata else home / "AppData" / "Roaming") / "krita"
+    if platform == "macos":
+        return home / "Library" / "Application Support" / "krita"
+    data = env.get("XDG_DATA_HOME")
+    return (Path(data) if data else home / ".local" / "share") / "krita"
+
+
+def default_kritarc(platform: str | None = None, env: dict[str, str] | None = None) -> Path:
+    """Where Krita keeps its settings file for this (or the given) platform."""
+    platform = platform or _platform()
+    env = os.environ if env is None else env
+    home = Path(env.get("HOME") or env.get("USERPROFILE") or Path.home())
+    if platform == "windows":
+        local = env.get("LOCALAPPDATA")
+        return (Path(local) if local else home / "AppData" / "Local") / "kritarc"
+    if platform == "macos":
+        return home / "Library" / "Preferences" / "kritarc"
+    config = env.get("XDG_CONFIG_HOME")
+    return (Path(config) if config else home / ".config") / "kritarc"
+
+
+def kritarc_for(resource_dir: Path) -> Path:
+    """The kritarc that goes with `resource_dir`: derived from the standard layouts, else next to it."""
+    parts = resource_dir.parts
+    if parts[-3:] == (".local", "share", "krita"):
+        return resource_dir.parents[2] / ".config" / "kritarc"
+    if parts[-3:] == ("Library", "Application Support", "krita"):
+        return resource_dir.parents[1] / "Preferences" / "kritarc"
+    if len(parts) >= 3 and parts[-1] == "krita" and parts[-2].lower() == "roaming" and parts[-3].lower() == "appdata":
+        return resource_dir.parents[1] / "Local" / "kritarc"
+    return resource_dir.parent / "kritarc"
+
+
+def set_plugin_enabled(text: str, name: str = PLUGIN_NAME, enabled: bool = True) -> str:
+    """kritarc text with `enable_<name>` set under `[python]`; every other line is kept as it was."""
+    key = f"enable_{name}"
+    value = "true" if enabled else "false"
+    newline = "\r\n" if "\r\n" in text else "\n"
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == "[python]"), None)
+    if start is None:
+        if lines and lines[-1].strip():
+            lines.append("")
+        lines += ["[python]", f"{key}={value}"]
+        return newline.join(lines) + newline
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+    for i in range(start + 1, end):
+        if lines[i].split("=", 1)[0].strip() == key:
+            lines[i] = f"{key}={value}"
+            break
+    else:
+        insert = end
+        while insert > start + 1 and not lines[insert - 1].strip():
+            insert -= 1  # keep the blank line(s) that separate the next group
+        lines.insert(insert, f"{key}={value}")
+    return newline.join(lines) + newline
+
+
+def _source() -> Path:
+    src = plugin_source("krita")
+    package = src / PLUGIN_NAME
+    if not (src / DESKTOP_FILE).is_file() or not package.is_dir():
+        raise FileNotFoundError(f"{src} does not hold {DESKTOP_FILE} and {PLUGIN_NAME}/")
+    if not (package / CLIENT_FILE).is_file():
+        raise FileNotFoundError(
+            f"{package / CLIENT_FILE} is missing: run scripts/sync_client.py to vendor the client into the plug-in"
+        )
+    return src
+
+
+def install(resource_dir: Path | None = None, enable: bool = True, kritarc: Path | None = None) -> Path:
+    """Copy the plug-in into `<resource_dir>/pykrita/` (replacing an older copy) and enable it in kritarc.
+
+    resource_dir: Krita's resource folder (default: this platform's). kritarc: the settings file to edit
+    (default: the one that goes with resource_dir, see `kritarc_for`). Returns the installed package folder.
+    """
+    src = _source()
+    resource_dir = Path(resource_dir) if resource_dir is not None else default_resource_dir()
+    if kritarc is None:
+        kritarc = default_kritarc() if resource_dir == default_resource_dir() else kritarc_for(resource_dir)
+    pykrita = resource_dir / "pykrita"
+    pykrita.mkdir(parents=True, exist_ok=True)
+    target = pykrita / PLUGIN_NAME
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(src / PLUGIN_NAME, target, ignore=shutil.ignore_patterns(*IGNORED))
+    shutil.copy2(src / DESKTOP_FILE, pykrita / DESKTOP_FILE)
+    if enable:
+        kritarc = Path(kritarc)
+        kritarc.parent.mkdir(parents=True, exist_ok=True)
+        old = kritarc.read_bytes().decode("utf-8") if kritarc.exists() else ""
+        new = set_plugin_enabled(old)
+        if new != old:
+            tmp = kritarc.with_name(kritarc.name + ".stylelayer-tmp")
+            tmp.write_bytes(new.encode("utf-8"))
+            os.replace(tmp, kritarc)
+    return target
+
+
+def build_zip(out: Path) -> Path:
+    """Zip for Krita's Tools > Scripts > Import Python Plugin from File…: the .desktop file and the package
+    folder at the top level. `out` may be a folder (the zip is then named stylelayer_krita.zip in it)."""
+    src = _source()
+    out = Path(out)
+    if out.is_dir():
+        out = out / f"{PLUGIN_NAME}.zip"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(src / DESKTOP_FILE, DESKTOP_FILE)
+        for path in sorted((src / PLUGIN_NAME).rglob("*")):
+            rel = path.relative_to(src)
+            if path.is_dir() or "__pycache__" in rel.parts or path.suffix in (".pyc", ".pyo"):
+                continue
+            zf.write(path, rel.as_posix())
+    return out

@@ -1,0 +1,115 @@
+"""Installing the Krita plug-in into a resource folder and building its import zip."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from stylelayer.install import krita as kinstall
+from stylelayer.install import plugin_source
+
+
+def test_default_paths_per_platform():
+    env = {"HOME": "/home/ann"}
+    assert kinstall.default_resource_dir("linux", env) == Path("/home/ann/.local/share/krita")
+    assert kinstall.default_kritarc("linux", env) == Path("/home/ann/.config/kritarc")
+    xdg = {**env, "XDG_DATA_HOME": "/d", "XDG_CONFIG_HOME": "/c"}
+    assert kinstall.default_resource_dir("linux", xdg) == Path("/d/krita")
+    assert kinstall.default_kritarc("linux", xdg) == Path("/c/kritarc")
+    assert kinstall.default_resource_dir("macos", env) == Path("/home/ann/Library/Application Support/krita")
+    assert kinstall.default_kritarc("macos", env) == Path("/home/ann/Library/Preferences/kritarc")
+    win = {"USERPROFILE": "C:/Users/ann", "APPDATA": "C:/Users/ann/AppData/Roaming",
+           "LOCALAPPDATA": "C:/Users/ann/AppData/Local"}  # fmt: skip
+    assert kinstall.default_resource_dir("windows", win) == Path("C:/Users/ann/AppData/Roaming/krita")
+    assert kinstall.default_kritarc("windows", win) == Path("C:/Users/ann/AppData/Local/kritarc")
+
+
+def test_kritarc_for_standard_layouts():
+    assert kinstall.kritarc_for(Path("/h/.local/share/krita")) == Path("/h/.config/kritarc")
+    assert kinstall.kritarc_for(Path("/h/Library/Application Support/krita")) == Path("/h/Library/Preferences/kritarc")
+    assert kinstall.kritarc_for(Path("/u/AppData/Roaming/krita")) == Path("/u/AppData/Local/kritarc")
+    assert kinstall.kritarc_for(Path("/opt/kres")) == Path("/opt/kritarc")
+
+
+def test_set_plugin_enabled_preserves_other_content():
+    assert kinstall.set_plugin_enabled("") == "[python]\nenable_stylelayer_krita=true\n"
+    text = "[General]\nfoo=1\n\n[python]\nenable_other=true\nenable_stylelayer_krita=false\n\n[MainWindow]\nx=%20\n"
+    out = kinstall.set_plugin_enabled(text)
+    assert out == text.replace("enable_stylelayer_krita=false", "enable_stylelayer_krita=true")
+    out2 = kinstall.set_plugin_enabled("[python]\nenable_other=true\n\n[Z]\nk=v\n")
+    assert out2 == "[python]\nenable_other=true\nenable_stylelayer_krita=true\n\n[Z]\nk=v\n"
+    assert kinstall.set_plugin_enabled(out2) == out2  # idempotent
+    assert "enable_stylelayer_krita=false" in kinstall.set_plugin_enabled(out2, enabled=False)
+    crlf = kinstall.set_plugin_enabled("[General]\r\na=b\r\n")
+    assert crlf == "[General]\r\na=b\r\n\r\n[python]\r\nenable_stylelayer_krita=true\r\n"
+
+
+def test_install_into_throwaway_home(tmp_path):
+    resources = tmp_path / ".local" / "share" / "krita"
+    kritarc = tmp_path / ".config" / "kritarc"
+    kritarc.parent.mkdir(parents=True)
+    kritarc.write_text("[General]\nLanguage=de\n\n[python]\nenable_scripter=true\n")
+    target = kinstall.install(resources)
+    assert target == resources / "pykrita" / "stylelayer_krita"
+    src = plugin_source("krita")
+    for name in ("__init__.py", "logic.py", "transfer.py", "ui.py", "extension.py", "stylelayer_client.py"):
+        assert (target / name).read_bytes() == (src / "stylelayer_krita" / name).read_bytes()
+    assert (resources / "pykrita" / "stylelayer_krita.desktop").is_file()
+    assert not list(target.rglob("__pycache__"))
+    text = kritarc.read_text()
+    assert "Language=de" in text and "enable_scripter=true" in text and "enable_stylelayer_krita=true" in text
+    # reinstall replaces stale files and keeps kritarc stable
+    (target / "stale.py").write_text("x")
+    kinstall.install(resources)
+    assert not (target / "stale.py").exists()
+    assert kritarc.read_text() == text
+
+
+def test_install_without_enable_leaves_kritarc_alone(tmp_path):
+    kinstall.install(tmp_path / "res", enable=False)
+    assert not (tmp_path / "kritarc").exists()
+    kinstall.install(tmp_path / "res", kritarc=tmp_path / "my.rc")
+    assert (tmp_path / "my.rc").read_text() == "[python]\nenable_stylelayer_krita=true\n"
+
+
+def test_build_zip_layout(tmp_path):
+    out = kinstall.build_zip(tmp_path / "dist" / "plugin.zip")
+    with zipfile.ZipFile(out) as zf:
+        names = set(zf.namelist())
+    assert "stylelayer_krita.desktop" in names
+    assert {"stylelayer_krita/__init__.py", "stylelayer_krita/stylelayer_client.py"} <= names
+    assert all(n == "stylelayer_krita.desktop" or n.startswith("stylelayer_krita/") for n in names)
+    assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+    assert kinstall.build_zip(tmp_path) == tmp_path / "stylelayer_krita.zip"
+
+
+def test_desktop_file_names_the_package():
+    desktop = (plugin_source("krita") / "stylelayer_krita.desktop").read_text()
+    assert "X-KDE-Library=stylelayer_krita" in desktop
+    assert "ServiceTypes=Krita/PythonPlugin" in desktop
+
+
+def test_plugin_imports_only_stdlib_pyqt5_and_krita():
+    import ast
+    import sys
+
+    allowed = set(sys.stdlib_module_names) | {"PyQt5", "krita"}
+    for path in (plugin_source("krita") / "stylelayer_krita").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                mods = [node.module]
+            else:
+                continue
+            for mod in mods:
+                assert mod.split(".")[0] in allowed, f"{path.name} imports {mod}"
+
+
+@pytest.mark.parametrize("name", ["logic.py", "transfer.py"])
+def test_logic_modules_do_not_import_qt_or_krita(name):
+    text = (plugin_source("krita") / "stylelayer_krita" / name).read_text()
+    assert "PyQt5" not in text and "import krita" not in text and "from krita" not in text

@@ -1,0 +1,156 @@
+"""Pure logic of the Krita plug-in (no Krita, no Qt)."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import pytest
+from PIL import Image
+from stylelayer_krita import logic
+from stylelayer_krita.logic import PluginError, Rect
+
+from stylelayer.params import StyleParams
+
+
+def test_bgra_rgba_swap_roundtrip():
+    bgra = bytes([1, 2, 3, 4, 10, 20, 30, 40])
+    rgba = logic.bgra_to_rgba(bgra)
+    assert rgba == bytes([3, 2, 1, 4, 30, 20, 10, 40])
+    assert logic.rgba_to_bgra(rgba) == bgra
+    with pytest.raises(ValueError):
+        logic.bgra_to_rgba(b"\x00" * 5)
+
+
+def test_bgra_matches_pillow_raw_mode():
+    rng = random.Random(1)
+    raw = bytes(rng.randrange(256) for _ in range(7 * 5 * 4))
+    expected = Image.frombytes("RGBA", (7, 5), raw, "raw", "BGRA").tobytes()
+    assert logic.bgra_to_rgba(raw) == expected
+
+
+def test_16_bit_conversion():
+    assert logic.u8_to_u16(bytes([0, 255, 128])) == bytes([0, 0, 255, 255, 128, 128])
+    assert logic.u16_to_u8(logic.u8_to_u16(bytes(range(256)))) == bytes(range(256))
+    # Krita U16 BGRA little endian -> RGBA 8 bit (high bytes)
+    raw16 = bytes([0x00, 0x10, 0x00, 0x20, 0x00, 0x30, 0xFF, 0xFF])
+    assert logic.from_krita(raw16, 2) == bytes([0x30, 0x20, 0x10, 0xFF])
+    assert logic.to_krita(bytes([0x30, 0x20, 0x10, 0xFF]), 2) == bytes([0x10, 0x10, 0x20, 0x20, 0x30, 0x30, 255, 255])
+
+
+@pytest.mark.parametrize(("model", "depth", "ok"), [
+    ("RGBA", "U8", 1), ("RGBA", "U16", 2), ("RGBA", "F16", None), ("RGBA", "F32", None),
+    ("GRAYA", "U8", None), ("CMYKA", "U8", None), ("LABA", "U16", None),
+])  # fmt: skip
+def test_colour_spaces(model, depth, ok):
+    if ok:
+        assert logic.bytes_per_channel(model, depth) == ok
+    else:
+        with pytest.raises(PluginError, match=f"{model}/{depth}.*Convert"):
+            logic.bytes_per_channel(model, depth)
+
+
+def test_png_roundtrip_with_pillow():
+    rng = random.Random(2)
+    w, h = 9, 4
+    rgba = bytes(rng.randrange(256) for _ in range(w * h * 4))
+    png = logic.encode_png(w, h, rgba)
+    assert Image.open(io.BytesIO(png)).convert("RGBA").tobytes() == rgba
+    assert logic.decode_png(png) == (w, h, rgba)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "RGB", "L", "LA"])
+def test_decode_pillow_pngs_with_all_filters(mode):
+    rng = random.Random(3)
+    w, h = 23, 17
+    base = Image.frombytes("RGBA", (w, h), bytes(rng.randrange(256) for _ in range(w * h * 4)))
+    # smooth gradients make Pillow's adaptive filter choose Sub/Up/Average/Paeth rows
+    grad = Image.linear_gradient("L").resize((w, h)).convert("RGBA")
+    image = Image.blend(base, grad, 0.7).convert(mode)
+    buf = io.BytesIO()
+    image.save(buf, "PNG", optimize=True)
+    width, height, rgba = logic.decode_png(buf.getvalue())
+    assert (width, height) == (w, h)
+    assert rgba == image.convert("RGBA").tobytes()
+
+
+def test_png_errors():
+    with pytest.raises(PluginError, match="PNG"):
+        logic.decode_png(b"GIF89a....")
+    with pytest.raises(ValueError):
+        logic.encode_png(2, 2, b"\x00" * 15)
+
+
+def test_source_region_layer_canvas_selection():
+    canvas = Rect(0, 0, 100, 80)
+    assert logic.source_region(Rect(10, 5, 30, 20), canvas, None) == Rect(10, 5, 30, 20)
+    # a layer sticking out of the canvas is cut to it
+    assert logic.source_region(Rect(-10, 70, 50, 50), canvas, None) == Rect(0, 70, 40, 10)
+    # selection bounds narrow it further
+    assert logic.source_region(Rect(10, 5, 30, 20), canvas, Rect(0, 0, 20, 10)) == Rect(10, 5, 10, 5)
+    with pytest.raises(PluginError, match="empty"):
+        logic.source_region(Rect(0, 0, 0, 0), canvas, None)
+    with pytest.raises(PluginError, match="empty"):
+        logic.source_region(Rect(200, 200, 5, 5), canvas, None)
+    with pytest.raises(PluginError, match="selection"):
+        logic.source_region(Rect(10, 5, 30, 20), canvas, Rect(50, 50, 5, 5))
+
+
+def test_apply_mask():
+    rgba = bytes([1, 2, 3, 255, 4, 5, 6, 200, 7, 8, 9, 100])
+    assert logic.apply_mask(rgba, None) == rgba
+    assert logic.apply_mask(rgba, b"\xff\xff\xff") == rgba
+    out = logic.apply_mask(rgba, bytes([0, 128, 255]))
+    assert out == bytes([1, 2, 3, 0, 4, 5, 6, (200 * 128 + 127) // 255, 7, 8, 9, 100])
+    with pytest.raises(ValueError):
+        logic.apply_mask(rgba, b"\x00")
+
+
+def test_presets_and_params_validate_on_the_server_side():
+    assert set(logic.PRESETS) == {"preview", "normal", "high"}
+    sizes = [logic.PRESETS[p][0] for p in ("preview", "normal", "high")]
+    iterations = [logic.PRESETS[p][1] for p in ("preview", "normal", "high")]
+    assert sizes == sorted(sizes) and iterations == sorted(iterations)
+    for preset in logic.PRESETS:
+        params = logic.preset_params(preset, strength=2.0, preserve_colors=True, seed=7)
+        sp = StyleParams.from_dict(params)  # the server accepts exactly this dict
+        assert (sp.size, sp.iterations) == logic.PRESETS[preset]
+        assert sp.style_weight == pytest.approx(2 * StyleParams().style_weight)
+        assert sp.preserve_colors is True and sp.seed == 7
+    assert StyleParams().style_weight == logic.BASE_STYLE_WEIGHT
+    with pytest.raises(PluginError, match="preset"):
+        logic.preset_params("ultra")
+    for bad in ({"iterations": 0}, {"iterations": True}, {"strength": 0.0}, {"strength": float("nan")},
+                {"size": -1}, {"size": 5000}):  # fmt: skip
+        kwargs = {"iterations": 10, "strength": 1.0, "size": 64, **bad}
+        with pytest.raises(PluginError):
+            logic.build_params(**kwargs)
+    assert "seed" not in logic.build_params(10, seed=-1)
+
+
+def test_layer_names():
+    assert logic.style_label("/x/y/starry_night.jpg") == "starry night"
+    assert logic.style_label(None, "  The  Scream ") == "The Scream"
+    assert logic.style_label(None, None) == "style"
+    assert logic.style_layer_name("starry night") == "Style: starry night"
+    existing = {"Style: starry night", "Style: starry night #2"}
+    assert logic.style_layer_name("starry night", existing) == "Style: starry night #3"
+    long = logic.style_layer_name("x" * 200)
+    assert len(long) == logic.LAYER_NAME_MAX and long.endswith("…")
+
+
+def test_server_url():
+    assert logic.check_server_url(" http://127.0.0.1:8765/ ") == "http://127.0.0.1:8765"
+    for bad in ("", "127.0.0.1:8765", "ftp://x", "http://"):
+        with pytest.raises(PluginError):
+            logic.check_server_url(bad)
+
+
+def test_progress():
+    assert logic.progress_fraction(None) is None
+    assert logic.progress_fraction({"state": "running", "iteration": 5, "total": 20}) == 0.25
+    assert logic.progress_fraction({"iteration": 50, "iterations": 20}) == 1.0
+    assert logic.progress_fraction({"progress": 40}) == 0.4
+    assert logic.progress_text({"state": "queued"}) == "Queued on the server…"
+    text = logic.progress_text({"state": "running", "iteration": 3, "total": 10, "eta_s": 4.2})
+    assert text == "Iteration 3 / 10, about 5 s left"

@@ -1,0 +1,212 @@
+"""Document side of the plug-in against a fake libkis document: what is read, what is inserted where,
+and that every failure leaves the document exactly as it was."""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+import pytest
+from conftest import FakeDoc, FakeSelection
+from stylelayer_krita import logic, transfer
+from stylelayer_krita.logic import PluginError
+from stylelayer_krita.stylelayer_client import JobCancelled, JobFailed, ServerUnavailable
+
+
+class FakeClient:
+    """Stands in for StylelayerClient.run_job: inverts RGB, keeps alpha (like the server keeps alpha)."""
+
+    def __init__(self, error: Exception | None = None, reply: bytes | None = None):
+        self.error, self.reply, self.calls = error, reply, []
+
+    def run_job(self, content_png, style_png=None, style_id=None, params=None, on_progress=None,
+                should_cancel=None, **kw):  # fmt: skip
+        self.calls.append({"content": content_png, "style_png": style_png, "style_id": style_id, "params": params})
+        if on_progress:
+            on_progress({"state": "running", "iteration": 1, "total": 2}, None)
+        if self.error:
+            raise self.error
+        if self.reply is not None:
+            return self.reply
+        w, h, rgba = logic.decode_png(content_png)
+        out = bytearray(rgba)
+        for i in range(0, len(out), 4):
+            out[i], out[i + 1], out[i + 2] = 255 - out[i], 255 - out[i + 1], 255 - out[i + 2]
+        return logic.encode_png(w, h, bytes(out))
+
+
+def invert_bgra(px: bytes) -> bytes:
+    return bytes([255 - px[0], 255 - px[1], 255 - px[2], px[3]])
+
+
+@pytest.fixture
+def style_file(tmp_path):
+    path = tmp_path / "starry_night.png"
+    path.write_bytes(logic.encode_png(2, 2, b"\x10\x20\x30\xff" * 4))
+    return str(path)
+
+
+def names(doc: FakeDoc) -> list[str]:
+    return [n.name() for n in doc.root.children]
+
+
+def test_reads_active_layer_sends_rgba_and_inserts_directly_above(fake_doc, style_file):
+    sketch = fake_doc.active
+    before = dict(sketch.pixels)
+    client = FakeClient()
+    progress = []
+    result = transfer.run_style_transfer(
+        fake_doc, sketch, style_file, {"iterations": 2}, on_progress=lambda s, p: progress.append(s), client=client
+    )
+    assert names(fake_doc) == ["Background", "Sketch", "Style: starry night", "Lines"]
+    new = fake_doc.root.children[2]
+    assert result.node is new and result.name == "Style: starry night"
+    assert result.rect.as_tuple() == (2, 1, 8, 6)  # the layer's bounds, not the canvas
+    # what was sent: the layer's pixels as RGBA
+    w, h, sent = logic.decode_png(client.calls[0]["content"])
+    assert (w, h) == (8, 6)
+    assert sent == logic.bgra_to_rgba(sketch.pixelData(2, 1, 8, 6))
+    with open(style_file, "rb") as fh:
+        assert client.calls[0]["style_png"] == fh.read()
+    assert client.calls[0]["params"] == {"iterations": 2}
+    # what was inserted: same position, server result (inverted), BGRA
+    assert new.bounds()._r == (2, 1, 8, 6)
+    for pos, px in sketch.pixels.items():
+        assert new.pixels[pos] == invert_bgra(px)
+    assert sketch.pixels == before  # source untouched
+    assert fake_doc.active is new and fake_doc.refreshed == 1
+    assert progress and progress[0]["iteration"] == 1
+
+
+def test_selection_limits_region_and_masks_alpha(fake_doc, style_file):
+    sketch = fake_doc.active
+    # ellipse-ish soft selection over part of the layer; bounds (0,0,6,5) overlap the layer at (2,1,4,4)
+    fake_doc.sel = FakeSelection((0, 0, 6, 5), lambda x, y: 255 if (x + y) % 2 else 64)
+    client = FakeClient()
+    result = transfer.run_style_transfer(fake_doc, sketch, style_file, {}, client=client)
+    assert result.rect.as_tuple() == (2, 1, 4, 4)
+    assert logic.decode_png(client.calls[0]["content"])[:2] == (4, 4)
+    new = result.node
+    assert set(new.pixels) == {(x, y) for x in range(2, 6) for y in range(1, 5)}
+    for (x, y), px in new.pixels.items():
+        src = sketch.pixels[(x, y)]
+        m = 255 if (x + y) % 2 else 64
+        assert px[:3] == invert_bgra(src)[:3]
+        assert px[3] == (src[3] * m + 127) // 255
+
+
+def test_no_selection_object_but_empty_mask_is_refused(fake_doc, style_file):
+    fake_doc.sel = FakeSelection((2, 1, 3, 3), lambda x, y: 0)
+    before = fake_doc.snapshot()
+    with pytest.raises(PluginError, match="Nothing is selected"):
+        transfer.run_style_transfer(fake_doc, fake_doc.active, style_file, {}, client=FakeClient())
+    assert fake_doc.snapshot() == before
+
+
+def test_unique_name_when_run_twice(fake_doc, style_file):
+    sketch = fake_doc.active
+    transfer.run_style_transfer(fake_doc, sketch, style_file, {}, client=FakeClient())
+    transfer.run_style_transfer(fake_doc, sketch, style_file, {}, client=FakeClient())
+    assert names(fake_doc) == ["Background", "Sketch", "Style: starry night #2", "Style: starry night", "Lines"]
+
+
+def test_library_style_id_names_the_layer(fake_doc):
+    client = FakeClient()
+    result = transfer.run_style_transfer(
+        fake_doc, fake_doc.active, None, {}, style_id="abc123", style_name="The Scream", client=client
+    )
+    assert result.name == "Style: The Scream"
+    assert client.calls[0]["style_id"] == "abc123" and client.calls[0]["style_png"] is None
+
+
+def test_16_bit_document_roundtrip(style_file):
+    doc = FakeDoc(4, 3, depth="U16")
+    layer = doc.add_layer("Paint")
+    layer.fill((0, 0, 4, 3), lambda x, y: bytes([0, x * 40, 0, y * 60, 0, 200, 255, 255]))
+    client = FakeClient()
+    result = transfer.run_style_transfer(doc, layer, style_file, {}, client=client)
+    _, _, sent = logic.decode_png(client.calls[0]["content"])
+    assert sent[:4] == bytes([200, 0, 0, 255])  # R from the high byte of channel 2
+    assert result.node.pixels[(1, 2)] == logic.u8_to_u16(bytes([255 - 40, 255 - 120, 255 - 200, 255]))
+
+
+@pytest.mark.parametrize("error", [
+    ServerUnavailable("cannot reach the stylelayer server", code="server_unavailable"),
+    JobFailed("GPU out of memory", code="out_of_memory"),
+    JobCancelled("the job was cancelled", code="job_cancelled"),
+    PluginError("bad"),
+])  # fmt: skip
+def test_server_errors_leave_document_unchanged(fake_doc, style_file, error):
+    before = fake_doc.snapshot()
+    with pytest.raises(type(error)):
+        transfer.run_style_transfer(fake_doc, fake_doc.active, style_file, {}, client=FakeClient(error=error))
+    assert fake_doc.snapshot() == before
+
+
+@pytest.mark.parametrize(("reply", "match"), [
+    (b"not a png", "PNG"),
+    (logic.encode_png(3, 3, b"\x00" * 36), "3x3 image for a 8x6"),
+])  # fmt: skip
+def test_bad_replies_leave_document_unchanged(fake_doc, style_file, reply, match):
+    before = fake_doc.snapshot()
+    with pytest.raises(PluginError, match=match):
+        transfer.run_style_transfer(fake_doc, fake_doc.active, style_file, {}, client=FakeClient(reply=reply))
+    assert fake_doc.snapshot() == before
+
+
+def test_failure_while_writing_removes_the_new_layer(fake_doc, style_file, monkeypatch):
+    from conftest import FakeNode
+
+    def boom(self, *a):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(FakeNode, "setPixelData", boom)
+    before = fake_doc.snapshot()
+    with pytest.raises(RuntimeError):
+        transfer.run_style_transfer(fake_doc, fake_doc.active, style_file, {}, client=FakeClient())
+    assert fake_doc.snapshot() == before
+
+
+def test_real_client_server_down_leaves_document_unchanged(fake_doc, style_file):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again when the block ends: nothing listens there
+    before = fake_doc.snapshot()
+    with pytest.raises(ServerUnavailable, match="cannot reach"):
+        transfer.run_style_transfer(fake_doc, fake_doc.active, style_file, {}, server_url=f"http://127.0.0.1:{port}")
+    assert fake_doc.snapshot() == before
+
+
+@pytest.mark.parametrize(("setup", "match"), [
+    (lambda d: setattr(d, "active", None), "no active layer"),
+    (lambda d: setattr(d, "depth", "F32"), "image uses the colour space RGBA/F32"),
+    (lambda d: setattr(d.active, "model", "GRAYA"), "active layer uses the colour space GRAYA/U8"),
+    (lambda d: setattr(d.active, "_type", "transparencymask"), "mask"),
+    (lambda d: d.active.pixels.clear(), "empty"),
+    (lambda d: setattr(d, "sel", FakeSelection((11, 8, 1, 1))), "selection does not overlap"),
+])  # fmt: skip
+def test_refusals_before_contacting_the_server(fake_doc, style_file, setup, match):
+    setup(fake_doc)
+    before = fake_doc.snapshot()
+    client = FakeClient()
+    with pytest.raises(PluginError, match=match):
+        transfer.run_style_transfer(fake_doc, fake_doc.active, style_file, {}, client=client)
+    assert client.calls == [] and fake_doc.snapshot() == before
+
+
+def test_missing_style_file(fake_doc, tmp_path):
+    with pytest.raises(PluginError, match="Cannot read the style image"):
+        transfer.run_style_transfer(fake_doc, fake_doc.active, str(tmp_path / "nope.jpg"), {}, client=FakeClient())
+    with pytest.raises(PluginError, match="Choose a style"):
+        transfer.run_style_transfer(fake_doc, fake_doc.active, None, {}, client=FakeClient())
+
+
+def test_package_imports_without_krita_or_qt(mock_krita_module):
+    import importlib
+
+    import stylelayer_krita
+
+    importlib.reload(stylelayer_krita)  # with a `krita` module that has no Extension: nothing registers
+    assert "stylelayer_krita.extension" not in sys.modules
+    assert "PyQt5" not in sys.modules
+    assert mock_krita_module.Krita.instance().activeDocument().activeNode().name() == "Sketch"
