@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_job(args: argparse.Namespace) -> int:
-    from .engine import Cancelled, StyleEngine
+    from .engine import Cancelled, StyleEngine, check_inputs
     from .imaging import ImageError, decode_image
     from .params import ParamError, StyleParams
     from .vgg import WeightsError
@@ -144,6 +144,7 @@ def _run_job(args: argparse.Namespace) -> int:
         params = StyleParams.from_dict(raw)
         content = decode_image(content_path, "content") if content_path is not None else None
         styles = [decode_image(path, f"style {path}") for path in style_paths]
+        check_inputs(content, styles, params)
         engine = StyleEngine(weights=args.weights, device=args.device)
     except (ParamError, ImageError, WeightsError, ValueError) as exc:
         raise UsageError(str(exc)) from None

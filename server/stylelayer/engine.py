@@ -122,7 +122,7 @@ class StyleEngine:
         """Optimise an image so its VGG features match `content` and its Gram matrices match `styles`."""
         started = time.perf_counter()
         styles = list(styles)
-        _check_inputs(content, styles, params)
+        check_inputs(content, styles, params)
         seed = params.seed if params.seed is not None else random.randrange(2**31)
         generator = torch.Generator().manual_seed(seed)
 
@@ -320,7 +320,8 @@ class _Run:
         self.progress(Progress(self.iteration, self.total, losses, time.perf_counter() - self.started, preview))
 
 
-def _check_inputs(content: Image.Image | None, styles: list[Image.Image], params: StyleParams) -> None:
+def check_inputs(content: Image.Image | None, styles: Sequence[Image.Image], params: StyleParams) -> None:
+    """Refuse a job that cannot run, before anything slow starts (ValueError/ParamError naming the problem)."""
     if content is None and not (params.mode == "texture" and params.output_size):
         raise ValueError("a content image is required (texture mode may instead give output_size)")
     if not styles and params.effective_style_weight > 0:

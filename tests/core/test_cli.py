@@ -1,0 +1,93 @@
+"""The command line end to end at a tiny size, and every bad-input path (one line, exit code 2)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ASSETS
+from PIL import Image
+
+from stylelayer.cli import main
+
+CONTENT = str(ASSETS / "tubingen.jpg")
+STYLE = str(ASSETS / "starry_night.jpg")
+
+
+def test_run_end_to_end_in_a_subprocess(tmp_path):
+    out = tmp_path / "out.png"
+    plot = tmp_path / "loss.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "stylelayer.cli", "run", CONTENT, STYLE, "-o", str(out), "--size", "48",
+         "--iterations", "6", "--seed", "3", "--save-every", "3", "--loss-plot", str(plot), "--device", "cpu"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "6/6" in proc.stderr  # the tqdm progress bar reached the end
+    assert f"wrote {out}" in proc.stdout
+    result = Image.open(out)
+    assert result.size == Image.open(CONTENT).size
+    assert json.loads(result.text["stylelayer:params"])["iterations"] == 6
+    assert result.text["stylelayer:seed"] == "3"
+    assert sorted(p.name for p in tmp_path.glob("out.iter*.png")) == ["out.iter00003.png", "out.iter00006.png"]
+    plot_img = Image.open(plot).convert("RGB")
+    assert plot_img.size == (800, 480)
+    assert (214, 39, 40) in {c for _, c in plot_img.getcolors(100000)}  # the style curve was drawn
+
+
+def test_texture_and_inversion_modes(tmp_path):
+    out = tmp_path / "tex.png"
+    assert main(["texture", STYLE, "-o", str(out), "--output-size", "40x24", "--iterations", "2", "--quiet"]) == 0
+    assert Image.open(out).size == (40, 24)
+    inv = tmp_path / "inv.jpg"
+    assert main(["run", CONTENT, "-o", str(inv), "--mode", "inversion", "--size", "32", "--iterations", "2",
+                 "--quiet"]) == 0  # fmt: skip
+    assert Image.open(inv).format == "JPEG"
+
+
+def test_rgba_content_keeps_alpha(tmp_path):
+    src = Image.open(CONTENT).convert("RGBA").resize((40, 30))
+    alpha = Image.radial_gradient("L").resize((40, 30))
+    src.putalpha(alpha)
+    src.save(tmp_path / "in.png")
+    out = tmp_path / "out.png"
+    assert main(["run", str(tmp_path / "in.png"), STYLE, "-o", str(out), "--iterations", "2", "--quiet"]) == 0
+    assert Image.open(out).getchannel("A").tobytes() == alpha.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "missing.png", STYLE, "-o", "{tmp}/o.png"], "does not exist"),
+        (["run", "{tmp}/notimage.png", STYLE, "-o", "{tmp}/o.png"], "not a readable image"),
+        (["run", "{tmp}/truncated.png", STYLE, "-o", "{tmp}/o.png"], "content:"),
+        (["run", CONTENT, STYLE, "-o", "{tmp}/o.png", "--iterations", "-4"], "iterations: must be between"),
+        (["run", CONTENT, STYLE, "-o", "{tmp}/o.png", "--iterations", "lots"], "invalid int value"),
+        (["run", CONTENT, STYLE, "-o", "{tmp}/o.png", "--style-weight", "nan"], "style_weight: must be finite"),
+        (["run", CONTENT, STYLE, "-o", "{tmp}/o.png", "--optimizer", "sgd"], "optimizer: must be one of"),
+        (["run", CONTENT, STYLE, "-o", "{tmp}/o.png", "--style-blend", "1,1"], "style_blend: has 2 weights"),
+        (["run", CONTENT, "-o", "{tmp}/o.png"], "at least one style image"),
+        (["run", CONTENT, STYLE, "-o", "{tmp}/o.xyz"], "unknown image format"),
+        (["run", CONTENT, STYLE, "-o", "{tmp}/no/such/dir/o.png"], "does not exist"),
+        (["run", CONTENT, STYLE, "-o", "{tmp}/o.png", "--device", "cuda9"], "unknown device"),
+        (["run", CONTENT, STYLE, "-o", "{tmp}/o.png", "--weights", "{tmp}/none.pth"], "does not exist"),
+        (["run", CONTENT, STYLE, "-o", "{tmp}/o.png", "--save-every", "-1"], "--save-every"),
+        (["texture", STYLE, "-o", "{tmp}/o.png", "--output-size", "big"], "output_size"),
+        (["run", CONTENT, STYLE], "-o/--output"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)  # fmt: skip
+def test_bad_input_gives_one_line_and_exit_2(tmp_path, capsys, args, message):
+    (tmp_path / "notimage.png").write_text("hello, not a picture")
+    (tmp_path / "truncated.png").write_bytes((ASSETS / "tubingen.jpg").read_bytes()[:2000])
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own errors exit from inside parse_args
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err
+    assert not (tmp_path / "o.png").exists()
