@@ -99,9 +99,7 @@ def _guard() -> None:
     if token:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise ApiError(
-                401, "unauthorized", "missing or wrong token: send 'Authorization: Bearer <token>'"
-            )
+            raise ApiError(401, "unauthorized", "missing or wrong token: send 'Authorization: Bearer <token>'")
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
     origin = request.headers.get("Origin")
@@ -169,9 +167,7 @@ def job_preview(job_id: str) -> Response:
     job = _find_job(job_id)
     png = job.result_png if job.state == DONE else job.preview_png
     if png is None:
-        raise ApiError(
-            404, "no_preview", "no preview yet: previews appear every few iterations while a job runs"
-        )
+        raise ApiError(404, "no_preview", "no preview yet: previews appear every few iterations while a job runs")
     return _png(png, job)
 
 
@@ -200,9 +196,7 @@ def stylize_sync() -> Response:
     job = _enqueue()
     if not job.ended.wait(state.config["sync_timeout"]):
         state.queue.cancel(job.id)
-        raise ApiError(
-            504, "timeout", f"the job took longer than {state.config['sync_timeout']} s and was cancelled"
-        )
+        raise ApiError(504, "timeout", f"the job took longer than {state.config['sync_timeout']} s and was cancelled")
     if job.state != DONE or job.result_png is None:
         raise _not_done(job, sync=True)
     return _png(job.result_png, job)
@@ -243,15 +237,11 @@ def _enqueue() -> Job:
         try:
             styles.append(state.library.image(style_id))
         except StyleNotFound:
-            raise ApiError(
-                404, "style_not_found", f"no style {style_id!r} in the library", field="style_id"
-            ) from None
+            raise ApiError(404, "style_not_found", f"no style {style_id!r} in the library", field="style_id") from None
     if len(styles) > MAX_STYLES:
         raise ApiError(400, "too_many_styles", f"at most {MAX_STYLES} style images per job", field="style")
     if not styles and (params.effective_style_weight > 0 or params.init == "style"):
-        raise ApiError(
-            400, "missing_field", "a 'style' image file or a 'style_id' is required", field="style"
-        )
+        raise ApiError(400, "missing_field", "a 'style' image file or a 'style_id' is required", field="style")
     try:
         params.blend_weights(max(1, len(styles)))
     except ParamError as exc:
@@ -297,9 +287,7 @@ def _find_job(job_id: str) -> Job:
 
 def _not_done(job: Job, sync: bool = False) -> ApiError:
     if job.state in (QUEUED, RUNNING):
-        return ApiError(
-            409, "not_ready", f"job {job.id} is {job.state}; poll /v1/jobs/{job.id} until it is done"
-        )
+        return ApiError(409, "not_ready", f"job {job.id} is {job.state}; poll /v1/jobs/{job.id} until it is done")
     if job.state == FAILED and job.error is not None:
         status = 409
         if sync:
@@ -350,9 +338,7 @@ def list_styles() -> Response:
 @api.post("/styles")
 def add_style() -> tuple[Response, int, dict[str, str]]:
     if request.mimetype != "multipart/form-data":
-        raise ApiError(
-            415, "unsupported_media_type", "send multipart/form-data with an 'image' file and a 'name'"
-        )
+        raise ApiError(415, "unsupported_media_type", "send multipart/form-data with an 'image' file and a 'name'")
     upload = request.files.get("image")
     if upload is None:
         raise ApiError(400, "missing_field", "an 'image' file is required", field="image")

@@ -122,19 +122,30 @@ class ServerThread:
         self.app = app
         self._server: Any = create_server(app, host=host, port=0, threads=threads)
         self.url = f"http://{host}:{self._server.effective_port}"
-        self._thread = threading.Thread(target=self._server.run, name="stylelayer-http", daemon=True)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="stylelayer-http", daemon=True)
 
     def start(self) -> ServerThread:
         self._thread.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Close the listening socket and connections, end the worker, and wait for both threads."""
-        _close(self._server)
+        """Stop accepting, close connections, end the job worker, and wait for both threads."""
+        self._stopping.set()
+        self._server.pull_trigger()  # wake the select() at once instead of after its timeout
         self._thread.join(timeout)
         state = self.app.extensions.get("stylelayer")
         if state is not None:
             state.queue.stop(timeout)
+
+    def _serve(self) -> None:
+        # waitress has no public stop for an embedded server, so the loop runs here one poll at a time and the
+        # sockets are closed by this same thread (closing them from another thread races the select()).
+        try:
+            while not self._stopping.is_set():
+                wasyncore.loop(timeout=0.5, map=self._server._map, count=1)
+        finally:
+            _close(self._server)
 
     def __enter__(self) -> ServerThread:
         return self.start()
@@ -144,7 +155,6 @@ class ServerThread:
 
 
 def _close(server: Any) -> None:
-    # waitress has no public stop for an embedded server: stop its task threads, then close every socket in
-    # its map so the asyncore loop (which runs while the map is non-empty) returns.
+    """Stop waitress's task threads and close every socket in its map (ends its asyncore loop)."""
     server.task_dispatcher.shutdown()
     wasyncore.close_all(server._map)

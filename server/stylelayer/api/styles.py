@@ -60,9 +60,7 @@ class StyleLibrary:
         with self._lock:
             _write_atomic(self.directory / f"{style_id}.png", encode_png(image))
             _write_atomic(self.directory / f"{style_id}.thumb.png", encode_png(thumb))
-            _write_atomic(
-                self.directory / f"{style_id}.json", json.dumps(meta).encode()
-            )  # last: marks it complete
+            _write_atomic(self.directory / f"{style_id}.json", json.dumps(meta).encode())  # last: marks it complete
         return meta
 
     def image(self, style_id: str) -> Image.Image:

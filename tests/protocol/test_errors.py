@@ -1,0 +1,203 @@
+"""Every error is JSON `{"error": {"code", "message"}}` with the right status, and the server keeps serving."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+import torch
+from PIL import Image
+from protocol_helpers import FakeEngine, gradient, png_bytes, stylelayer_client
+
+from stylelayer.api import create_app
+
+STYLE = png_bytes(gradient(16, 16))
+
+
+def raw(url: str, method: str = "GET", body: bytes | None = None, headers: dict | None = None):
+    """(status, headers, body) without the client's error mapping, to see exactly what goes over the wire."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.headers, exc.read()
+
+
+def error_of(body: bytes) -> dict:
+    payload = json.loads(body)
+    assert set(payload) == {"error"} and {"code", "message"} <= set(payload["error"])
+    return payload["error"]
+
+
+def expect(client, status: int, code: str, call, *args, **kwargs) -> stylelayer_client.StylelayerError:
+    with pytest.raises(stylelayer_client.StylelayerError) as err:
+        call(*args, **kwargs)
+    assert (err.value.status, err.value.code) == (status, code), err.value.message
+    assert client.health()["status"] == "ok"  # still serving
+    return err.value
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"iterations": 0}, "iterations"),
+        ({"size": "big"}, "size"),
+        ({"mode": "dream"}, "mode"),
+        ({"bogus": 1}, "bogus"),
+        ({"style_blend": [1, 2]}, "style_blend"),  # one style image given
+        ([1, 2], "params"),
+    ],
+)
+def test_bad_params_are_400_naming_the_field(server, params, field) -> None:
+    srv, client = server
+    err = expect(client, 400, "bad_param", client.submit, png_bytes(gradient()), STYLE, params=params)
+    assert field in err.message
+    body, ctype = stylelayer_client._job_form(png_bytes(gradient()), STYLE, None, params, None)
+    status, _, data = raw(f"{srv.url}/v1/jobs", "POST", body, {"Content-Type": ctype})
+    assert status == 400 and error_of(data)["field"] == field
+
+
+def test_params_not_json_is_400(server) -> None:
+    srv, _ = server
+    body, ctype = stylelayer_client._multipart(
+        [("params", None, b"{nope"), ("content", "c.png", png_bytes(gradient()))]
+    )
+    status, _, data = raw(f"{srv.url}/v1/jobs", "POST", body, {"Content-Type": ctype})
+    assert status == 400 and error_of(data)["field"] == "params"
+
+
+def test_missing_content_and_style_are_400(client) -> None:
+    assert expect(client, 400, "missing_field", client.submit, None, STYLE).message.startswith("a 'content'")
+    expect(client, 400, "missing_field", client.submit, png_bytes(gradient()), None)
+    expect(client, 400, "missing_field", client.submit, None, STYLE, params={"mode": "texture"})
+
+
+def test_preview_every_is_validated(client) -> None:
+    expect(client, 400, "bad_param", client.submit, png_bytes(gradient()), STYLE, preview_every=-1)
+
+
+def test_not_an_image_is_415_and_empty_file_is_400(client) -> None:
+    expect(client, 415, "not_an_image", client.submit, b"GIF89a but not really", STYLE)
+    expect(client, 415, "not_an_image", client.submit, png_bytes(gradient()), b"\x00" * 100)
+    expect(client, 400, "empty_file", client.submit, b"", STYLE)
+
+
+def test_truncated_png_is_400(client) -> None:
+    data = png_bytes(gradient(64, 64))
+    expect(client, 400, "bad_image", client.submit, data[: len(data) // 2], STYLE)
+
+
+def test_wrong_content_type_is_415(server) -> None:
+    srv, _ = server
+    status, _, data = raw(f"{srv.url}/v1/jobs", "POST", b'{"content": 1}', {"Content-Type": "application/json"})
+    assert status == 415 and error_of(data)["code"] == "unsupported_media_type"
+
+
+def test_pixel_limit_is_413(make_server) -> None:
+    _, client = make_server(FakeEngine(), max_pixels=1000)
+    err = expect(client, 413, "too_many_pixels", client.submit, png_bytes(gradient(40, 30)), STYLE)
+    assert "1200" in err.message and "1000" in err.message
+
+
+def test_decompression_bomb_is_413_before_decoding(client) -> None:
+    bomb = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(bomb, format="PNG")  # ~50 KB on the wire, 400 megapixels decoded
+    assert len(bomb.getvalue()) < 100_000
+    expect(client, 413, "too_many_pixels", client.submit, bomb.getvalue(), STYLE)
+
+
+def test_request_body_limit_is_413(make_server) -> None:
+    _, client = make_server(FakeEngine(), max_content_length=10_000)
+    expect(client, 413, "too_large", client.submit, png_bytes(gradient(200, 200)), STYLE)
+
+
+def test_unknown_and_malformed_job_ids_are_404(client) -> None:
+    # "../x" arrives as %2F-quoted but WSGI decodes it, so it matches no route at all: still a JSON 404.
+    for job_id, code in (("0" * 32, "job_not_found"), ("x", "job_not_found"), ("../../etc/passwd", "not_found")):
+        for call in (client.status, client.result, client.cancel, client.preview):
+            expect(client, 404, code, call, job_id)
+
+
+def test_result_before_done_is_409(make_server) -> None:
+    engine = FakeEngine()
+    engine.gate = threading.Event()
+    _, client = make_server(engine)
+    job_id = client.submit(png_bytes(gradient()), STYLE)
+    expect(client, 409, "not_ready", client.result, job_id)
+    engine.gate.set()
+
+
+def test_unknown_route_and_wrong_method_are_json(server) -> None:
+    srv, _ = server
+    status, _, data = raw(f"{srv.url}/nope")
+    assert status == 404 and error_of(data)["code"] == "not_found"
+    status, headers, data = raw(f"{srv.url}/v1/health", "POST", b"")
+    assert status == 405 and error_of(data)["code"] == "method_not_allowed" and "GET" in headers["Allow"]
+
+
+def test_engine_exception_fails_the_job_not_the_server(make_server) -> None:
+    _, client = make_server(FakeEngine(fail_with=KeyError("boom")))
+    job_id = client.submit(png_bytes(gradient()), STYLE)
+    with pytest.raises(stylelayer_client.JobFailed) as err:
+        client.run_job(png_bytes(gradient()), STYLE, poll_interval=0.01)
+    assert err.value.code == "engine_error" and "boom" in err.value.message
+    assert "Traceback" not in err.value.message
+    status = client.status(job_id)
+    assert status["state"] == "failed" and status["error"]["code"] == "engine_error"
+    expect(client, 409, "engine_error", client.result, job_id)
+    expect(client, 500, "engine_error", client.stylize, png_bytes(gradient()), STYLE)
+
+
+def test_gpu_out_of_memory_fails_with_a_hint_and_next_job_runs(make_server) -> None:
+    engine = FakeEngine(fail_with=torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    _, client = make_server(engine)
+    with pytest.raises(stylelayer_client.JobFailed) as err:
+        client.run_job(png_bytes(gradient()), STYLE, poll_interval=0.01)
+    assert err.value.code == "out_of_memory" and "reduce size" in err.value.message
+    engine.fail_with = None
+    assert client.run_job(png_bytes(gradient()), STYLE, poll_interval=0.01)
+
+
+def test_unexpected_error_in_a_view_is_500_without_traceback(fake_engine) -> None:
+    app = create_app({}, engine=fake_engine)
+
+    @app.get("/v1/explode")
+    def explode():
+        raise RuntimeError("secret internals")
+
+    response = app.test_client().get("/v1/explode")
+    assert response.status_code == 500
+    assert response.get_json() == {
+        "error": {"code": "internal", "message": "internal server error; see the server log"}
+    }
+    app.extensions["stylelayer"].queue.stop()
+
+
+def test_engine_that_fails_to_load_gives_503(make_server, tmp_path) -> None:
+    srv, client = make_server(None, weights=str(tmp_path / "missing.pth"), device="cpu")  # the real loader
+    assert srv.app.extensions["stylelayer"].queue.wait_ready(30)
+    for call, args in ((client.health, ()), (client.submit, (png_bytes(gradient()), STYLE))):
+        with pytest.raises(stylelayer_client.StylelayerError) as err:
+            call(*args)
+        assert err.value.status == 503 and err.value.code == "engine_unavailable"
+        assert "missing.pth" in err.value.message
+    info = client.info()
+    assert info["engine"] == "failed" and info["weights"].endswith("missing.pth")
+
+
+def test_no_server_is_server_unavailable() -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port that was free a moment ago and has no listener now
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = stylelayer_client.StylelayerClient(f"http://127.0.0.1:{port}", timeout=2)
+    with pytest.raises(stylelayer_client.ServerUnavailable) as err:
+        client.health()
+    assert "stylelayer serve" in err.value.message
