@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from stylelayer.install import gimp as gimp_install
 from stylelayer.install import plugin_source
 
@@ -13,9 +14,7 @@ from stylelayer.install import plugin_source
 def test_default_plugin_dir_per_platform(tmp_path):
     home = tmp_path / "home"
     assert gimp_install.default_plugin_dir("linux", home, {}) == home / ".config/GIMP/3.0/plug-ins"
-    assert gimp_install.default_plugin_dir("linux", home, {"XDG_CONFIG_HOME": "/xdg"}) == Path(
-        "/xdg/GIMP/3.0/plug-ins"
-    )
+    assert gimp_install.default_plugin_dir("linux", home, {"XDG_CONFIG_HOME": "/xdg"}) == Path("/xdg/GIMP/3.0/plug-ins")
     assert gimp_install.default_plugin_dir("darwin", home, {}) == (
         home / "Library/Application Support/GIMP/3.0/plug-ins"
     )
@@ -24,9 +23,7 @@ def test_default_plugin_dir_per_platform(tmp_path):
     assert str(win).startswith("C:\\Users\\me\\AppData\\Roaming")
     assert gimp_install.default_plugin_dir("win32", home, {}) == home / "AppData/Roaming/GIMP/3.0/plug-ins"
     # GIMP3_DIRECTORY replaces GIMP's whole per-user folder, for GIMP and for us
-    assert gimp_install.default_plugin_dir("linux", home, {"GIMP3_DIRECTORY": "/cfg"}) == Path(
-        "/cfg/plug-ins"
-    )
+    assert gimp_install.default_plugin_dir("linux", home, {"GIMP3_DIRECTORY": "/cfg"}) == Path("/cfg/plug-ins")
 
 
 def test_default_plugin_dir_uses_this_machine(monkeypatch, tmp_path):

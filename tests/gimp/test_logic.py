@@ -9,15 +9,14 @@ import time
 
 import pytest
 from PIL import Image
+
 from stylelayer.params import StyleParams
 
 from .conftest import PLUGIN_DIR
 
 
 def _pixels(w, h, channels):
-    return bytes(
-        (x * 7 + y * 13 + c * 101) % 256 for y in range(h) for x in range(w) for c in range(channels)
-    )
+    return bytes((x * 7 + y * 13 + c * 101) % 256 for y in range(h) for x in range(w) for c in range(channels))
 
 
 @pytest.mark.parametrize(("channels", "mode"), [(1, "L"), (2, "LA"), (3, "RGB"), (4, "RGBA")])
@@ -131,10 +130,7 @@ def test_progress_fraction_and_text(logic):
     assert logic.progress_fraction(None) is None
     running = {"state": "running", "iteration": 3, "total": 12, "eta_s": 4.2}
     assert logic.progress_text(running) == "Neural style transfer: iteration 3/12, about 5 s left"
-    assert (
-        logic.progress_text({"state": "queued", "queue_position": 2})
-        == "Neural style transfer: queued (2 ahead)"
-    )
+    assert logic.progress_text({"state": "queued", "queue_position": 2}) == "Neural style transfer: queued (2 ahead)"
     assert logic.progress_text({"state": "queued", "queue_position": 0}) == "Neural style transfer: queued"
     assert logic.progress_text({"state": "done", "iteration": 0, "total": 5}) == "Neural style transfer: done"
     assert logic.progress_text("nonsense") == "Neural style transfer"

@@ -46,10 +46,13 @@ def _read_rgba(drawable, x, y, w, h):
     return bytes(drawable.get_buffer().get(_rect(x, y, w, h), 1.0, PIXEL_FORMAT, Gegl.AbyssPolicy.NONE))
 
 
-def _load_image(path):
-    image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(path))
+def _load_image(path, what):
+    try:
+        image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(path))
+    except GLib.Error as exc:
+        raise logic.PluginError(f"GIMP could not open {what} {path}: {exc.message}") from exc
     if image is None:
-        raise logic.PluginError(f"GIMP could not open {path}")
+        raise logic.PluginError(f"GIMP could not open {what} {path}")
     return image
 
 
@@ -62,7 +65,7 @@ def _style_png(path):
         raise logic.PluginError(f"cannot read the style image {path}: {exc.strerror or exc}") from exc
     if logic.is_png(data):
         return data
-    image = _load_image(path)
+    image = _load_image(path, "the style image")
     try:
         w, h = image.get_width(), image.get_height()
         nw, nh = logic.scaled_to_fit(w, h, logic.MAX_STYLE_SIDE)
@@ -85,7 +88,7 @@ def _decode_png_with_gimp(png, width, height):
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(png)
-        image = _load_image(path)
+        image = _load_image(path, "the server's result")
         try:
             layers = image.get_layers()
             if len(layers) != 1 or (layers[0].get_width(), layers[0].get_height()) != (width, height):

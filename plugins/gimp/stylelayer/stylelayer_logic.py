@@ -32,9 +32,7 @@ class PluginError(Exception):
 
 # ---- PNG ---------------------------------------------------------------------------------------
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    )
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
 def encode_png(width: int, height: int, pixels: bytes, channels: int = 4, level: int = 6) -> bytes:
@@ -46,18 +44,11 @@ def encode_png(width: int, height: int, pixels: bytes, channels: int = 4, level:
         raise ValueError(f"image size must be positive; got {width}x{height}")
     stride = width * channels
     if len(pixels) != stride * height:
-        raise ValueError(
-            f"expected {stride * height} bytes for {width}x{height}x{channels}; got {len(pixels)}"
-        )
+        raise ValueError(f"expected {stride * height} bytes for {width}x{height}x{channels}; got {len(pixels)}")
     view = memoryview(pixels)
     raw = b"".join(b"\x00" + view[y * stride : (y + 1) * stride] for y in range(height))  # filter 0 (None)
     header = struct.pack(">IIBBBBB", width, height, 8, color_types[channels], 0, 0, 0)
-    return (
-        PNG_SIGNATURE
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", zlib.compress(raw, level))
-        + _chunk(b"IEND", b"")
-    )
+    return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, level)) + _chunk(b"IEND", b"")
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -89,11 +80,7 @@ def build_params(
     seed: int | None = None,
 ) -> dict:
     """Map the dialog's values onto the server's StyleParams dict; refuses nonsense with PluginError."""
-    if (
-        isinstance(iterations, bool)
-        or not isinstance(iterations, int)
-        or not 1 <= iterations <= MAX_ITERATIONS
-    ):
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or not 1 <= iterations <= MAX_ITERATIONS:
         raise PluginError(f"iterations must be a whole number from 1 to {MAX_ITERATIONS}; got {iterations!r}")
     if (
         isinstance(strength, bool)
@@ -101,9 +88,7 @@ def build_params(
         or not math.isfinite(strength)
         or not MIN_STRENGTH <= strength <= MAX_STRENGTH
     ):
-        raise PluginError(
-            f"style strength must be from {MIN_STRENGTH:g} to {MAX_STRENGTH:g}; got {strength!r}"
-        )
+        raise PluginError(f"style strength must be from {MIN_STRENGTH:g} to {MAX_STRENGTH:g}; got {strength!r}")
     if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_SIZE:
         raise PluginError(f"working size must be 0 (full size) or up to {MAX_SIZE} pixels; got {size!r}")
     params = {

@@ -1,0 +1,465 @@
+"""End to end in a REAL GIMP 3.0: the plug-in, installed by `stylelayer.install.gimp.install`, is called through
+the PDB by GIMP's own Python (python-fu-eval in gimp-console-3.0) against a live stylelayer server on 127.0.0.1.
+
+GIMP 3 runs in a Debian trixie chroot built by tests/hosts/setup_gimp.sh (bookworm's GIMP is 2.10, without
+Python). The result is checked from outside: the job exports the image as OpenRaster (.ora: a zip holding
+stack.xml and one PNG per layer) and we compare layer order, offsets and pixels with what the server returns for
+the same input.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from stylelayer.install.gimp import install
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.gimp
+
+GIMP_BIN = "usr/bin/gimp-console-3.0"
+IMAGES = Path("/work/shared/images")
+if not IMAGES.is_dir():
+    IMAGES = REPO / "tests" / "data" / "images"
+STYLE_NAME = "Style: starry night"
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _gimp_root() -> Path:
+    return Path(os.environ.get("STYLELAYER_GIMP_ROOT") or REPO / ".cache" / "gimp-root")
+
+
+# ---- GIMP in its chroot ------------------------------------------------------------------------------------
+JOB = r"""
+import json, traceback
+from gi.repository import Gimp, Gio
+
+A = json.loads(ARGS)
+out = {}
+images = []
+try:
+    img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(A["input"]))
+    images.append(img)
+    if A["layer"] is None:  # a single-layer file: GIMP names its layer after the file, we call it "Source"
+        layer = img.get_layers()[0]
+        layer.set_name("Source")
+    else:
+        layer = [item for item in img.get_layers() if item.get_name() == A["layer"]][0]
+    if A.get("precision"):
+        img.convert_precision(getattr(Gimp.Precision, A["precision"]))
+    if A.get("select"):
+        img.select_rectangle(Gimp.ChannelOps.REPLACE, *A["select"])
+    out["before"] = [item.get_name() for item in img.get_layers()]
+    proc = Gimp.get_pdb().lookup_procedure("plug-in-stylelayer")
+    out["found"] = proc is not None
+    cfg = proc.create_config()
+    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    cfg.set_property("image", img)
+    cfg.set_core_object_array("drawables", [layer])
+    for key, value in A["props"].items():
+        cfg.set_property(key, Gio.File.new_for_path(value) if key == "style-file" else value)
+    res = proc.run(cfg)
+    out["status"] = res.index(0).value_nick
+    out["error"] = res.index(1) if res.length() > 1 else None
+    out["after"] = [item.get_name() for item in img.get_layers()]
+    out["layers"] = {
+        item.get_name(): {"has_alpha": item.has_alpha(), "offsets": list(item.get_offsets()[1:]),
+                          "size": [item.get_width(), item.get_height()]}
+        for item in img.get_layers()
+    }
+    out["precision"] = img.get_precision().value_nick
+    out["selected"] = [item.get_name() for item in img.get_selected_layers()]
+    if A.get("export_precision"):
+        img.convert_precision(getattr(Gimp.Precision, A["export_precision"]))
+    out["saved"] = Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, img, Gio.File.new_for_path(A["ora"]), None)
+    # GIMP 3.0.4's .ora export writes a layer with offsets (x, y) shifted by (x, y) inside its own PNG (it exports
+    # a layer-sized image without resetting the copy's offsets), so pixels are also exported layer by layer.
+    out["layer_files"] = {}
+    for i, item in enumerate(img.get_layers()):
+        tmp = Gimp.Image.new(item.get_width(), item.get_height(), img.get_base_type())
+        copy = Gimp.Layer.new_from_drawable(item, tmp)
+        tmp.insert_layer(copy, None, 0)
+        copy.set_offsets(0, 0)
+        path = A["layers_dir"] + "/%d.png" % i
+        if not Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, tmp, Gio.File.new_for_path(path), None):
+            raise RuntimeError("could not export layer %r to %s" % (item.get_name(), path))
+        out["layer_files"][item.get_name()] = path
+        tmp.delete()
+except Exception:
+    out["exception"] = traceback.format_exc()
+finally:
+    for im in images:
+        im.delete()
+with open(A["result"], "w") as f:
+    json.dump(out, f)
+"""
+
+
+class Gimp3:
+    """A throwaway GIMP3_DIRECTORY (with our plug-in installed) and a work folder inside the chroot."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.work = Path(tempfile.mkdtemp(prefix="stylelayer-e2e-", dir=root / "tmp"))
+        for sub in ("cfg", "home", "tmp"):
+            (self.work / sub).mkdir()
+        self.installed = install(self.work / "cfg" / "plug-ins")
+        self.runs = 0
+
+    def inside(self, path: Path) -> str:
+        """The path as GIMP sees it from inside the chroot."""
+        return "/" + str(Path(path).resolve().relative_to(self.root.resolve()))
+
+    def run(self, args: dict, timeout: int = 300) -> tuple[dict, Path]:
+        self.runs += 1
+        run_dir = self.work / f"run{self.runs}"
+        run_dir.mkdir()
+        ora = run_dir / "out.ora"
+        result = run_dir / "result.json"
+        (run_dir / "layers").mkdir()
+        args = {
+            **args,
+            "ora": self.inside(ora),
+            "result": self.inside(result),
+            "layers_dir": self.inside(run_dir / "layers"),
+        }
+        job = run_dir / "job.py"
+        job.write_text(f"ARGS = {json.dumps(json.dumps(args))}\n" + JOB)
+        cmd = [
+            "timeout", "-k", "5", str(timeout), "chroot", str(self.root), "env", "-i", "PATH=/usr/bin:/bin",
+            f"HOME={self.inside(self.work / 'home')}", f"TMPDIR={self.inside(self.work / 'tmp')}", "LANG=C.UTF-8",
+            f"GIMP3_DIRECTORY={self.inside(self.work / 'cfg')}",
+            "gimp-console-3.0", "-i", "--batch-interpreter=python-fu-eval",
+            "-b", f"exec(open({self.inside(job)!r}).read())", "--quit",
+        ]  # fmt: skip
+        start = time.monotonic()
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30)
+        elapsed = time.monotonic() - start
+        log = f"exit {proc.returncode} after {elapsed:.1f} s\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+        assert proc.returncode == 0, f"gimp-console-3.0 failed: {log}"
+        assert result.is_file(), f"the batch job wrote no result: {log}"
+        out = json.loads(result.read_text())
+        assert "exception" not in out, f"the batch job raised:\n{out['exception']}\n{log}"
+        assert out["found"], f"plug-in-stylelayer is not registered in GIMP: {log}"
+        out["log"] = log
+        out["pixels"] = {
+            name: Image.open(self.root / path.lstrip("/")).convert("RGBA") for name, path in out["layer_files"].items()
+        }
+        return out, ora
+
+    def close(self):
+        if os.environ.get("STYLELAYER_KEEP_GIMP_WORK"):  # for debugging: keep inputs, jobs and .ora files
+            print(f"kept GIMP work folder {self.work}")
+            return
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def gimp3():
+    root = _gimp_root()
+    problem = None
+    if not (root / GIMP_BIN).is_file():
+        problem = f"no GIMP 3 chroot at {root} (build it as root: tests/hosts/setup_gimp.sh)"
+    elif os.geteuid() != 0:
+        problem = "running GIMP 3 in its chroot needs root"
+    if problem:
+        if _ci():
+            pytest.fail(f"CI is set but {problem}")
+        pytest.skip(problem)
+    gimp = Gimp3(root)
+    yield gimp
+    gimp.close()
+
+
+# ---- the server and the same client the plug-in uses -------------------------------------------------------
+@pytest.fixture(scope="session")
+def server_url():
+    from stylelayer.api.app import create_app
+    from stylelayer.api.serve import ServerThread
+    from stylelayer.engine import StyleEngine
+
+    engine = StyleEngine(weights="caffe", device="cpu")
+    with ServerThread(create_app({}, engine=engine)) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def client(server_url, client_mod):
+    return client_mod.StylelayerClient(base_url=server_url, timeout=60)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---- images ------------------------------------------------------------------------------------------------
+def _png(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _photo(size=96) -> Image.Image:
+    im = Image.open(IMAGES / "tubingen.jpg").convert("RGB")
+    im.thumbnail((size, size))
+    return im
+
+
+def _with_alpha(im: Image.Image) -> Image.Image:
+    """RGBA with a diagonal alpha ramp from 60 to 255 (no 0: PNG savers may drop colour under alpha 0)."""
+    w, h = im.size
+    alpha = Image.new("L", (w, h))
+    alpha.putdata([60 + (x + y) * 195 // (w + h - 2) for y in range(h) for x in range(w)])
+    out = im.convert("RGBA")
+    out.putalpha(alpha)
+    return out
+
+
+@pytest.fixture(scope="session")
+def style_files(gimp3):
+    style = Image.open(IMAGES / "starry_night.jpg").convert("RGB")
+    style.thumbnail((128, 128))
+    png = gimp3.work / "starry_night.png"
+    style.save(png)
+    jpg = gimp3.work / "starry_night.jpg"
+    style.save(jpg, quality=90)
+    return {"png": png, "jpg": jpg}
+
+
+def _write_ora(path: Path, size: tuple[int, int], layers: list[tuple[str, Image.Image, int, int]]):
+    """OpenRaster file; `layers` top first: (name, image, x, y)."""
+    stack = ET.Element("stack")
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("mimetype", "image/openraster", compress_type=zipfile.ZIP_STORED)
+        for i, (name, im, x, y) in enumerate(layers):
+            src = f"data/{i}.png"
+            z.writestr(src, _png(im.convert("RGBA")))
+            ET.SubElement(stack, "layer", name=name, src=src, x=str(x), y=str(y))
+        root = ET.Element("image", w=str(size[0]), h=str(size[1]))
+        root.append(stack)
+        z.writestr("stack.xml", ET.tostring(root))
+
+
+def _read_ora(path: Path) -> list[dict]:
+    """Layers top first: name, x, y, image (RGBA; see the note on GIMP 3.0.4's .ora export in JOB)."""
+    assert path.is_file(), f"GIMP wrote no {path}"
+    with zipfile.ZipFile(path) as z:
+        stack = ET.fromstring(z.read("stack.xml"))
+        return [
+            {
+                "name": el.get("name"),
+                "x": int(el.get("x", 0)),
+                "y": int(el.get("y", 0)),
+                "image": Image.open(io.BytesIO(z.read(el.get("src")))).convert("RGBA"),
+            }
+            for el in stack.iter("layer")
+        ]
+
+
+def _check_ora(ora: Path, out: dict) -> dict:
+    """The exported .ora has the same stack (order, offsets) as GIMP reported; layers at (0, 0) the same pixels."""
+    layers = _read_ora(ora)
+    assert [layer["name"] for layer in layers] == out["after"]
+    for layer in layers:
+        info = out["layers"][layer["name"]]
+        assert [layer["x"], layer["y"]] == info["offsets"], layer["name"]
+        assert list(layer["image"].size) == info["size"], layer["name"]
+        if info["offsets"] == [0, 0]:
+            assert _same_pixels(layer["image"], out["pixels"][layer["name"]]), layer["name"]
+    return {layer["name"]: layer for layer in layers}
+
+
+def _props(style: Path, gimp3: Gimp3, url: str, **extra) -> dict:
+    props = {
+        "style-file": gimp3.inside(style),
+        "iterations": 3,
+        "style-strength": 1.0,
+        "preserve-colors": False,
+        "size": 64,
+        "seed": 1234,
+        "server-url": url,
+    }
+    props.update(extra)
+    return props
+
+
+def _expected(client, logic, content: Image.Image, style: Path, props: dict) -> Image.Image:
+    """What the server returns for this input: the plug-in must insert exactly these pixels."""
+    params = logic.build_params(
+        iterations=props["iterations"],
+        strength=props["style-strength"],
+        preserve_colors=props["preserve-colors"],
+        size=props["size"],
+        seed=props["seed"],
+    )
+    result = client.run_job(_png(content), style_png=style.read_bytes(), params=params)
+    return Image.open(io.BytesIO(result))
+
+
+def _same_pixels(a: Image.Image, b: Image.Image) -> bool:
+    return a.size == b.size and a.convert("RGBA").tobytes() == b.convert("RGBA").tobytes()
+
+
+# ---- tests -------------------------------------------------------------------------------------------------
+def test_new_layer_directly_above_with_the_servers_pixels(gimp3, server_url, client, logic, style_files):
+    """RGBA layer at an offset, between two other layers: the result lands right above it, others untouched."""
+    photo = _with_alpha(_photo())
+    top = Image.new("RGBA", (20, 16), (255, 0, 0, 128))
+    background = Image.new("RGBA", (128, 110), (250, 250, 250, 255))
+    source = gimp3.work / "stack.ora"
+    _write_ora(source, (128, 110), [("Top", top, 3, 4), ("Photo", photo, 17, 23), ("Background", background, 0, 0)])
+    props = _props(style_files["png"], gimp3, server_url)
+
+    out, ora = gimp3.run({"input": gimp3.inside(source), "layer": "Photo", "props": props})
+
+    assert out["status"] == "success", out
+    assert out["saved"] is True, out
+    assert out["before"] == ["Top", "Photo", "Background"]
+    assert out["after"] == ["Top", STYLE_NAME, "Photo", "Background"], out
+    assert out["selected"] == [STYLE_NAME]
+    assert out["layers"][STYLE_NAME] == {"has_alpha": True, "offsets": [17, 23], "size": list(photo.size)}
+    assert out["layers"]["Photo"]["offsets"] == [17, 23]
+    stack = _check_ora(ora, out)
+    assert (stack[STYLE_NAME]["x"], stack[STYLE_NAME]["y"]) == (17, 23)
+    pixels = out["pixels"]
+    assert _same_pixels(pixels["Photo"], photo), "the source layer changed"
+    assert _same_pixels(pixels["Top"], top)
+    assert _same_pixels(pixels["Background"], background)
+    expected = _expected(client, logic, photo, style_files["png"], props)
+    assert expected.mode == "RGBA"
+    assert _same_pixels(pixels[STYLE_NAME], expected), "the new layer is not what the server returns for this input"
+    assert pixels[STYLE_NAME].getchannel("A").tobytes() == photo.getchannel("A").tobytes(), "alpha not kept"
+    assert not _same_pixels(pixels[STYLE_NAME], photo), "the result equals the input: nothing was stylized"
+
+
+def test_rgb_layer_without_alpha(gimp3, server_url, client, logic, style_files):
+    photo = _photo()
+    source = gimp3.work / "flat.png"
+    photo.save(source)
+    props = _props(style_files["png"], gimp3, server_url, **{"style-strength": 3.0})
+
+    out, ora = gimp3.run({"input": gimp3.inside(source), "layer": None, "props": props})
+
+    assert out["status"] == "success", out
+    assert out["saved"] is True
+    assert out["after"] == [STYLE_NAME, "Source"], out
+    assert out["layers"]["Source"]["has_alpha"] is False
+    assert out["layers"][STYLE_NAME] == {"has_alpha": False, "offsets": [0, 0], "size": list(photo.size)}
+    _check_ora(ora, out)
+    assert _same_pixels(out["pixels"]["Source"], photo), "the source layer changed"
+    expected = _expected(client, logic, photo, style_files["png"], props)
+    assert expected.mode == "RGB"
+    assert _same_pixels(out["pixels"][STYLE_NAME], expected)
+    assert not _same_pixels(out["pixels"][STYLE_NAME], photo)
+
+
+def test_only_the_selection_bounds_are_stylized(gimp3, server_url, client, logic, style_files):
+    photo = _with_alpha(_photo())
+    background = Image.new("RGBA", (120, 100), (0, 0, 255, 255))
+    source = gimp3.work / "select.ora"
+    _write_ora(source, (120, 100), [("Photo", photo, 10, 12), ("Background", background, 0, 0)])
+    props = _props(style_files["png"], gimp3, server_url)
+
+    # image coordinates (30, 20)-(130, 60), clipped by the layer (10..106, 12..84) to (30..106, 20..60)
+    out, ora = gimp3.run({"input": gimp3.inside(source), "layer": "Photo", "select": [30, 20, 100, 40], "props": props})
+
+    assert out["status"] == "success", out
+    assert out["after"] == [STYLE_NAME, "Photo", "Background"], out
+    assert out["layers"][STYLE_NAME] == {"has_alpha": True, "offsets": [30, 20], "size": [76, 40]}
+    _check_ora(ora, out)
+    assert _same_pixels(out["pixels"]["Photo"], photo)
+    crop = photo.crop((20, 8, 96, 48))
+    assert _same_pixels(out["pixels"][STYLE_NAME], _expected(client, logic, crop, style_files["png"], props))
+
+
+def test_16_bit_image_and_a_jpeg_style(gimp3, server_url, style_files):
+    """Higher precision: the new layer follows the image's precision; a non-PNG style goes through GIMP's loader."""
+    photo = _photo()
+    source = gimp3.work / "deep.png"
+    photo.save(source)
+    props = _props(style_files["jpg"], gimp3, server_url)
+
+    out, ora = gimp3.run(
+        {
+            "input": gimp3.inside(source),
+            "layer": None,
+            "precision": "U16_NON_LINEAR",
+            "export_precision": "U8_NON_LINEAR",
+            "props": props,
+        }
+    )
+
+    assert out["status"] == "success", out
+    assert out["precision"] == "u16-non-linear"
+    assert out["after"] == [STYLE_NAME, "Source"], out
+    _check_ora(ora, out)
+    assert _same_pixels(out["pixels"]["Source"], photo)
+    assert out["pixels"][STYLE_NAME].size == photo.size
+    assert not _same_pixels(out["pixels"][STYLE_NAME], photo)
+
+
+def test_server_down_is_an_execution_error_and_leaves_the_image_alone(gimp3, style_files):
+    photo = _with_alpha(_photo())
+    source = gimp3.work / "down.ora"
+    _write_ora(source, photo.size, [("Photo", photo, 0, 0)])
+    url = f"http://127.0.0.1:{_free_port()}"
+    props = _props(style_files["png"], gimp3, url)
+
+    out, ora = gimp3.run({"input": gimp3.inside(source), "layer": "Photo", "props": props})
+
+    assert out["status"] == "execution-error", out
+    assert "cannot reach the stylelayer server" in (out["error"] or ""), out
+    assert url in out["error"]
+    assert out["after"] == out["before"] == ["Photo"]
+    assert out["saved"] is True
+    _check_ora(ora, out)
+    assert _same_pixels(out["pixels"]["Photo"], photo)
+
+
+def test_a_style_file_gimp_cannot_open_is_a_clear_execution_error(gimp3, server_url):
+    photo = _photo()
+    source = gimp3.work / "bad.png"
+    photo.save(source)
+    not_an_image = gimp3.work / "notes.txt"
+    not_an_image.write_text("this is not an image\n")
+    props = _props(not_an_image, gimp3, server_url)
+
+    out, ora = gimp3.run({"input": gimp3.inside(source), "layer": None, "props": props})
+
+    assert out["status"] == "execution-error", out
+    assert "could not open the style image" in out["error"], out
+    assert out["after"] == ["Source"]
+    _check_ora(ora, out)
+    assert _same_pixels(out["pixels"]["Source"], photo)
+
+
+def test_gimp_itself_refuses_a_missing_style_file(gimp3, server_url):
+    """GIMP checks file arguments before the plug-in runs: a calling error, and nothing changes."""
+    photo = _photo()
+    source = gimp3.work / "missing.png"
+    photo.save(source)
+    props = _props(gimp3.work / "no-such-style.png", gimp3, server_url)
+
+    out, _ = gimp3.run({"input": gimp3.inside(source), "layer": None, "props": props})
+
+    assert out["status"] == "calling-error", out
+    assert "style-file" in out["error"]
+    assert out["after"] == ["Source"]
