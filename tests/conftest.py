@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,10 @@ def real_image(name: str, longest: int | None = None) -> Image.Image:
 
 @pytest.fixture(scope="session")
 def engine():
+    """The real engine; STYLELAYER_TEST_DEVICE=cuda runs the core tests on a GPU."""
     from stylelayer.engine import StyleEngine
 
-    return StyleEngine(weights="caffe", device="cpu")
+    return StyleEngine(weights="caffe", device=os.environ.get("STYLELAYER_TEST_DEVICE", "cpu"))
 
 
 @pytest.fixture(scope="session")
