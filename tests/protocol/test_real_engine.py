@@ -1,0 +1,49 @@
+"""The protocol with the real engine at a tiny size: real VGG, real images, alpha kept, Gram cache used."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+from protocol_helpers import IMAGES, png_bytes
+
+from stylelayer.engine import StyleEngine
+
+pytestmark = pytest.mark.skipif(not (IMAGES / "tubingen.jpg").is_file(), reason="shared test images missing")
+
+
+@pytest.fixture(scope="module")
+def engine() -> StyleEngine:
+    return StyleEngine(weights="caffe", device="cpu")
+
+
+def small(name: str, side: int, mode: str = "RGB") -> Image.Image:
+    img = Image.open(IMAGES / name).convert(mode)
+    img.thumbnail((side, side))
+    return img
+
+
+def test_real_engine_job_through_the_client(make_server, engine) -> None:
+    _, client = make_server(engine)
+    content = small("tubingen.jpg", 48, "RGBA")
+    alpha = Image.linear_gradient("L").resize(content.size)
+    content.putalpha(alpha)
+    style = png_bytes(small("starry_night.jpg", 48))
+    params = {"size": 48, "iterations": 3, "seed": 5}
+    seen = []
+    out = client.run_job(png_bytes(content), style, params=params, preview_every=1, poll_interval=0.05,
+                         on_progress=lambda status, preview: seen.append(status))  # fmt: skip
+    image = Image.open(io.BytesIO(out))
+    assert image.mode == "RGBA" and image.size == content.size
+    assert image.getchannel("A").tobytes() == alpha.tobytes()
+    assert image.convert("RGB").tobytes() != content.convert("RGB").tobytes()  # it did change the pixels
+    assert image.text["stylelayer:seed"] == "5" and '"iterations": 3' in image.text["stylelayer:params"]
+    assert seen[-1]["state"] == "done" and seen[-1]["losses"]["total"] > 0
+
+    before = client.info()["cache"]
+    client.stylize(png_bytes(content), style, params={**params, "seed": 6})  # same style and size again
+    after = client.info()["cache"]
+    assert after["hits"] > before["hits"] and after["misses"] == before["misses"]
+    info = client.info()
+    assert info["device"] == "cpu" and info["weights"] == "caffe"
