@@ -148,9 +148,11 @@ def build_zip(out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.write(src / DESKTOP_FILE, DESKTOP_FILE)
+        # Directory entries matter: Krita's importer finds the module by its "stylelayer_krita/" entry.
+        zf.write(src / PLUGIN_NAME, PLUGIN_NAME + "/")
         for path in sorted((src / PLUGIN_NAME).rglob("*")):
             rel = path.relative_to(src)
-            if path.is_dir() or "__pycache__" in rel.parts or path.suffix in (".pyc", ".pyo"):
+            if "__pycache__" in rel.parts or path.suffix in (".pyc", ".pyo"):
                 continue
-            zf.write(path, rel.as_posix())
+            zf.write(path, rel.as_posix() + ("/" if path.is_dir() else ""))
     return out
