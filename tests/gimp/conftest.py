@@ -13,6 +13,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN_DIR = REPO / "plugins" / "gimp" / "stylelayer"
+SHARED_IMAGES = REPO.parent / "shared" / "images"
+ASSETS = REPO / "server" / "stylelayer" / "assets"
+
+
+def image_path(name: str) -> Path:
+    """A real test image (tubingen, starry_night, ...): ../shared/images, else the copy bundled in the package."""
+    path = SHARED_IMAGES / f"{name}.jpg"
+    return path if path.is_file() else ASSETS / f"{name}.jpg"
 
 
 def load_by_path(module_name: str, path: Path):
@@ -36,3 +44,19 @@ def client_mod():
     if not path.is_file():
         pytest.fail(f"{path} is missing: run scripts/sync_client.py")
     return load_by_path("gimp_stylelayer_client", path)
+
+
+@pytest.fixture(scope="session")
+def server_url(engine):
+    """A live stylelayer server on 127.0.0.1 with the real engine (tests/conftest.py: CPU, offline VGG19)."""
+    from stylelayer.api.app import create_app
+    from stylelayer.api.serve import ServerThread
+
+    with ServerThread(create_app({}, engine=engine)) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def client(server_url, client_mod):
+    """The same client the plug-in uses (its vendored copy)."""
+    return client_mod.StylelayerClient(base_url=server_url, timeout=60)

@@ -26,14 +26,11 @@ from PIL import Image
 
 from stylelayer.install.gimp import install
 
-from .conftest import REPO
+from .conftest import REPO, image_path
 
 pytestmark = pytest.mark.gimp
 
 GIMP_BIN = "usr/bin/gimp-console-3.0"
-IMAGES = Path("/work/shared/images")
-if not IMAGES.is_dir():
-    IMAGES = REPO / "tests" / "data" / "images"
 STYLE_NAME = "Style: starry night"
 
 
@@ -47,8 +44,17 @@ def _gimp_root() -> Path:
 
 # ---- GIMP in its chroot ------------------------------------------------------------------------------------
 JOB = r"""
-import json, traceback
-from gi.repository import Gimp, Gio
+import hashlib, json, traceback
+from gi.repository import Gegl, Gimp, Gio
+
+
+def digest(drawable):
+    # hash of the pixels at full precision (float), the size and the offsets
+    rect = Gegl.Rectangle.new(0, 0, drawable.get_width(), drawable.get_height())
+    data = drawable.get_buffer().get(rect, 1.0, "RGBA float", Gegl.AbyssPolicy.NONE)
+    where = repr((rect.width, rect.height, drawable.get_offsets()[1:])).encode()
+    return hashlib.sha256(bytes(data) + where).hexdigest()
+
 
 A = json.loads(ARGS)
 out = {}
@@ -63,9 +69,12 @@ try:
         layer = [item for item in img.get_layers() if item.get_name() == A["layer"]][0]
     if A.get("precision"):
         img.convert_precision(getattr(Gimp.Precision, A["precision"]))
+    if A.get("gray"):
+        img.convert_grayscale()
     if A.get("select"):
         img.select_rectangle(Gimp.ChannelOps.REPLACE, *A["select"])
     out["before"] = [item.get_name() for item in img.get_layers()]
+    before = {item.get_name(): digest(item) for item in img.get_layers()}
     proc = Gimp.get_pdb().lookup_procedure("plug-in-stylelayer")
     out["found"] = proc is not None
     cfg = proc.create_config()
@@ -78,6 +87,9 @@ try:
     out["status"] = res.index(0).value_nick
     out["error"] = res.index(1) if res.length() > 1 else None
     out["after"] = [item.get_name() for item in img.get_layers()]
+    out["unchanged"] = sorted(
+        item.get_name() for item in img.get_layers() if before.get(item.get_name()) == digest(item)
+    )
     out["layers"] = {
         item.get_name(): {"has_alpha": item.has_alpha(), "offsets": list(item.get_offsets()[1:]),
                           "size": [item.get_width(), item.get_height()]}
@@ -157,6 +169,7 @@ class Gimp3:
         out = json.loads(result.read_text())
         assert "exception" not in out, f"the batch job raised:\n{out['exception']}\n{log}"
         assert out["found"], f"plug-in-stylelayer is not registered in GIMP: {log}"
+        assert out["unchanged"] == sorted(out["before"]), "a layer that was there before has changed"
         out["log"] = log
         out["pixels"] = {
             name: Image.open(self.root / path.lstrip("/")).convert("RGBA") for name, path in out["layer_files"].items()
@@ -187,23 +200,6 @@ def gimp3():
     gimp.close()
 
 
-# ---- the server and the same client the plug-in uses -------------------------------------------------------
-@pytest.fixture(scope="session")
-def server_url():
-    from stylelayer.api.app import create_app
-    from stylelayer.api.serve import ServerThread
-    from stylelayer.engine import StyleEngine
-
-    engine = StyleEngine(weights="caffe", device="cpu")
-    with ServerThread(create_app({}, engine=engine)) as server:
-        yield server.url
-
-
-@pytest.fixture(scope="session")
-def client(server_url, client_mod):
-    return client_mod.StylelayerClient(base_url=server_url, timeout=60)
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -218,7 +214,7 @@ def _png(im: Image.Image) -> bytes:
 
 
 def _photo(size=96) -> Image.Image:
-    im = Image.open(IMAGES / "tubingen.jpg").convert("RGB")
+    im = Image.open(image_path("tubingen")).convert("RGB")
     im.thumbnail((size, size))
     return im
 
@@ -235,7 +231,7 @@ def _with_alpha(im: Image.Image) -> Image.Image:
 
 @pytest.fixture(scope="session")
 def style_files(gimp3):
-    style = Image.open(IMAGES / "starry_night.jpg").convert("RGB")
+    style = Image.open(image_path("starry_night")).convert("RGB")
     style.thumbnail((128, 128))
     png = gimp3.work / "starry_night.png"
     style.save(png)
@@ -414,6 +410,25 @@ def test_16_bit_image_and_a_jpeg_style(gimp3, server_url, style_files):
     assert _same_pixels(out["pixels"]["Source"], photo)
     assert out["pixels"][STYLE_NAME].size == photo.size
     assert not _same_pixels(out["pixels"][STYLE_NAME], photo)
+
+
+def test_grayscale_image(gimp3, server_url, style_files):
+    """A grey image gets a grey result layer (GIMP converts the RGB result into the layer's format)."""
+    photo = _photo()
+    source = gimp3.work / "grey.png"
+    photo.save(source)
+    props = _props(style_files["png"], gimp3, server_url)
+
+    out, ora = gimp3.run({"input": gimp3.inside(source), "layer": None, "gray": True, "props": props})
+
+    assert out["status"] == "success", out
+    assert out["after"] == [STYLE_NAME, "Source"], out
+    assert out["layers"][STYLE_NAME] == {"has_alpha": False, "offsets": [0, 0], "size": list(photo.size)}
+    _check_ora(ora, out)
+    result = out["pixels"][STYLE_NAME]
+    r, g, b, _ = result.split()
+    assert r.tobytes() == g.tobytes() == b.tobytes(), "the new layer is not grey"
+    assert not _same_pixels(result, out["pixels"]["Source"])
 
 
 def test_server_down_is_an_execution_error_and_leaves_the_image_alone(gimp3, style_files):

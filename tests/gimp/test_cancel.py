@@ -1,0 +1,51 @@
+"""Cancel as the plug-in does it, without GIMP: JobRunner's flag reaches the client, which cancels the server job."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from .conftest import image_path
+
+
+def _png(path: Path, size: int) -> bytes:
+    im = Image.open(path).convert("RGB")
+    im.thumbnail((size, size))
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _images():
+    return _png(image_path("tubingen"), 64), _png(image_path("starry_night"), 64)
+
+
+def test_cancel_while_running_stops_the_server_job(logic, client_mod, client):
+    content, style = _images()
+    params = logic.build_params(iterations=10_000, strength=1.0, preserve_colors=False, size=64, seed=1)
+
+    def work(on_progress, should_cancel):
+        return client.run_job(
+            content, style_png=style, params=params, on_progress=on_progress, should_cancel=should_cancel,
+            poll_interval=0.1,
+        )  # fmt: skip
+
+    runner = logic.JobRunner(work).start()
+    deadline = time.monotonic() + 60
+    while not (runner.fraction or 0) > 0 and time.monotonic() < deadline:
+        assert not runner.wait(0.05), f"the job ended before it could be cancelled: {runner.error!r}"
+    assert runner.fraction and runner.fraction < 1, "no progress reported within 60 s"
+    assert "iteration" in runner.text
+    started = time.monotonic()
+    runner.cancel()
+    assert runner.wait(30), "the job did not stop within 30 s of Cancel"
+    assert isinstance(runner.error, client_mod.JobCancelled), repr(runner.error)
+    assert runner.result is None
+    assert time.monotonic() - started < 30
+
+    # the server is free again: a short job after it completes
+    quick = logic.build_params(iterations=2, strength=1.0, preserve_colors=False, size=32, seed=1)
+    assert Image.open(io.BytesIO(client.run_job(content, style_png=style, params=quick))).size == (64, 48)
