@@ -114,7 +114,8 @@ def test_decompression_bomb_is_413_before_decoding(client) -> None:
 
 def test_request_body_limit_is_413(make_server) -> None:
     _, client = make_server(FakeEngine(), max_content_length=10_000)
-    expect(client, 413, "too_large", client.submit, png_bytes(gradient(200, 200)), STYLE)
+    err = expect(client, 413, "too_large", client.submit, png_bytes(gradient(200, 200)), STYLE)
+    assert "10000 bytes" in err.message
 
 
 def test_unknown_and_malformed_job_ids_are_404(client) -> None:
