@@ -77,6 +77,8 @@ def run_dialog(doc, node, captured):
     dialog.finished_run.connect(lambda ok, message: (done.update(ok=ok, message=message), loop.quit()))
     QTimer.singleShot(int(CONFIG.get("dialog_timeout_s", 40) * 1000), loop.quit)
     dialog.start()
+    if CONFIG.get("cancel_on_progress") and dialog.job is not None:
+        dialog.job.progress.connect(lambda status, preview: dialog.cancel_or_close())  # the Cancel button
     if "ok" not in done:
         loop.exec_()
     timer.stop()

@@ -216,3 +216,15 @@ def test_server_down_leaves_document_unchanged(krita_home, inputs, tmp_path):
     assert result["original_unchanged"] is True
     assert not (out / "server_result.png").exists()
     assert [layer["name"] for layer in kra_stack(out / "doc.kra")] == result["stack_before"]
+
+
+def test_cancel_in_dialog_leaves_document_unchanged(krita_home, server, inputs, tmp_path):
+    out = tmp_path / "run"
+    result = run_krita(krita_home, out, {
+        "mode": "dialog", "image": str(inputs["content"]), "style": str(inputs["style"]),
+        "server_url": server.url, "params": {**PARAMS, "iterations": 500}, "cancel_on_progress": True,
+    })  # fmt: skip
+    assert result["ok"] is False
+    assert result["dialog"]["messages"] == [[False, "The style transfer was cancelled; the image is unchanged."]]
+    assert [entry[0] for entry in layers(result)] == result["stack_before"]
+    assert result["original_unchanged"] is True
