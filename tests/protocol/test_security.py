@@ -62,6 +62,18 @@ def test_same_origin_and_cross_site_fetch_metadata(server) -> None:
     assert status == 403 and error_of(data)["code"] == "cross_origin"
 
 
+def test_foreign_host_header_is_refused_without_token(make_server, fake_engine) -> None:
+    srv, _ = make_server(fake_engine)
+    for host in ("evil.example:8765", "evil.example", "192.168.1.5"):  # DNS rebinding to 127.0.0.1
+        status, _, data = raw(srv.url + "/v1/info", headers={"Host": host})
+        assert status == 403 and error_of(data)["code"] == "bad_host"
+    for host in ("localhost:1234", "127.0.0.1", "[::1]:8765"):
+        assert raw(srv.url + "/v1/health", headers={"Host": host})[0] == 200
+    srv, client = make_server(fake_engine, token="t")  # with a token any Host may be used (LAN serving)
+    status, _, _ = raw(srv.url + "/v1/health", headers={"Host": "studio-pc:8765", "Authorization": "Bearer t"})
+    assert status == 200
+
+
 def test_no_cors_headers_even_on_preflight(fake_engine) -> None:
     app = create_app({}, engine=fake_engine)
     response = app.test_client().options(

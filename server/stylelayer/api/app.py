@@ -40,6 +40,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 MAX_PREVIEW_EVERY = 10_000
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 
 api = Blueprint("v1", __name__, url_prefix="/v1")
 
@@ -96,6 +97,10 @@ def _guard() -> None:
     without preflight), so a foreign or `null` Origin, or a cross-site fetch, is rejected outright.
     """
     token = _state().config["token"]
+    if not token and _host_name(request.host) not in LOOPBACK_NAMES:
+        # Without a token the server is loopback-only; a foreign Host header means DNS rebinding (a web page whose
+        # name now resolves to 127.0.0.1), which the Origin check below cannot catch because the origins match.
+        raise ApiError(403, "bad_host", f"Host {request.host!r} is not a loopback name; use 127.0.0.1 or a --token")
     if token:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
@@ -107,6 +112,14 @@ def _guard() -> None:
         raise ApiError(403, "cross_origin", f"requests from the web origin {origin!r} are not allowed")
     if request.headers.get("Sec-Fetch-Site", "same-origin") in ("cross-site", "same-site"):
         raise ApiError(403, "cross_origin", "cross-site requests are not allowed")
+
+
+def _host_name(host: str) -> str:
+    """'127.0.0.1:8765' -> '127.0.0.1', '[::1]:8765' -> '::1'."""
+    host = host.lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 # ---- health and info ---------------------------------------------------------------------------------------
