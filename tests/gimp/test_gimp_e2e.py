@@ -78,7 +78,7 @@ try:
     proc = Gimp.get_pdb().lookup_procedure("plug-in-stylelayer")
     out["found"] = proc is not None
     cfg = proc.create_config()
-    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    cfg.set_property("run-mode", Gimp.RunMode.INTERACTIVE if A.get("interactive") else Gimp.RunMode.NONINTERACTIVE)
     cfg.set_property("image", img)
     cfg.set_core_object_array("drawables", [layer])
     for key, value in A["props"].items():
@@ -138,7 +138,7 @@ class Gimp3:
         """The path as GIMP sees it from inside the chroot."""
         return "/" + str(Path(path).resolve().relative_to(self.root.resolve()))
 
-    def run(self, args: dict, timeout: int = 300) -> tuple[dict, Path]:
+    def run(self, args: dict, timeout: int = 300, env: tuple[str, ...] = ()) -> tuple[dict, Path]:
         self.runs += 1
         run_dir = self.work / f"run{self.runs}"
         run_dir.mkdir()
@@ -156,7 +156,7 @@ class Gimp3:
         cmd = [
             "timeout", "-k", "5", str(timeout), "chroot", str(self.root), "env", "-i", "PATH=/usr/bin:/bin",
             f"HOME={self.inside(self.work / 'home')}", f"TMPDIR={self.inside(self.work / 'tmp')}", "LANG=C.UTF-8",
-            f"GIMP3_DIRECTORY={self.inside(self.work / 'cfg')}",
+            f"GIMP3_DIRECTORY={self.inside(self.work / 'cfg')}", *env,
             "gimp-console-3.0", "-i", "--batch-interpreter=python-fu-eval",
             "-b", f"exec(open({self.inside(job)!r}).read())", "--quit",
         ]  # fmt: skip
@@ -478,3 +478,83 @@ def test_gimp_itself_refuses_a_missing_style_file(gimp3, server_url):
     assert out["status"] == "calling-error", out
     assert "style-file" in out["error"]
     assert out["after"] == ["Source"]
+
+
+# ---- the interactive path, under Xvfb ----------------------------------------------------------------------
+@pytest.fixture()
+def xdisplay():
+    """An Xvfb display reachable from the chroot over TCP (the chroot shares the network, not /tmp)."""
+    missing = [tool for tool in ("Xvfb", "xdotool") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"the dialog test needs {' and '.join(missing)} (apt-get install xvfb xdotool)")
+    number = next(n for n in range(91, 140) if not Path(f"/tmp/.X11-unix/X{n}").exists())
+    xvfb = subprocess.Popen(
+        ["Xvfb", f":{number}", "-ac", "-listen", "tcp", "-screen", "0", "1280x1024x24"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while subprocess.run(["xdotool", "getmouselocation"], env={**os.environ, "DISPLAY": f":{number}"},
+                             capture_output=True).returncode != 0:  # fmt: skip
+            assert time.monotonic() < deadline, "Xvfb did not start"
+            time.sleep(0.2)
+        yield number
+    finally:
+        xvfb.terminate()
+        xvfb.wait(10)
+
+
+def _windows(display: int, title: str) -> list[tuple[int, int, int, int]]:
+    """(x, y, width, height) of the visible windows called `title`."""
+    env = {**os.environ, "DISPLAY": f":{display}"}
+    ids = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", f"^{title}$"], env=env,
+                         capture_output=True, text=True).stdout.split()  # fmt: skip
+    found = []
+    for wid in ids:
+        geo = subprocess.run(["xdotool", "getwindowgeometry", "--shell", wid], env=env, capture_output=True, text=True)
+        values = dict(line.split("=", 1) for line in geo.stdout.split() if "=" in line)
+        if {"X", "Y", "WIDTH", "HEIGHT"} <= set(values):
+            found.append(tuple(int(values[k]) for k in ("X", "Y", "WIDTH", "HEIGHT")))
+    return found
+
+
+def _wait_window(display: int, title: str, pick, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for geometry in _windows(display, title):
+            if pick(geometry):
+                return geometry
+        time.sleep(0.2)
+    raise AssertionError(f"no {title!r} window appeared within {timeout:.0f} s")
+
+
+def _click(display: int, x: int, y: int):
+    env = {**os.environ, "DISPLAY": f":{display}"}
+    subprocess.run(["xdotool", "mousemove", str(x), str(y), "click", "1"], env=env, check=True)
+
+
+def test_dialog_then_cancel_while_the_server_works(gimp3, server_url, style_files, xdisplay):
+    """INTERACTIVE run: GimpUi's generated dialog (OK), then our progress window's Cancel stops the job."""
+    import concurrent.futures
+
+    photo = _photo()
+    source = gimp3.work / "dialog.png"
+    photo.save(source)
+    shutil.rmtree(gimp3.work / "cfg" / "plug-in-settings", ignore_errors=True)  # no "last values" override ours
+    props = _props(style_files["png"], gimp3, server_url, iterations=5000)
+    args = {"input": gimp3.inside(source), "layer": None, "interactive": True, "props": props}
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(gimp3.run, args, 180, (f"DISPLAY=127.0.0.1:{xdisplay}",))
+        x, y, w, h = _wait_window(xdisplay, "Neural Style Transfer", lambda g: g[3] > 200)
+        _click(xdisplay, x + w - 39, y + h - 19)  # OK: the dialog's bottom-right button
+        x, y, w, h = _wait_window(xdisplay, "Neural Style Transfer", lambda g: g[3] < 200)
+        time.sleep(1.5)  # let the job start on the server
+        assert not running.done(), "the job ended before Cancel could be pressed"
+        _click(xdisplay, x + w // 2, y + h - 22)  # Cancel: the progress window's button
+        started = time.monotonic()
+        out, _ = running.result(timeout=120)
+
+    assert time.monotonic() - started < 30
+    assert out["status"] == "cancel", out
+    assert out["after"] == out["before"] == ["Source"]

@@ -330,7 +330,7 @@ class StyleLayer(Gimp.PlugIn):
         procedure.set_attribution("stylelayer contributors", "MIT", "2025")
         rw = GObject.ParamFlags.READWRITE
         procedure.add_file_argument(
-            "style-file", "_Style image", "Image whose style is transferred", Gimp.FileChooserAction.OPEN,
+            "style-file", "Style ima_ge", "Image whose style is transferred", Gimp.FileChooserAction.OPEN,
             False, None, rw,
         )  # fmt: skip
         procedure.add_int_argument(

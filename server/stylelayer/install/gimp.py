@@ -19,9 +19,7 @@ GIMP_VERSION_DIR = "3.0"
 _SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
 
 
-def default_plugin_dir(
-    platform: str | None = None, home: Path | None = None, env: dict | None = None
-) -> Path:
+def default_plugin_dir(platform: str | None = None, home: Path | None = None, env: dict | None = None) -> Path:
     """The per-user GIMP 3.0 plug-ins folder for this (or the given) platform.
 
     Linux and other Unixes: $XDG_CONFIG_HOME/GIMP/3.0/plug-ins (default ~/.config/...); macOS:
@@ -68,9 +66,7 @@ def install(plugin_dir: Path | None = None) -> Path:
     shutil.copytree(source, staging, ignore=_SKIP)
     installed_main = staging / f"{PLUGIN_NAME}.py"
     mode = installed_main.stat().st_mode
-    installed_main.chmod(
-        mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH | stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
-    )
+    installed_main.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH | stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
