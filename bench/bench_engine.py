@@ -106,6 +106,7 @@ def run_reference(size: int, iterations: int, device_name: str) -> dict:
         if not scale:
             scale.append(1.0 / float(total.detach()))
         (total * scale[0]).backward()
+        image.grad = image.grad.contiguous()  # oneDNN may hand back a channels_last gradient; L-BFGS needs NCHW
         last["total"] = float(total.detach())
         return total
 

@@ -8,6 +8,7 @@ bash scripts/setup.sh
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     bash tests/hosts/setup_krita.sh
     bash tests/hosts/setup_gimp.sh
+    command -v xdotool >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xdotool >/dev/null
 fi
 .venv/bin/ruff check .
 .venv/bin/python -m pytest -ra "$@"

@@ -33,7 +33,7 @@ _PARAM_FLAGS: tuple[tuple[str, str, object, str], ...] = (
     ("--optimizer", "optimizer", str, "lbfgs (default, as in the paper) or adam"),
     ("--lr", "lr", float, "step size (default 1.0 for L-BFGS, 0.02 for Adam)"),
     ("--content-weight", "content_weight", float, "α, weight of the content loss [1]"),
-    ("--style-weight", "style_weight", float, "β, weight of the style loss [1e3]"),
+    ("--style-weight", "style_weight", float, "β, weight of the style loss [1e4]"),
     ("--tv-weight", "tv_weight", float, "γ, weight of the total-variation loss [1]"),
     ("--init", "init", str, "starting image: content, noise or style [content]"),
     ("--seed", "seed", int, "random seed; the same seed gives the same output on the CPU"),

@@ -10,8 +10,8 @@ import hashlib
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -140,14 +140,8 @@ class StyleEngine:
         levels = _level_sizes(work_size, params.scales)
         total = params.iterations * len(levels)
         run = _Run(self, params, seed, total, started, progress, should_cancel, preview_every)
-        image: Tensor | None = None
-        for width, height in levels:
-            content_t = None
-            if work is not None:
-                content_t = imaging.to_tensor(work.resize((width, height), Image.Resampling.LANCZOS), self.device)
-            image = run.level(content_t, styles, (width, height), image, generator)
-
-        assert image is not None
+        with _deterministic(self.device):
+            image = self._optimise(run, work, styles, levels, generator)
         result = imaging.to_image(image)
         if result.size != out_size:
             result = result.resize(out_size, Image.Resampling.LANCZOS)
@@ -164,6 +158,17 @@ class StyleEngine:
             params=params,
             history=run.history,
         )
+
+    def _optimise(self, run: _Run, work: Image.Image | None, styles: list[Image.Image],
+                  levels: list[tuple[int, int]], generator: torch.Generator) -> Tensor:  # fmt: skip
+        image: Tensor | None = None
+        for width, height in levels:
+            content_t = None
+            if work is not None:
+                content_t = imaging.to_tensor(work.resize((width, height), Image.Resampling.LANCZOS), self.device)
+            image = run.level(content_t, styles, (width, height), image, generator)
+        assert image is not None
+        return image
 
     # ---- style targets --------------------------------------------------------------------------------------
     def style_grams(self, style: Image.Image, params: StyleParams, precision: str) -> dict[str, Tensor]:
@@ -348,6 +353,21 @@ def _level_sizes(size: tuple[int, int], scales: int) -> list[tuple[int, int]]:
 
 def _zero(device: torch.device) -> Tensor:
     return torch.zeros((), device=device)
+
+
+@contextmanager
+def _deterministic(device: torch.device) -> Iterator[None]:
+    """The reported seed reproduces a result on CUDA too: cuDNN's autotuned kernels are not bit-reproducible."""
+    if device.type != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    saved = cudnn.deterministic, cudnn.benchmark
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved
 
 
 def _autocast(device: torch.device, precision: str):

@@ -10,7 +10,7 @@ def test_defaults_follow_the_paper():
     assert p.content_layer == "conv4_2"
     assert p.style_layers == ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
     assert p.layer_weights == {name: 0.2 for name in p.style_layers}
-    assert p.content_weight / p.style_weight == pytest.approx(1e-3)
+    assert p.content_weight / p.style_weight == pytest.approx(1e-4)
     assert p.optimizer == "lbfgs"
 
 

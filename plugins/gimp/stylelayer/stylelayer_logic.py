@@ -17,7 +17,7 @@ DEFAULT_ITERATIONS = 200
 DEFAULT_SIZE = 512
 MAX_SIZE = 4096
 MAX_ITERATIONS = 10_000
-BASE_STYLE_WEIGHT = 1e3  # = StyleParams.style_weight default (a test checks): "style strength" 1.0 means it
+BASE_STYLE_WEIGHT = 1e4  # = StyleParams.style_weight default (a test checks): "style strength" 1.0 means it
 MIN_STRENGTH = 0.01
 MAX_STRENGTH = 100.0
 MAX_STYLE_SIDE = 2048  # a style image larger than this is scaled down before it is sent

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 DEFAULT_SERVER_URL = "http://127.0.0.1:8765"
 MAX_SIZE = 4096
 MAX_ITERATIONS = 10_000
-BASE_STYLE_WEIGHT = 1e3  # = StyleParams.style_weight default (a test checks): style strength 1.0 means it
+BASE_STYLE_WEIGHT = 1e4  # = StyleParams.style_weight default (a test checks): style strength 1.0 means it
 MIN_STRENGTH = 0.01
 MAX_STRENGTH = 100.0
 LAYER_NAME_MAX = 64
