@@ -185,7 +185,7 @@ def _number(value: Any, name: str) -> float:
         raise ParamError(name, f"must be a number; got {value!r}")
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an int beyond float range (10**400)
         raise ParamError(name, f"must be a number; got {value!r}") from None
     if not math.isfinite(number):
         raise ParamError(name, f"must be finite; got {value!r}")

@@ -1,16 +1,22 @@
-"""Shared helpers of the protocol tests: the fake engine and test images (imported by conftest and tests)."""
+"""Shared helpers of the protocol and reliability tests: the fake engine, test images, raw HTTP helpers and the
+server fixtures (re-exported by tests/protocol/conftest.py and tests/reliability/conftest.py)."""
 
 from __future__ import annotations
 
 import io
+import json
 import sys
 import threading
 import time
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
+from stylelayer.api import ServerThread, create_app
 from stylelayer.engine import Cancelled, Progress, StyleResult
 from stylelayer.params import StyleParams
 
@@ -93,3 +99,53 @@ def gradient(width: int = 40, height: int = 30, mode: str = "RGB") -> Image.Imag
         ]
     )
     return img
+
+
+def raw(url: str, method: str = "GET", body: bytes | None = None, headers: dict | None = None):
+    """(status, headers, body) without the client's error mapping, to see exactly what goes over the wire."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.headers, exc.read()
+
+
+def error_of(body: bytes) -> dict:
+    payload = json.loads(body)
+    assert set(payload) == {"error"} and {"code", "message"} <= set(payload["error"])
+    return payload["error"]
+
+
+# ---- fixtures (a conftest imports these names to make them available to its directory) ------------------------
+@pytest.fixture
+def fake_engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[Callable[..., tuple[ServerThread, stylelayer_client.StylelayerClient]]]:
+    """Factory: start a server with a given engine and config; every one is stopped at teardown."""
+    servers: list[ServerThread] = []
+
+    def start(engine: object = None, token: str | None = None, **config: object):
+        config.setdefault("styles_dir", str(tmp_path / f"styles{len(servers)}"))
+        srv = ServerThread(create_app({"token": token, **config}, engine=engine)).start()
+        servers.append(srv)
+        return srv, stylelayer_client.StylelayerClient(srv.url, token=token, timeout=10)
+
+    yield start
+    for srv in servers:
+        srv.stop()
+
+
+@pytest.fixture
+def server(make_server, fake_engine):
+    """(ServerThread, client) around the default fake engine."""
+    return make_server(fake_engine)
+
+
+@pytest.fixture
+def client(server) -> stylelayer_client.StylelayerClient:
+    return server[1]

@@ -3,36 +3,16 @@
 from __future__ import annotations
 
 import io
-import json
 import threading
-import urllib.error
-import urllib.request
 
 import pytest
 import torch
 from PIL import Image
-from protocol_helpers import FakeEngine, gradient, png_bytes, stylelayer_client
+from protocol_helpers import FakeEngine, error_of, gradient, png_bytes, raw, stylelayer_client
 
 from stylelayer.api import create_app
 
 STYLE = png_bytes(gradient(16, 16))
-
-
-def raw(url: str, method: str = "GET", body: bytes | None = None, headers: dict | None = None):
-    """(status, headers, body) without the client's error mapping, to see exactly what goes over the wire."""
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.headers, exc.read()
-
-
-def error_of(body: bytes) -> dict:
-    payload = json.loads(body)
-    assert set(payload) == {"error"} and {"code", "message"} <= set(payload["error"])
-    return payload["error"]
 
 
 def expect(client, status: int, code: str, call, *args, **kwargs) -> stylelayer_client.StylelayerError:

@@ -108,10 +108,18 @@ def _guard() -> None:
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
     origin = request.headers.get("Origin")
-    if origin is not None and (origin == "null" or urlsplit(origin).netloc.lower() != request.host.lower()):
+    if origin is not None and (origin == "null" or _origin_host(origin) != request.host.lower()):
         raise ApiError(403, "cross_origin", f"requests from the web origin {origin!r} are not allowed")
     if request.headers.get("Sec-Fetch-Site", "same-origin") in ("cross-site", "same-site"):
         raise ApiError(403, "cross_origin", "cross-site requests are not allowed")
+
+
+def _origin_host(origin: str) -> str | None:
+    """host[:port] of an Origin header, None when it does not parse (e.g. 'http://[': urlsplit raises)."""
+    try:
+        return urlsplit(origin).netloc.lower()
+    except ValueError:
+        return None
 
 
 def _host_name(host: str) -> str:
@@ -271,7 +279,7 @@ def _enqueue() -> Job:
 def _parse_params(text: str) -> StyleParams:
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: deeply nested arrays/objects ("[[[[...")
         raise ApiError(400, "bad_param", "params: not valid JSON", field="params") from None
     try:
         return StyleParams.from_dict(data)

@@ -127,6 +127,8 @@ class JobQueue:
         if self.engine_error is not None:
             raise EngineUnavailable(self.engine_error)
         with self._lock:
+            if self._stopping:  # the worker is gone: a job queued now would never run
+                raise EngineUnavailable("the server is shutting down")
             self._prune()
             if len(self._waiting) >= self.max_queue:
                 raise QueueFull(f"{len(self._waiting)} jobs are already waiting (limit {self.max_queue})")

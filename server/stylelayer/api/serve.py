@@ -110,8 +110,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        app.extensions["stylelayer"].queue.stop()  # first: ends jobs that waiting /v1/stylize threads hold on to
         _close(server)
-        app.extensions["stylelayer"].queue.stop()
     return 0
 
 
@@ -130,13 +130,18 @@ class ServerThread:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop accepting, close connections, end the job worker, and wait for both threads."""
-        self._stopping.set()
-        self._server.pull_trigger()  # wake the select() at once instead of after its timeout
-        self._thread.join(timeout)
+        """End the job worker, then stop accepting, close connections, and wait for both threads.
+
+        Jobs go first: a /v1/stylize request waits on its job, and waitress's task threads would otherwise hold
+        the shutdown for their 5 s timeout before the job was cancelled, and that client got a reset instead of
+        a JSON answer.
+        """
         state = self.app.extensions.get("stylelayer")
         if state is not None:
             state.queue.stop(timeout)
+        self._stopping.set()
+        self._server.pull_trigger()  # wake the select() at once instead of after its timeout
+        self._thread.join(timeout)
 
     def _serve(self) -> None:
         # waitress has no public stop for an embedded server, so the loop runs here one poll at a time and the

@@ -1,0 +1,34 @@
+"""Fixtures for the reliability suite: the protocol suite's servers and fake engine (shared, not copied), and a
+`cases` counter that tests bump once per input they try, so scripts/reliability_report.py can say how many."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "protocol"))
+from protocol_helpers import client, fake_engine, make_server, server  # noqa: E402, F401  (fixtures)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "category(name): the RELIABILITY.md section a test's row goes in")
+
+
+class Cases:
+    """How many inputs (requests, images, hypothesis examples) one test tried."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self, n: int = 1) -> None:
+        self.n += n
+
+
+@pytest.fixture
+def cases(request: pytest.FixtureRequest) -> Iterator[Cases]:
+    counter = Cases()
+    yield counter
+    request.node.user_properties.append(("cases", counter.n))
