@@ -75,7 +75,10 @@ def create_app(config: dict[str, Any] | None = None, engine: Any = None) -> Flas
         )
     styles_dir = cfg["styles_dir"] or tempfile.mkdtemp(prefix="stylelayer-styles-")
 
-    app = Flask("stylelayer.api")
+    app = Flask("stylelayer.api", static_folder=None)  # an API: no /static route
+    # Werkzeug would answer '/v1/jobs//result' with an HTML 308 redirect to '/v1/jobs/result' (another resource,
+    # and not the JSON error shape); without merging, such paths are a JSON 404.
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = cfg["max_content_length"]
     app.json.sort_keys = False
     app.extensions["stylelayer"] = ServerState(config=cfg, queue=queue, library=StyleLibrary(styles_dir))
