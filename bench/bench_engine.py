@@ -5,7 +5,10 @@ trainable parameters, run in fp32 NCHW to conv5_1 every iteration, the same Gaty
 case runs in its own subprocess (so peak RSS is its own), cases alternate engine/reference so machine noise hits
 both, and the report gives ratios. Usage:
 
-    python bench/bench_engine.py [--sizes 256 512] [--iterations 12] [--repeats 2] [--device auto]
+    python bench/bench_engine.py [--sizes 256 512] [--iterations 12] [--repeats 2] [--loss-iterations 100]
+
+Timing runs are short; whether bf16 changes the result is judged separately, on final losses after
+--loss-iterations at the smallest size (early L-BFGS iterates differ too much between runs to compare).
 """
 
 from __future__ import annotations
@@ -137,6 +140,7 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--loss-iterations", type=int, default=100)
     parser.add_argument("--case", choices=("engine", "engine-fp32", "reference"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
@@ -166,8 +170,14 @@ def main() -> int:
         ref, fp32, eng = summary["reference"], summary["engine-fp32"], summary["engine"]
         print(f"  speed-up vs reference: engine {ref['s_per_iter'] / eng['s_per_iter']:.2f}x, "
               f"engine fp32 {ref['s_per_iter'] / fp32['s_per_iter']:.2f}x; peak memory engine/reference "
-              f"{eng['peak_mb'] / ref['peak_mb']:.2f}; final loss engine vs fp32 "
-              f"{100 * (eng['final_loss'] / fp32['final_loss'] - 1):+.1f}%")  # fmt: skip
+              f"{eng['peak_mb'] / ref['peak_mb']:.2f}")  # fmt: skip
+    if args.loss_iterations:
+        size = min(args.sizes)
+        fp32 = _case("engine-fp32", size, args.loss_iterations, args.device)
+        auto = _case("engine", size, args.loss_iterations, args.device)
+        change = 100 * (auto["final_loss"] / fp32["final_loss"] - 1)
+        print(f"final loss after {args.loss_iterations} iterations at {size} px: fp32 {fp32['final_loss']:.4g}, "
+              f"{auto['precision']} {auto['final_loss']:.4g} ({change:+.1f}%)")  # fmt: skip
     return 0
 
 
