@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ASSETS
 from PIL import Image
+from testimages import ASSETS
 
 from stylelayer.cli import main
 

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from conftest import real_image
 from PIL import Image
+from testimages import real_image
 
 from stylelayer import imaging
 from stylelayer.engine import Cancelled, Progress, _level_sizes

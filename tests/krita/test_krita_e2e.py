@@ -27,7 +27,7 @@ from stylelayer.install import krita as kinstall
 pytestmark = pytest.mark.krita
 
 HERE = Path(__file__).resolve().parent
-IMAGES = Path(os.environ.get("STYLELAYER_IMAGES", "/work/shared/images"))
+IMAGES = Path(os.environ.get("STYLELAYER_IMAGES", HERE.parents[1].parent / "shared" / "images"))
 KRITA_TIMEOUT = int(os.environ.get("STYLELAYER_KRITA_TIMEOUT", "90"))
 PARAMS = {"size": 64, "iterations": 3, "seed": 1}
 

@@ -21,7 +21,7 @@ from stylelayer.engine import Cancelled, Progress, StyleResult
 from stylelayer.params import StyleParams
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGES = Path("/work/shared/images")
+IMAGES = REPO.parent / "shared" / "images"  # ../shared beside the checkout, as in CI
 sys.path.insert(0, str(REPO / "plugins" / "common"))  # the plug-ins' client is not an installed package
 import stylelayer_client  # noqa: E402, F401  (re-exported for the tests)
 
