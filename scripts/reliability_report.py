@@ -35,6 +35,9 @@ FOUND = [
     ("shutdown with a `/v1/stylize` caller waiting stalled `stop()` 5 s and reset that caller",
      "jobs are cancelled before the HTTP threads stop (the caller gets a JSON 409 `job_cancelled`); submissions "
      "during shutdown are refused", "test_shutdown_while_jobs_run_and_wait"),
+    ("`ServerThread.stop()` raised OSError EBADF now and then (a teardown error in about 1 of 5 full runs): the "
+     "loop could close the trigger between the stop flag and `pull_trigger()`", "that OSError is ignored",
+     "test_stop_when_the_loop_already_closed_its_sockets"),
 ]  # fmt: skip
 
 
@@ -105,7 +108,7 @@ def render(collector: Collector, exit_code: int, wall: float) -> str:
     lines = [
         "# Reliability and security evidence",
         "",
-        "Regenerate this file (it runs the suite, about a minute on 2 CPU cores; exit status is pytest's):",
+        "Regenerate this file (it runs the suite, about 25 s on 2 CPU cores; the exit status is pytest's):",
         "",
         "```sh",
         ".venv/bin/python scripts/reliability_report.py",

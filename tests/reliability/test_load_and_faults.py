@@ -392,3 +392,17 @@ def test_serve_process_stops_on_sigint_with_a_job_running(tmp_path, cases) -> No
             proc.kill()
             proc.wait(5)
     cases()
+
+
+@pytest.mark.category("Faults")
+def test_stop_when_the_loop_already_closed_its_sockets(fake_engine, tmp_path, cases) -> None:
+    """The race behind a rare teardown error: the serve loop wakes between stop()'s flag and its trigger, closes
+    the trigger, and stop() then wrote to a closed pipe (OSError EBADF). Forced here by letting the loop exit first."""
+    srv = ServerThread(create_app({"styles_dir": str(tmp_path)}, engine=fake_engine)).start()
+    assert stylelayer_client.StylelayerClient(srv.url, timeout=5).health()["status"] == "ok"
+    srv._stopping.set()
+    srv._thread.join(5)  # the loop notices within its 0.5 s poll and closes every socket, the trigger included
+    assert not srv._thread.is_alive()
+    srv.stop()  # must not raise
+    assert not srv.app.extensions["stylelayer"].queue._worker.is_alive()
+    cases()
