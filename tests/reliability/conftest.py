@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "protocol"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # testimages
 from protocol_helpers import client, fake_engine, make_server, server  # noqa: E402, F401  (fixtures)
 
 

@@ -9,7 +9,8 @@ import struct
 from dataclasses import dataclass
 
 from PIL import Image
-from protocol_helpers import IMAGES, gradient, png_bytes
+from protocol_helpers import gradient, png_bytes
+from testimages import real_image
 
 from stylelayer.api.jobs import TERMINAL
 
@@ -32,8 +33,7 @@ def assert_json_error(status: int, body: bytes, content_type: str | None, allowe
 
 
 def real_jpeg(name: str = "tubingen", longest: int = 96, **save: object) -> bytes:
-    img = Image.open(IMAGES / f"{name}.jpg").convert("RGB")
-    img.thumbnail((longest, longest))
+    img = real_image(name, longest)  # ../shared/images, else the bundled copy
     out = io.BytesIO()
     img.save(out, format="JPEG", quality=90, **save)
     return out.getvalue()
