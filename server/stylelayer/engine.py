@@ -131,7 +131,7 @@ class StyleEngine:
             content_rgb, alpha = imaging.split_alpha(content)
             out_size = content_rgb.size
             longest = max(out_size) if params.size == 0 else min(params.size, max(out_size))
-            work = imaging.fit_longest_side(content_rgb, longest)
+            work = _at_least(imaging.fit_longest_side(content_rgb, longest), "content")
             work_size = work.size
         else:
             content_rgb = work = None
@@ -289,7 +289,7 @@ class _Run:
         longest = max(1, round(max(size) * p.style_scale))
         blended: dict[str, Tensor] = {}
         for weight, style in zip(p.blend_weights(len(styles)), styles, strict=True):
-            prepared = imaging.fit_longest_side(imaging.split_alpha(style)[0], longest)
+            prepared = _at_least(imaging.fit_longest_side(imaging.split_alpha(style)[0], longest), "style")
             if p.preserve_colors and color_ref is not None:
                 lum = imaging.luminance_image(imaging.to_tensor(prepared), match=color_ref.cpu())
                 prepared = imaging.to_image(lum)
@@ -337,6 +337,23 @@ def check_inputs(content: Image.Image | None, styles: Sequence[Image.Image], par
     for img in [content, *styles]:
         if img is not None and min(img.size) < 1:
             raise ValueError("images must be at least 1x1 pixels")
+
+
+MIN_SIDE = 16  # conv5_1 sits behind four 2x2 poolings: 16 px become 1
+MAX_SIDE = 8192
+
+
+def _at_least(img: Image.Image, what: str) -> Image.Image:
+    """Upscale an image whose short side is under MIN_SIDE (a tiny selection, a thin strip), or refuse it."""
+    short = min(img.size)
+    if short >= MIN_SIDE:
+        return img
+    scale = MIN_SIDE / short
+    size = (max(MIN_SIDE, round(img.width * scale)), max(MIN_SIDE, round(img.height * scale)))
+    if max(size) > MAX_SIDE:
+        raise ValueError(f"{what} is {img.width}x{img.height}: too thin to stylise (its short side would need "
+                         f"{MIN_SIDE} px, making the long side over {MAX_SIDE} px)")  # fmt: skip
+    return img.resize(size, Image.Resampling.BICUBIC)
 
 
 def _level_sizes(size: tuple[int, int], scales: int) -> list[tuple[int, int]]:

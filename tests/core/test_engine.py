@@ -173,3 +173,14 @@ def test_bad_inputs(engine, tubingen64, starry64):
         engine.stylize(None, [starry64], params())
     with pytest.raises(ValueError, match="init 'style' needs a style image"):
         engine.stylize(tubingen64, [], params(mode="inversion", init="style"))
+
+
+def test_tiny_and_thin_images(engine, starry64):
+    """A 1x1 layer or a 3x40 strip still works (worked on upscaled, returned at its own size)."""
+    for size in ((1, 1), (3, 40)):
+        tiny = Image.new("RGBA", size, (200, 30, 30, 128))
+        result = engine.stylize(tiny, [Image.new("RGB", (2, 2), "blue")], params(iterations=2))
+        assert result.image.size == size
+        assert result.image.getchannel("A").tobytes() == tiny.getchannel("A").tobytes()
+    with pytest.raises(ValueError, match="too thin"):
+        engine.stylize(Image.new("RGB", (1, 3000)), [starry64], params(size=0, iterations=1))

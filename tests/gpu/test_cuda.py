@@ -1,0 +1,68 @@
+"""On a CUDA GPU: the server runs real jobs there, survives running out of GPU memory, and seeds reproduce.
+
+Skipped where there is no GPU (CI has none); run on a GPU machine with `pytest tests/gpu`.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import pytest
+import torch
+from PIL import Image
+from testimages import REPO, real_image
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+sys.path.insert(0, str(REPO / "plugins" / "common"))
+from stylelayer_client import JobFailed, StylelayerClient  # noqa: E402
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def cuda_engine():
+    from stylelayer.engine import StyleEngine
+
+    return StyleEngine(device="cuda")
+
+
+def test_server_on_gpu_runs_jobs_and_survives_out_of_memory(cuda_engine):
+    from stylelayer.api import ServerThread, create_app
+
+    photo = real_image("tubingen")
+    big = _png(photo.resize((2048, 1536), Image.Resampling.BICUBIC))
+    content, style = _png(photo), _png(real_image("starry_night", 512))
+    with ServerThread(create_app({}, engine=cuda_engine)) as server:
+        client = StylelayerClient(server.url, timeout=60)
+        assert client.info()["device"].startswith("cuda")
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(2**30 / total)  # pretend the GPU has 1 GiB
+        try:
+            with pytest.raises(JobFailed) as failed:
+                client.run_job(big, style, params={"size": 2048, "iterations": 5, "precision": "fp32"},
+                               poll_interval=0.1)  # fmt: skip
+            assert failed.value.code == "out_of_memory"
+            assert "size" in str(failed.value)
+        finally:
+            torch.cuda.set_per_process_memory_fraction(1.0)
+        result = client.run_job(content, style, params={"size": 512, "iterations": 20, "seed": 3}, poll_interval=0.1)
+        img = Image.open(io.BytesIO(result))
+        assert img.size == (1024, 768)
+        assert img.text["stylelayer:seed"] == "3"
+
+
+def test_seed_reproduces_on_gpu(cuda_engine):
+    from stylelayer.params import StyleParams
+
+    content, style = real_image("tubingen", 256), real_image("starry_night", 256)
+    params = StyleParams.from_dict({"size": 256, "iterations": 15, "init": "noise", "seed": 11})
+    first = cuda_engine.stylize(content, [style], params)
+    again = cuda_engine.stylize(content, [style], params)
+    assert first.image.tobytes() == again.image.tobytes()
+    assert first.history[-1]["total"] < 0.2 * first.history[0]["total"]
