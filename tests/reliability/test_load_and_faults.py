@@ -311,6 +311,7 @@ def test_shutdown_while_jobs_run_and_wait(fake_engine, tmp_path, cases) -> None:
     """stop() with a running job, 3 queued and a /v1/stylize caller waiting: under 3 s, every job cancelled,
     the waiting caller gets a JSON answer, and no worker or HTTP thread is left behind."""
     fake_engine.gate = threading.Event()
+    before = set(threading.enumerate())  # servers of session-scoped fixtures elsewhere in the run may be alive
     app = create_app({"styles_dir": str(tmp_path)}, engine=fake_engine)
     srv = ServerThread(app).start()
     client = stylelayer_client.StylelayerClient(srv.url, timeout=20)
@@ -339,7 +340,7 @@ def test_shutdown_while_jobs_run_and_wait(fake_engine, tmp_path, cases) -> None:
     assert not caller.is_alive() and answer == {"error": (409, "job_cancelled")}
     assert [queue.get(i).state for i in ids] == ["cancelled"] * 4
     assert not queue._worker.is_alive()
-    leftover = [t.name for t in threading.enumerate() if t.name.startswith(("stylelayer", "waitress"))]
+    leftover = [t.name for t in set(threading.enumerate()) - before if t.name.startswith(("stylelayer", "waitress"))]
     assert leftover == []
     with pytest.raises(stylelayer_client.ServerUnavailable):
         stylelayer_client.StylelayerClient(srv.url, timeout=2).health()
