@@ -35,6 +35,9 @@ def load_by_path(module_name: str, path: Path):
 
 @pytest.fixture(scope="session")
 def logic():
+    # stylelayer_logic does `import stylelayer_plugin_logic` (GIMP has the plug-in folder on sys.path): give it
+    # this folder's vendored copy under that name, without putting the folder (and its stylelayer.py) on sys.path.
+    load_by_path("stylelayer_plugin_logic", PLUGIN_DIR / "stylelayer_plugin_logic.py")
     return load_by_path("gimp_stylelayer_logic", PLUGIN_DIR / "stylelayer_logic.py")
 
 

@@ -40,7 +40,7 @@ def test_install_copies_the_plugin_with_the_executable_bit(tmp_path):
     assert installed == dest / "stylelayer"
     main = installed / "stylelayer.py"
     assert os.access(main, os.X_OK)
-    for name in ("stylelayer.py", "stylelayer_logic.py", "stylelayer_client.py"):
+    for name in ("stylelayer.py", "stylelayer_logic.py", *gimp_install.SHARED_FILES):
         assert (installed / name).read_bytes() == (source / name).read_bytes()
     assert not list(installed.rglob("__pycache__"))
     assert [p.name for p in dest.iterdir()] == ["stylelayer"]  # no staging folder left behind
@@ -62,10 +62,11 @@ def test_install_default_destination(monkeypatch, tmp_path):
     assert gimp_install.install() == tmp_path / "cfg/plug-ins/stylelayer"
 
 
-def test_vendored_client_matches_the_common_one():
+@pytest.mark.parametrize("name", gimp_install.SHARED_FILES)
+def test_vendored_files_match_the_common_ones(name):
     repo = Path(__file__).resolve().parents[2]
-    common = repo / "plugins/common/stylelayer_client.py"
-    vendored = repo / "plugins/gimp/stylelayer/stylelayer_client.py"
+    common = repo / "plugins/common" / name
+    vendored = repo / "plugins/gimp/stylelayer" / name
     if not common.is_file():
         pytest.fail(f"{common} is missing")
     assert vendored.read_bytes() == common.read_bytes(), "run scripts/sync_client.py"

@@ -56,9 +56,10 @@ def test_rgba_to_rgb(logic):
 
 def test_build_params_maps_dialog_values_onto_server_params(logic):
     params = logic.build_params(iterations=50, strength=2.5, preserve_colors=True, size=256, seed=7)
+    weight = 2.5 * StyleParams().style_weight  # strength scales the server's default style weight
     assert params == {
         "iterations": 50,
-        "style_weight": 2500.0,
+        "style_weight": weight,
         "preserve_colors": True,
         "size": 256,
         "seed": 7,
@@ -66,7 +67,7 @@ def test_build_params_maps_dialog_values_onto_server_params(logic):
     # the server's own validation accepts it
     parsed = StyleParams.from_dict(params)
     assert (parsed.iterations, parsed.style_weight, parsed.preserve_colors, parsed.size, parsed.seed) == (
-        50, 2500.0, True, 256, 7,
+        50, weight, True, 256, 7,
     )  # fmt: skip
     # strength 1 is the engine's default style weight; seed -1 means "let the server pick"
     default = logic.build_params(iterations=1, strength=1.0, preserve_colors=False, size=0, seed=-1)
@@ -96,18 +97,22 @@ def test_build_params_refuses_nonsense(logic, kwargs, field):
 
 
 def test_style_layer_name(logic):
-    assert logic.style_layer_name("/art/starry_night.jpg") == "Style: starry night"
-    assert logic.style_layer_name("C:\\art\\the-scream.PNG".replace("\\", os.sep)) == "Style: the scream"
+    def name(path, existing=frozenset()):
+        return logic.style_layer_name(logic.style_label(path), existing)  # as the plug-in names its layer
+
+    assert name("/art/starry_night.jpg") == "Style: starry night"
+    assert name("C:\\art\\the-scream.PNG".replace("\\", os.sep)) == "Style: the scream"
     taken = {"Style: wave", "Style: wave #2"}
-    assert logic.style_layer_name("/a/wave.png", taken) == "Style: wave #3"
-    long = logic.style_layer_name("/a/" + "x" * 200 + ".png")
+    assert name("/a/wave.png", taken) == "Style: wave #3"
+    long = name("/a/" + "x" * 200 + ".png")
     assert len(long) <= logic.LAYER_NAME_MAX and long.endswith("…")
 
 
 def test_check_server_url(logic):
     assert logic.check_server_url(" http://127.0.0.1:8765/ ") == "http://127.0.0.1:8765"
     assert logic.check_server_url("https://box:1") == "https://box:1"
-    for bad in ("", "127.0.0.1:8765", "ftp://x", "http://"):
+    assert logic.check_server_url("http://a") == "http://a"
+    for bad in ("", "127.0.0.1:8765", "ftp://x", "http://", "https://", "https:///"):
         with pytest.raises(logic.PluginError, match="server URL"):
             logic.check_server_url(bad)
 
@@ -128,12 +133,16 @@ def test_progress_fraction_and_text(logic):
     assert logic.progress_fraction({"state": "queued", "iteration": 0, "total": 0}) is None
     assert logic.progress_fraction({"iteration": True, "total": 2}) is None
     assert logic.progress_fraction(None) is None
+
+    def text(status):
+        return logic.progress_text(status, logic.PROGRESS_TITLE)  # as the job runner words it
+
     running = {"state": "running", "iteration": 3, "total": 12, "eta_s": 4.2}
-    assert logic.progress_text(running) == "Neural style transfer: iteration 3/12, about 5 s left"
-    assert logic.progress_text({"state": "queued", "queue_position": 2}) == "Neural style transfer: queued (2 ahead)"
-    assert logic.progress_text({"state": "queued", "queue_position": 0}) == "Neural style transfer: queued"
-    assert logic.progress_text({"state": "done", "iteration": 0, "total": 5}) == "Neural style transfer: done"
-    assert logic.progress_text("nonsense") == "Neural style transfer"
+    assert text(running) == "Neural style transfer: iteration 3/12, about 5 s left"
+    assert text({"state": "queued", "queue_position": 2}) == "Neural style transfer: queued on the server (2 ahead)…"
+    assert text({"state": "queued", "queue_position": 0}) == "Neural style transfer: queued on the server…"
+    assert text({"state": "done", "iteration": 0, "total": 5}) == "Neural style transfer: done"
+    assert text("nonsense") == "Neural style transfer"
 
 
 def test_job_runner_reports_progress_and_result(logic):
@@ -180,7 +189,7 @@ def test_plugin_uses_only_stdlib_and_gi():
     import ast
     import sys
 
-    allowed = set(sys.stdlib_module_names) | {"gi", "stylelayer_logic", "stylelayer_client"}
+    allowed = set(sys.stdlib_module_names) | {"gi", "stylelayer_logic", "stylelayer_client", "stylelayer_plugin_logic"}
     for path in PLUGIN_DIR.glob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):

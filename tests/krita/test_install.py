@@ -54,7 +54,7 @@ def test_install_into_throwaway_home(tmp_path):
     target = kinstall.install(resources)
     assert target == resources / "pykrita" / "stylelayer_krita"
     src = plugin_source("krita")
-    for name in ("__init__.py", "logic.py", "transfer.py", "ui.py", "extension.py", "stylelayer_client.py"):
+    for name in ("__init__.py", "logic.py", "transfer.py", "ui.py", "extension.py", *kinstall.SHARED_FILES):
         assert (target / name).read_bytes() == (src / "stylelayer_krita" / name).read_bytes()
     assert (resources / "pykrita" / "stylelayer_krita.desktop").is_file()
     assert not list(target.rglob("__pycache__"))
@@ -79,7 +79,8 @@ def test_build_zip_layout(tmp_path):
     with zipfile.ZipFile(out) as zf:
         names = set(zf.namelist())
     assert "stylelayer_krita.desktop" in names
-    assert {"stylelayer_krita/", "stylelayer_krita/__init__.py", "stylelayer_krita/stylelayer_client.py"} <= names
+    assert {"stylelayer_krita/", "stylelayer_krita/__init__.py", "stylelayer_krita/stylelayer_client.py",
+            "stylelayer_krita/stylelayer_plugin_logic.py"} <= names  # fmt: skip
     assert all(n == "stylelayer_krita.desktop" or n.startswith("stylelayer_krita/") for n in names)
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     assert kinstall.build_zip(tmp_path) == tmp_path / "stylelayer_krita.zip"

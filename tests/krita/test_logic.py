@@ -141,7 +141,8 @@ def test_layer_names():
 
 def test_server_url():
     assert logic.check_server_url(" http://127.0.0.1:8765/ ") == "http://127.0.0.1:8765"
-    for bad in ("", "127.0.0.1:8765", "ftp://x", "http://"):
+    assert logic.check_server_url("http://a") == "http://a"  # a one-letter host is a host
+    for bad in ("", "127.0.0.1:8765", "ftp://x", "http://", "https://"):
         with pytest.raises(PluginError):
             logic.check_server_url(bad)
 
@@ -153,4 +154,4 @@ def test_progress():
     assert logic.progress_fraction({"progress": 40}) == 0.4
     assert logic.progress_text({"state": "queued"}) == "Queued on the server…"
     text = logic.progress_text({"state": "running", "iteration": 3, "total": 10, "eta_s": 4.2})
-    assert text == "Iteration 3 / 10, about 5 s left"
+    assert text == "Iteration 3/10, about 5 s left"

@@ -7,7 +7,7 @@ import socket
 import sys
 
 import pytest
-from conftest import FakeDoc, FakeSelection
+from krita_fakes import FakeDoc, FakeSelection
 from stylelayer_krita import logic, transfer
 from stylelayer_krita.logic import PluginError
 from stylelayer_krita.stylelayer_client import JobCancelled, JobFailed, ServerUnavailable
@@ -155,7 +155,7 @@ def test_bad_replies_leave_document_unchanged(fake_doc, style_file, reply, match
 
 
 def test_failure_while_writing_removes_the_new_layer(fake_doc, style_file, monkeypatch):
-    from conftest import FakeNode
+    from krita_fakes import FakeNode
 
     def boom(self, *a):
         raise RuntimeError("disk full")

@@ -255,7 +255,7 @@ def stylize(procedure, run_mode, image, drawables, config):
 
     ox, oy = drawable.get_offsets()[1:]
     existing = {layer.get_name() for layer in image.get_layers()}
-    name = logic.style_layer_name(style_path, existing)
+    name = logic.style_layer_name(logic.style_label(style_path), existing)
     image.undo_group_start()
     new_layer, inserted = None, False
     try:

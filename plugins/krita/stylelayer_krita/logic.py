@@ -1,25 +1,20 @@
 """Pure logic of the Krita plug-in: no `krita` or Qt import, so the tests run it with a plain Python.
 
-Pixel conversions (Krita's BGRA <-> RGBA, 16 -> 8 bit), a stdlib PNG codec, the region to send (layer bounds,
-canvas and selection), selection masking, preset -> server parameter mapping, layer naming and progress text.
+Krita-only parts live here: pixel conversions (Krita's BGRA <-> RGBA, 16 -> 8 bit), a stdlib PNG decoder, the
+region to send (layer bounds, canvas and selection), selection masking and the presets. What the GIMP plug-in
+shares (parameter limits and mapping, PNG encoding, layer naming, URL check, progress text) is in the vendored
+`stylelayer_plugin_logic.py` and re-exported from here, so `logic.build_params` etc. keep working.
 """
 
 from __future__ import annotations
 
-import math
-import os
 import struct
 import zlib
 from dataclasses import dataclass
 
-DEFAULT_SERVER_URL = "http://127.0.0.1:8765"
-MAX_SIZE = 4096
-MAX_ITERATIONS = 10_000
-BASE_STYLE_WEIGHT = 1e4  # = StyleParams.style_weight default (a test checks): style strength 1.0 means it
-MIN_STRENGTH = 0.01
-MAX_STRENGTH = 100.0
-LAYER_NAME_MAX = 64
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# The logic shared with the GIMP plug-in (its vendored copy in this folder), re-exported: logic.build_params etc.
+from .stylelayer_plugin_logic import *  # noqa: F403
+from .stylelayer_plugin_logic import PluginError, build_params, png_size
 
 # name -> (working size, iterations); the dialog's spin boxes start from these and may be edited.
 PRESETS: dict[str, tuple[int, int]] = {
@@ -28,10 +23,6 @@ PRESETS: dict[str, tuple[int, int]] = {
     "high": (1024, 500),
 }
 DEFAULT_PRESET = "normal"
-
-
-class PluginError(Exception):
-    """A failure worth showing to the painter as it is."""
 
 
 # ---- pixel formats ---------------------------------------------------------------------------------------
@@ -92,30 +83,7 @@ def to_krita(rgba: bytes, channel_bytes: int) -> bytes:
     return u8_to_u16(bgra) if channel_bytes == 2 else bgra
 
 
-# ---- PNG (stdlib only; the Krita side uses QImage, which is much faster for big images) ---------------------
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def encode_png(width: int, height: int, rgba: bytes, level: int = 6) -> bytes:
-    """8-bit RGBA PNG of `rgba` (rows top to bottom)."""
-    if width <= 0 or height <= 0:
-        raise ValueError(f"image size must be positive; got {width}x{height}")
-    stride = width * 4
-    if len(rgba) != stride * height:
-        raise ValueError(f"expected {stride * height} bytes for {width}x{height} RGBA; got {len(rgba)}")
-    view = memoryview(rgba)
-    raw = b"".join(b"\x00" + view[y * stride : (y + 1) * stride] for y in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
-    return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, level)) + _chunk(b"IEND", b"")
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
-        raise PluginError("the server did not send back a PNG image")
-    return struct.unpack(">II", data[16:24])
-
-
+# ---- PNG decoding (stdlib only; the Krita side uses QImage, which is much faster for big images) --------
 def decode_png(data: bytes) -> tuple[int, int, bytes]:
     """(width, height, RGBA bytes) of an 8-bit, non-interlaced grey/grey+alpha/RGB/RGBA PNG (pure Python)."""
     width, height = png_size(data)
@@ -244,102 +212,6 @@ def preset_values(name: str) -> tuple[int, int]:
         raise PluginError(f"unknown preset {name!r} (choose {', '.join(PRESETS)})") from None
 
 
-def build_params(
-    iterations: int,
-    strength: float = 1.0,
-    preserve_colors: bool = False,
-    size: int = 512,
-    seed: int | None = None,
-) -> dict:
-    """The dialog's values -> the server's StyleParams dict; PluginError for nonsense."""
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or not 1 <= iterations <= MAX_ITERATIONS:
-        raise PluginError(f"iterations must be a whole number from 1 to {MAX_ITERATIONS}; got {iterations!r}")
-    if (
-        isinstance(strength, bool)
-        or not isinstance(strength, (int, float))
-        or not math.isfinite(strength)
-        or not MIN_STRENGTH <= strength <= MAX_STRENGTH
-    ):
-        raise PluginError(f"style strength must be from {MIN_STRENGTH:g} to {MAX_STRENGTH:g}; got {strength!r}")
-    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_SIZE:
-        raise PluginError(f"working size must be 0 (full size) or up to {MAX_SIZE} pixels; got {size!r}")
-    params: dict = {
-        "iterations": iterations,
-        "style_weight": BASE_STYLE_WEIGHT * float(strength),
-        "preserve_colors": bool(preserve_colors),
-        "size": size,
-    }
-    if seed is not None and seed >= 0:
-        params["seed"] = int(seed)
-    return params
-
-
 def preset_params(preset: str, strength: float = 1.0, preserve_colors: bool = False, seed: int | None = None) -> dict:
     size, iterations = preset_values(preset)
     return build_params(iterations, strength, preserve_colors, size, seed)
-
-
-def style_label(style_path: str | None = None, style_name: str | None = None) -> str:
-    """Human name of a style: the library's name, else the file name without extension, tidied."""
-    if style_name and style_name.strip():
-        text = style_name
-    elif style_path:
-        text = os.path.splitext(os.path.basename(style_path.rstrip("/\\")))[0]
-    else:
-        text = ""
-    return " ".join(text.replace("_", " ").replace("-", " ").split()) or "style"
-
-
-def style_layer_name(label: str, existing: set[str] | frozenset[str] = frozenset()) -> str:
-    """"Style: <label>", shortened to LAYER_NAME_MAX and made unique among `existing` with " #2", " #3"…"""
-    base = f"Style: {label}"
-    if len(base) > LAYER_NAME_MAX:
-        base = base[: LAYER_NAME_MAX - 1].rstrip() + "…"
-    name, n = base, 2
-    while name in existing:
-        name = f"{base} #{n}"
-        n += 1
-    return name
-
-
-def check_server_url(url: str) -> str:
-    url = (url or "").strip()
-    if not url.startswith(("http://", "https://")) or len(url) <= len("https://"):
-        raise PluginError(f"the server URL must start with http:// or https://; got {url!r}")
-    return url.rstrip("/")
-
-
-# ---- progress ------------------------------------------------------------------------------------------
-def _num(value: object) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
-
-
-def progress_fraction(status: dict | None) -> float | None:
-    """0..1 from a job status: `progress` when given, else iteration / total (or iterations)."""
-    if not isinstance(status, dict):
-        return None
-    value = _num(status.get("progress"))
-    if value is not None:
-        return min(1.0, max(0.0, value / 100.0 if value > 1.0 else value))
-    done = _num(status.get("iteration"))
-    total = _num(status.get("total")) or _num(status.get("iterations"))
-    if done is not None and total:
-        return min(1.0, max(0.0, done / total))
-    return None
-
-
-def progress_text(status: dict | None) -> str:
-    if not isinstance(status, dict):
-        return "Waiting for the server…"
-    state = status.get("state") or status.get("status") or ""
-    done = status.get("iteration")
-    total = status.get("total") or status.get("iterations")
-    if state == "queued":
-        return "Queued on the server…"
-    if isinstance(done, int) and isinstance(total, int) and total > 0:
-        eta = _num(status.get("eta_s"))
-        suffix = f", about {math.ceil(eta)} s left" if eta is not None and state == "running" else ""
-        return f"Iteration {done} / {total}{suffix}"
-    return f"{state.capitalize()}…" if isinstance(state, str) and state else "Working…"

@@ -16,6 +16,8 @@ from . import plugin_source
 
 PLUGIN_NAME = "stylelayer"
 GIMP_VERSION_DIR = "3.0"
+# vendored from plugins/common by scripts/sync_client.py: the plug-in cannot run without them
+SHARED_FILES = ("stylelayer_client.py", "stylelayer_plugin_logic.py")
 _SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
 
 
@@ -52,11 +54,11 @@ def install(plugin_dir: Path | None = None) -> Path:
     main_file = source / f"{PLUGIN_NAME}.py"
     if not main_file.is_file():
         raise FileNotFoundError(f"the GIMP plug-in is incomplete: {main_file} is missing")
-    if not (source / "stylelayer_client.py").is_file():
-        raise FileNotFoundError(
-            f"the GIMP plug-in is incomplete: {source / 'stylelayer_client.py'} is missing "
-            "(run scripts/sync_client.py in a checkout)"
-        )
+    for name in SHARED_FILES:
+        if not (source / name).is_file():
+            raise FileNotFoundError(
+                f"the GIMP plug-in is incomplete: {source / name} is missing (run scripts/sync_client.py in a checkout)"
+            )
     plugin_dir = Path(plugin_dir) if plugin_dir is not None else default_plugin_dir()
     target = plugin_dir / PLUGIN_NAME
     plugin_dir.mkdir(parents=True, exist_ok=True)

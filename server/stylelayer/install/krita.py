@@ -20,7 +20,8 @@ from . import plugin_source
 
 PLUGIN_NAME = "stylelayer_krita"
 DESKTOP_FILE = PLUGIN_NAME + ".desktop"
-CLIENT_FILE = "stylelayer_client.py"
+# vendored from plugins/common by scripts/sync_client.py: the plug-in cannot run without them
+SHARED_FILES = ("stylelayer_client.py", "stylelayer_plugin_logic.py")
 IGNORED = ("__pycache__", "*.pyc", "*.pyo")
 
 
@@ -32,32 +33,36 @@ def _platform() -> str:
     return "linux"
 
 
-def default_resource_dir(platform: str | None = None, env: dict[str, str] | None = None) -> Path:
-    """Krita's user resource folder for this (or the given) platform."""
+# platform -> (environment variable, its fallback under the home folder, name inside it)
+_RESOURCE_DIRS = {
+    "windows": ("APPDATA", ("AppData", "Roaming"), "krita"),
+    "macos": (None, ("Library", "Application Support"), "krita"),
+    "linux": ("XDG_DATA_HOME", (".local", "share"), "krita"),
+}
+_KRITARCS = {
+    "windows": ("LOCALAPPDATA", ("AppData", "Local"), "kritarc"),
+    "macos": (None, ("Library", "Preferences"), "kritarc"),
+    "linux": ("XDG_CONFIG_HOME", (".config",), "kritarc"),
+}
+
+
+def _user_path(table: dict, platform: str | None, env: dict[str, str] | None) -> Path:
     platform = platform or _platform()
     env = os.environ if env is None else env
     home = Path(env.get("HOME") or env.get("USERPROFILE") or Path.home())
-    if platform == "windows":
-        appdata = env.get("APPDATA")
-        return (Path(appdata) if appdata else home / "AppData" / "Roaming") / "krita"
-    if platform == "macos":
-        return home / "Library" / "Application Support" / "krita"
-    data = env.get("XDG_DATA_HOME")
-    return (Path(data) if data else home / ".local" / "share") / "krita"
+    variable, fallback, name = table.get(platform, table["linux"])
+    base = env.get(variable) if variable else None
+    return (Path(base) if base else home.joinpath(*fallback)) / name
+
+
+def default_resource_dir(platform: str | None = None, env: dict[str, str] | None = None) -> Path:
+    """Krita's user resource folder for this (or the given) platform."""
+    return _user_path(_RESOURCE_DIRS, platform, env)
 
 
 def default_kritarc(platform: str | None = None, env: dict[str, str] | None = None) -> Path:
     """Where Krita keeps its settings file for this (or the given) platform."""
-    platform = platform or _platform()
-    env = os.environ if env is None else env
-    home = Path(env.get("HOME") or env.get("USERPROFILE") or Path.home())
-    if platform == "windows":
-        local = env.get("LOCALAPPDATA")
-        return (Path(local) if local else home / "AppData" / "Local") / "kritarc"
-    if platform == "macos":
-        return home / "Library" / "Preferences" / "kritarc"
-    config = env.get("XDG_CONFIG_HOME")
-    return (Path(config) if config else home / ".config") / "kritarc"
+    return _user_path(_KRITARCS, platform, env)
 
 
 def kritarc_for(resource_dir: Path) -> Path:
@@ -102,10 +107,11 @@ def _source() -> Path:
     package = src / PLUGIN_NAME
     if not (src / DESKTOP_FILE).is_file() or not package.is_dir():
         raise FileNotFoundError(f"{src} does not hold {DESKTOP_FILE} and {PLUGIN_NAME}/")
-    if not (package / CLIENT_FILE).is_file():
-        raise FileNotFoundError(
-            f"{package / CLIENT_FILE} is missing: run scripts/sync_client.py to vendor the client into the plug-in"
-        )
+    for name in SHARED_FILES:
+        if not (package / name).is_file():
+            raise FileNotFoundError(
+                f"{package / name} is missing: run scripts/sync_client.py to vendor it into the plug-in"
+            )
     return src
 
 
