@@ -6,7 +6,6 @@ Bad input ends with one line on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from importlib import resources
@@ -194,15 +193,11 @@ def _check_output(path: Path) -> None:
 
 
 def _save_result(result, path: Path) -> None:  # noqa: ANN001 - engine.StyleResult
-    from PIL import PngImagePlugin
+    from .imaging import encode_png
 
     image = result.image
-    if path.suffix.lower() == ".png":
-        meta = PngImagePlugin.PngInfo()
-        meta.add_text("stylelayer:params", json.dumps(result.params.to_dict()))
-        meta.add_text("stylelayer:seed", str(result.seed))
-        meta.add_text("Software", f"stylelayer {__version__}")
-        image.save(path, pnginfo=meta)
+    if path.suffix.lower() == ".png":  # with the parameters and seed that reproduce it
+        path.write_bytes(encode_png(image, result.params, result.seed))
         return
     if image.mode == "RGBA" and path.suffix.lower() in (".jpg", ".jpeg"):
         image = image.convert("RGB")

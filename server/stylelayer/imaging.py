@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 from torch import Tensor
+
+from . import __version__
+from .params import StyleParams
 
 DEFAULT_MAX_PIXELS = 16_000_000
 
@@ -107,3 +111,17 @@ def recolor(luminance_rgb: Tensor, color_source: Tensor) -> Tensor:
     y = rgb_to_yiq(luminance_rgb)[:, :1]
     iq = rgb_to_yiq(color_source)[:, 1:]
     return yiq_to_rgb(torch.cat([y, iq], dim=1)).clamp(0, 1)
+
+
+def encode_png(image: Image.Image, params: StyleParams | None = None, seed: int | None = None) -> bytes:
+    """PNG bytes; with params, the text chunks say exactly how the image was made so it can be reproduced."""
+    info = None
+    if params is not None:
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Software", f"stylelayer {__version__}")
+        info.add_text("stylelayer:params", json.dumps(params.to_dict(), sort_keys=True))
+        if seed is not None:
+            info.add_text("stylelayer:seed", str(seed))
+    out = io.BytesIO()
+    image.save(out, format="PNG", pnginfo=info, compress_level=1)  # level 1: fast; sizes barely differ
+    return out.getvalue()

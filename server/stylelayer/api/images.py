@@ -7,15 +7,14 @@ decompression-bomb image is refused (413) before any pixel is decoded.
 from __future__ import annotations
 
 import io
-import json
 import warnings
 
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
-from .. import __version__
-from ..imaging import ImageError, decode_image
-from ..params import StyleParams
+from ..imaging import ImageError, decode_image, encode_png
 from .errors import ApiError
+
+__all__ = ["encode_png", "load_upload"]
 
 
 def load_upload(data: bytes, name: str, max_pixels: int) -> Image.Image:
@@ -47,17 +46,3 @@ def load_upload(data: bytes, name: str, max_pixels: int) -> Image.Image:
             return decode_image(data, name=name, max_pixels=max_pixels)
         except (ImageError, Image.DecompressionBombWarning) as exc:
             raise ApiError(400, "bad_image", str(exc), field=name) from None
-
-
-def encode_png(image: Image.Image, params: StyleParams | None = None, seed: int | None = None) -> bytes:
-    """PNG bytes; with params, the text chunks say exactly how the image was made so it can be reproduced."""
-    info = None
-    if params is not None:
-        info = PngImagePlugin.PngInfo()
-        info.add_text("Software", f"stylelayer {__version__}")
-        info.add_text("stylelayer:params", json.dumps(params.to_dict(), sort_keys=True))
-        if seed is not None:
-            info.add_text("stylelayer:seed", str(seed))
-    out = io.BytesIO()
-    image.save(out, format="PNG", pnginfo=info, compress_level=1)  # level 1: fast; sizes barely differ
-    return out.getvalue()
