@@ -362,8 +362,11 @@ SERVE_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.category("Faults")
-def test_serve_process_stops_on_sigint_with_a_job_running(tmp_path, cases) -> None:
-    """`stylelayer serve` (real waitress main loop, fake engine) gets SIGINT mid-job: exit 0 within 10 s."""
+@pytest.mark.parametrize(
+    ("signame", "sigint_ignored"), [("SIGINT", False), ("SIGTERM", False), ("SIGINT", True)]
+)  # a shell starting a background job makes it ignore SIGINT; service managers send SIGTERM
+def test_serve_process_stops_on_signal_with_a_job_running(tmp_path, cases, signame, sigint_ignored) -> None:
+    """`stylelayer serve` (real waitress main loop, fake engine) gets SIGINT/SIGTERM mid-job: exit 0 within 10 s."""
     import argparse
     import signal
 
@@ -375,7 +378,9 @@ def test_serve_process_stops_on_sigint_with_a_job_running(tmp_path, cases) -> No
         + SERVE_SCRIPT.format(helpers=str(REPO / "tests" / "protocol"))
     )
     del argparse
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ignore)  # fmt: skip
     try:
         line = proc.stdout.readline()
         assert "listening on http://" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
@@ -386,7 +391,7 @@ def test_serve_process_stops_on_sigint_with_a_job_running(tmp_path, cases) -> No
         while client.status(job_id)["state"] != "running":
             assert time.monotonic() < deadline
             time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, signame))
         assert proc.wait(timeout=10) == 0
     finally:
         if proc.poll() is None:

@@ -11,6 +11,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -106,6 +107,11 @@ def run(args: argparse.Namespace) -> int:
     host = f"[{server.effective_host}]" if ":" in str(server.effective_host) else server.effective_host
     print(f"stylelayer server listening on http://{host}:{server.effective_port}", flush=True)
     print(f"device {engine.device}, weights {args.weights}; press Ctrl+C to stop", flush=True)
+    # Service managers and `kill` send SIGTERM, and a shell starting us in the background ignores SIGINT for us:
+    # both must end the same clean way Ctrl+C does.
+    signal.signal(signal.SIGTERM, _interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _interrupt)
     try:
         server.run()
     except KeyboardInterrupt:
@@ -114,6 +120,10 @@ def run(args: argparse.Namespace) -> int:
         app.extensions["stylelayer"].queue.stop()  # first: ends jobs that waiting /v1/stylize threads hold on to
         _close(server)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 class ServerThread:
