@@ -152,6 +152,7 @@ def _run_job(args: argparse.Namespace) -> int:
 
     def on_progress(progress) -> None:  # noqa: ANN001 - engine.Progress
         if bar is not None:
+            bar.total = progress.total  # levels under 16 px are skipped: scales x iterations is an upper bound
             bar.update(progress.iteration - bar.n)
             bar.set_postfix({k: f"{v:.3g}" for k, v in progress.losses.items()}, refresh=False)
         if progress.preview is not None and args.save_every:
