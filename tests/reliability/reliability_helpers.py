@@ -6,10 +6,11 @@ import functools
 import io
 import json
 import struct
+import time
 from dataclasses import dataclass
 
 from PIL import Image
-from protocol_helpers import gradient, png_bytes
+from protocol_helpers import gradient, png_bytes, stylelayer_client
 from testimages import real_image
 
 from stylelayer.api.jobs import TERMINAL
@@ -118,3 +119,12 @@ def image_corpus() -> tuple[BadImage, ...]:
         BadImage("32-bit float TIFF", _save(float_tiff, "TIFF"), 202, None, (16, 16), "RGB"),
         BadImage("WebP", _save(gradient(30, 20), "WEBP", lossless=True), 202, None, (30, 20), "RGB"),
     )
+
+
+def wait_terminal(client: stylelayer_client.StylelayerClient, job_id: str, timeout: float = 20) -> dict:
+    """Poll until the job is done, failed or cancelled (failing the test after `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    while (status := client.status(job_id))["state"] not in TERMINAL:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.01)
+    return status

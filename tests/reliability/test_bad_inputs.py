@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
 from protocol_helpers import gradient, png_bytes, raw, stylelayer_client
-from reliability_helpers import TERMINAL, BadImage, assert_json_error, image_corpus
+from reliability_helpers import BadImage, assert_json_error, image_corpus, wait_terminal
 
 from stylelayer.params import MAX_STYLES
 
@@ -28,13 +27,6 @@ def post_form(url: str, fields: list[tuple[str, str | None, bytes]], headers: di
     body, ctype = stylelayer_client._multipart(fields)
     return raw(url, "POST", body, {"Content-Type": ctype, **(headers or {})})
 
-
-def wait_terminal(client: stylelayer_client.StylelayerClient, job_id: str, timeout: float = 10) -> dict:
-    deadline = time.monotonic() + timeout
-    while (status := client.status(job_id))["state"] not in TERMINAL:
-        assert time.monotonic() < deadline, status
-        time.sleep(0.01)
-    return status
 
 
 def check_upload(srv, client, case: BadImage, field: str) -> None:

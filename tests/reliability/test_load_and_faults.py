@@ -21,20 +21,13 @@ import pytest
 import torch
 from PIL import Image
 from protocol_helpers import REPO, FakeEngine, gradient, png_bytes, raw, stylelayer_client
-from reliability_helpers import TERMINAL, assert_json_error
+from reliability_helpers import TERMINAL, assert_json_error, wait_terminal
 
 from stylelayer.api import ServerThread, create_app
 
 CONTENT = png_bytes(gradient(24, 16))
 STYLE = png_bytes(gradient(8, 8))
 
-
-def wait_terminal(client: stylelayer_client.StylelayerClient, job_id: str, timeout: float = 20) -> dict:
-    deadline = time.monotonic() + timeout
-    while (status := client.status(job_id))["state"] not in TERMINAL:
-        assert time.monotonic() < deadline, status
-        time.sleep(0.01)
-    return status
 
 
 # ---- load --------------------------------------------------------------------------------------------------
