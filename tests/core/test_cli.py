@@ -91,3 +91,17 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path, capsys, args, message):
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in err
     assert not (tmp_path / "o.png").exists()
+
+
+def test_install_plugin_commands(tmp_path, capsys):
+    assert main(["install-plugin", "gimp", "--dest", str(tmp_path / "gimp")]) == 0
+    gimp_main = tmp_path / "gimp" / "stylelayer" / "stylelayer.py"
+    assert gimp_main.is_file() and gimp_main.stat().st_mode & 0o111
+    assert main(["install-plugin", "krita", "--dest", str(tmp_path / "krita")]) == 0
+    assert (tmp_path / "krita" / "pykrita" / "stylelayer_krita" / "__init__.py").is_file()
+    assert "enable_stylelayer_krita=true" in (tmp_path / "kritarc").read_text()
+    zip_path = tmp_path / "stylelayer-krita.zip"
+    assert main(["install-plugin", "krita", "--zip", str(zip_path)]) == 0
+    assert zip_path.stat().st_size > 1000
+    assert main(["install-plugin", "gimp", "--zip", str(zip_path)]) == 2
+    assert "--zip is for Krita" in capsys.readouterr().err
