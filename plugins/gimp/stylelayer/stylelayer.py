@@ -108,18 +108,22 @@ class _CancelWindow:
 
     def __init__(self, title):
         gi.require_version("Gtk", "3.0")
-        from gi.repository import Gtk
+        from gi.repository import Gtk, Pango
 
         self._gtk = Gtk
         self.cancelled = False
         self._window = Gtk.Window(title=title)
-        self._window.set_default_size(360, -1)
+        self._window.set_default_size(440, -1)
         self._window.set_border_width(12)
         box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=8)
-        self._bar = Gtk.ProgressBar(show_text=True)
+        # the status line as a label in the normal text colour (a progress bar's own text is small and greyed);
+        # one line, so the window keeps its size and the Cancel button stays put
+        self._label = Gtk.Label(label=logic.PROGRESS_TITLE, xalign=0.0, ellipsize=Pango.EllipsizeMode.END)
+        self._bar = Gtk.ProgressBar()
         button = Gtk.Button.new_with_mnemonic("_Cancel")
         button.connect("clicked", self._on_cancel)
         self._window.connect("delete-event", self._on_delete)
+        box.pack_start(self._label, False, False, 0)
         box.pack_start(self._bar, False, False, 0)
         box.pack_start(button, False, False, 0)
         self._window.add(box)
@@ -127,7 +131,7 @@ class _CancelWindow:
 
     def _on_cancel(self, *_args):
         self.cancelled = True
-        self._bar.set_text("Cancelling…")
+        self._label.set_text("Cancelling…")
 
     def _on_delete(self, *_args):
         self._on_cancel()
@@ -139,7 +143,7 @@ class _CancelWindow:
                 self._bar.pulse()
             else:
                 self._bar.set_fraction(fraction)
-            self._bar.set_text(text)
+            self._label.set_text(text)
         while self._gtk.events_pending():
             self._gtk.main_iteration_do(False)
 
@@ -330,30 +334,35 @@ class StyleLayer(Gimp.PlugIn):
         procedure.set_attribution("stylelayer contributors", "MIT", "2025")
         rw = GObject.ParamFlags.READWRITE
         procedure.add_file_argument(
-            "style-file", "Style ima_ge", "Image whose style is transferred", Gimp.FileChooserAction.OPEN,
-            False, None, rw,
+            "style-file", "Style ima_ge", "A painting or picture whose look (brushwork, texture, colours) is applied",
+            Gimp.FileChooserAction.OPEN, False, None, rw,
         )  # fmt: skip
         procedure.add_int_argument(
-            "iterations", "_Iterations", "Optimisation steps (more: stronger, slower)",
+            "iterations", "_Iterations", "How long the server paints: more takes the style further and takes longer",
             1, logic.MAX_ITERATIONS, logic.DEFAULT_ITERATIONS, rw,
         )  # fmt: skip
         procedure.add_double_argument(
-            "style-strength", "Style s_trength", "Weight of the style against the content (1 = default)",
+            "style-strength", "Style s_trength",
+            "How much of the style takes over the picture: 1 is the usual balance, 2-5 paints over more of it, "
+            "0.2-0.5 keeps more of the layer's shapes and detail",
             logic.MIN_STRENGTH, logic.MAX_STRENGTH, 1.0, rw,
         )  # fmt: skip
         procedure.add_boolean_argument(
-            "preserve-colors", "_Preserve colours", "Keep the layer's own colours, take only the texture",
-            False, rw,
+            "preserve-colors", "_Preserve colours",
+            "Keep the layer's own colours, take only the style's strokes and texture", False, rw,
         )  # fmt: skip
         procedure.add_int_argument(
-            "size", "_Working size", "Longest side in pixels the server works at (0: the layer's own size)",
+            "size", "_Working size (px)",
+            "Longest side the server paints at; the result is scaled back to the layer's size. Smaller is much "
+            "faster with bigger strokes, larger keeps finer detail. 0: the layer's own size",
             0, logic.MAX_SIZE, logic.DEFAULT_SIZE, rw,
         )  # fmt: skip
         procedure.add_int_argument(
-            "seed", "See_d", "Random seed for repeatable results (-1: random)", -1, 2**31 - 1, -1, rw,
+            "seed", "Ran_dom seed", "The same seed gives the same result again; -1 picks a new one each time",
+            -1, 2**31 - 1, -1, rw,
         )  # fmt: skip
         procedure.add_string_argument(
-            "server-url", "Server _URL", "Address of the running stylelayer server",
+            "server-url", "Server _URL", "Address of the running stylelayer server (start it with `stylelayer serve`)",
             logic.DEFAULT_SERVER_URL, rw,
         )  # fmt: skip
         return procedure

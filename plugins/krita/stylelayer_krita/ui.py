@@ -35,6 +35,7 @@ from .logic import PluginError
 SETTINGS_GROUP = "stylelayer"
 MAX_STYLE_SIDE = 2048
 PREVIEW_SIDE = 256
+PREVIEW_HINT = "A live preview appears here while the style is applied."
 
 
 # ---- PNG through QImage (fast for big layers) --------------------------------------------------------------
@@ -173,14 +174,21 @@ class StyleTransferDialog(QDialog):
         layout = QVBoxLayout(self)
 
         server = QGroupBox("Server")
-        row = QHBoxLayout(server)
+        server_layout = QVBoxLayout(server)
+        row = QHBoxLayout()
         self.url_edit = QLineEdit()
+        self.url_edit.setPlaceholderText(logic.DEFAULT_SERVER_URL)
+        self.url_edit.setToolTip("Address of the stylelayer server (start it with `stylelayer serve`).")
+        self.url_edit.setMinimumWidth(self.url_edit.fontMetrics().horizontalAdvance("https://127.0.0.1:87650") + 16)
         self.connect_button = QPushButton("Connect")
+        self.connect_button.setToolTip("Check the server and load its style library.")
         self.connect_button.clicked.connect(self.check_connection)
-        self.status_label = QLabel("Not connected")
         row.addWidget(self.url_edit, 1)
         row.addWidget(self.connect_button)
-        row.addWidget(self.status_label)
+        server_layout.addLayout(row)
+        self.status_label = QLabel("Not connected: press Connect to check the server and load its styles.")
+        self.status_label.setWordWrap(True)
+        server_layout.addWidget(self.status_label)
         layout.addWidget(server)
 
         style = QGroupBox("Style")
@@ -193,6 +201,8 @@ class StyleTransferDialog(QDialog):
         group.addButton(self.library_radio)
         file_row = QHBoxLayout()
         self.style_edit = QLineEdit()
+        self.style_edit.setPlaceholderText("a painting whose look you want")
+        self.style_edit.textChanged.connect(self.style_edit.setToolTip)  # the full path, when it is cut
         browse = QPushButton("Browse…")
         browse.clicked.connect(self.browse_style)
         file_row.addWidget(self.file_radio)
@@ -203,49 +213,82 @@ class StyleTransferDialog(QDialog):
         self.library = QListWidget()
         self.library.setViewMode(QListWidget.IconMode)
         self.library.setIconSize(QSize(96, 96))
+        self.library.setGridSize(QSize(112, 124))  # room for the name under the thumbnail
+        self.library.setWordWrap(True)
+        self.library.setMovement(QListWidget.Static)
         self.library.setResizeMode(QListWidget.Adjust)
-        self.library.setMaximumHeight(150)
+        self.library.setFixedHeight(124 + 2 * self.library.frameWidth() + 8)  # one full row, then it scrolls
+        self.library.setToolTip("Styles stored on the server (press Connect to load them).")
         self.library.itemSelectionChanged.connect(lambda: self.library_radio.setChecked(True))
         style_layout.addWidget(self.library)
         layout.addWidget(style)
 
+        middle = QHBoxLayout()
         options = QGroupBox("Options")
         form = QFormLayout(options)
         self.preset_combo = QComboBox()
         self.preset_combo.addItems(list(logic.PRESETS))
+        self.preset_combo.setToolTip(
+            "Fills in working size and iterations: preview (256 px, 60) is a quick look, "
+            "normal (512 px, 200) a good result, high (1024 px, 500) fine detail but slow."
+        )
         self.preset_combo.currentTextChanged.connect(self.apply_preset)
         self.iterations_spin = QSpinBox()
         self.iterations_spin.setRange(1, logic.MAX_ITERATIONS)
+        self.iterations_spin.setSingleStep(10)
+        self.iterations_spin.setToolTip(
+            "How long the server paints: more iterations take the style further and take longer "
+            "(time grows in step with this number)."
+        )
         self.strength_spin = QDoubleSpinBox()
         self.strength_spin.setRange(logic.MIN_STRENGTH, logic.MAX_STRENGTH)
         self.strength_spin.setSingleStep(0.1)
-        self.strength_spin.setToolTip("Multiplies the style weight (1.0 = the server's default)")
+        self.strength_spin.setToolTip(
+            "How much of the style's brushwork and texture takes over your picture. 1.0 is the usual balance; "
+            "2-5 paints over more of it, 0.2-0.5 keeps more of your shapes and detail."
+        )
         self.preserve_check = QCheckBox("Keep the layer's own colours")
+        self.preserve_check.setToolTip("Take only the style's strokes and texture, not its palette.")
         self.size_spin = QSpinBox()
         self.size_spin.setRange(0, logic.MAX_SIZE)
+        self.size_spin.setSingleStep(64)
         self.size_spin.setSpecialValueText("full size")
         self.size_spin.setSuffix(" px")
+        self.size_spin.setToolTip(
+            "The longest side the server paints at; the result is scaled back to the layer's size. Smaller is "
+            "much faster and gives bigger strokes, larger keeps finer detail. 0 (full size) uses the layer as it is."
+        )
         form.addRow("Preset", self.preset_combo)
         form.addRow("Iterations", self.iterations_spin)
         form.addRow("Style strength", self.strength_spin)
-        form.addRow("Preserve colours", self.preserve_check)
+        form.addRow("Colours", self.preserve_check)
         form.addRow("Working size", self.size_spin)
-        layout.addWidget(options)
+        middle.addWidget(options, 1)
 
+        preview = QGroupBox("Preview")
+        preview_layout = QVBoxLayout(preview)
         self.preview_label = QLabel()
         self.preview_label.setAlignment(Qt.AlignCenter)
-        self.preview_label.setMinimumHeight(64)
-        layout.addWidget(self.preview_label)
+        self.preview_label.setWordWrap(True)
+        self.preview_label.setFixedSize(PREVIEW_SIDE, PREVIEW_SIDE * 3 // 4)
+        self._clear_preview(PREVIEW_HINT)
+        preview_layout.addWidget(self.preview_label)
+        middle.addWidget(preview)
+        layout.addLayout(middle)
+
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(0)
         self.progress_label = QLabel("")
+        self.progress_label.setWordWrap(True)
+        self.progress_label.setMinimumHeight(self.progress_label.fontMetrics().height())  # no jump on first text
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.progress_label)
 
         buttons = QHBoxLayout()
         buttons.addStretch(1)
         self.run_button = QPushButton("Apply style")
+        self.run_button.setToolTip("Paint the active layer in the chosen style, as a new layer above it.")
         self.run_button.setDefault(True)
         self.run_button.clicked.connect(self.start)
         self.cancel_button = QPushButton("Close")
@@ -253,6 +296,10 @@ class StyleTransferDialog(QDialog):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         layout.addLayout(buttons)
+
+    def _clear_preview(self, text):
+        self.preview_label.clear()
+        self.preview_label.setText(text)
 
     def _load_settings(self):
         self.url_edit.setText(read_setting("server_url", logic.DEFAULT_SERVER_URL))
@@ -283,7 +330,7 @@ class StyleTransferDialog(QDialog):
     def _message_box(self, ok, message):
         if ok:
             return
-        QMessageBox.warning(self, "Style Transfer", message)
+        QMessageBox.warning(self, "Style Transfer", message[:1].upper() + message[1:])
 
     def _spawn(self, thread):
         self._threads.add(thread)
@@ -323,12 +370,15 @@ class StyleTransferDialog(QDialog):
     def _connected(self, ok, value):
         self.connect_button.setEnabled(True)
         if not ok:
-            self.status_label.setText("Not connected")
-            self.status_label.setToolTip(error_text(value))
+            message = error_text(value)
+            self.status_label.setText("Not connected: " + message[:1].lower() + message[1:])
+            self.status_label.setToolTip(message)
+            self.library.clear()  # the server's styles cannot be used while it is out of reach
             return
         info, styles, thumbs = value
         device = info.get("device", "") if isinstance(info, dict) else ""
-        self.status_label.setText(f"Connected{' (' + str(device) + ')' if device else ''}")
+        count = f"{len(styles)} style{'' if len(styles) == 1 else 's'} in the library"
+        self.status_label.setText(f"Connected{' (' + str(device) + ')' if device else ''}: {count}.")
         self.status_label.setToolTip(str(info))
         self.library.clear()
         for i, style in enumerate(styles):
@@ -383,6 +433,7 @@ class StyleTransferDialog(QDialog):
         self.source = source
         self.pending = label
         self.progress_bar.setValue(0)
+        self._clear_preview("Waiting for the first preview…")
         self.progress_label.setText("Sending the layer to the server…")
         self.run_button.setEnabled(False)
         self.cancel_button.setText("Cancel")
@@ -400,7 +451,7 @@ class StyleTransferDialog(QDialog):
             image = QImage.fromData(bytes(preview))
             if not image.isNull():
                 pixmap = QPixmap.fromImage(image).scaled(
-                    PREVIEW_SIDE, PREVIEW_SIDE, Qt.KeepAspectRatio, Qt.SmoothTransformation
+                    self.preview_label.size(), Qt.KeepAspectRatio, Qt.SmoothTransformation
                 )
                 self.preview_label.setPixmap(pixmap)
 
@@ -412,6 +463,7 @@ class StyleTransferDialog(QDialog):
         if not ok:
             self.progress_label.setText("")
             self.progress_bar.setValue(0)
+            self._clear_preview(PREVIEW_HINT)
             self._finish(False, error_text(value))
             return
         try:
