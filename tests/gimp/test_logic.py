@@ -9,6 +9,7 @@ import time
 
 import pytest
 from PIL import Image
+from sourcecheck import foreign_imports
 
 from stylelayer.params import StyleParams
 
@@ -186,20 +187,7 @@ def test_plugin_main_file_is_executable_and_named_like_its_folder():
 
 
 def test_plugin_uses_only_stdlib_and_gi():
-    import ast
-    import sys
-
-    allowed = set(sys.stdlib_module_names) | {"gi", "stylelayer_logic", "stylelayer_client", "stylelayer_plugin_logic"}
-    for path in PLUGIN_DIR.glob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                names = [node.module]
-            else:
-                continue
-            for name in names:
-                assert name.split(".")[0] in allowed, f"{path.name} imports {name}"
+    allowed = {"gi", "stylelayer_logic", "stylelayer_client", "stylelayer_plugin_logic"}
+    assert foreign_imports(PLUGIN_DIR.glob("*.py"), allowed) == []
     logic_src = (PLUGIN_DIR / "stylelayer_logic.py").read_text()
     assert "import gi" not in logic_src
