@@ -31,6 +31,20 @@ class Cancelled(Exception):
     """Raised from `StyleEngine.stylize` when the caller's cancel check returned True."""
 
 
+class OutOfMemory(RuntimeError):
+    """Raised from `StyleEngine.stylize` when the device ran out of memory; the message says what to lower.
+
+    The engine has already freed its cached device memory, so callers need not know torch to recover."""
+
+
+class MissingInput(ValueError):
+    """A job lacks an image it needs; `image` ('content' or 'style') lets each front end say how to give it."""
+
+    def __init__(self, image: str, message: str):
+        super().__init__(message)
+        self.image = image
+
+
 @dataclass
 class Progress:
     iteration: int  # 1-based, counted over all scales
@@ -140,8 +154,19 @@ class StyleEngine:
         levels = _level_sizes(work_size, params.scales)
         total = params.iterations * len(levels)
         run = _Run(self, params, seed, total, started, progress, should_cancel, preview_every)
-        with _deterministic(self.device):
-            image = self._optimise(run, work, styles, levels, generator)
+        try:
+            with _deterministic(self.device):
+                image = self._optimise(run, work, styles, levels, generator)
+        except RuntimeError as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            exc.__traceback__ = None  # its frames hold the failed job's tensors: let them go before freeing the cache
+            _free_cached_memory(self.device)
+            what = "memory" if self.device.type == "cpu" else "GPU memory"
+            raise OutOfMemory(
+                f"ran out of {what} at {work_size[0]}x{work_size[1]} px: reduce size (the working size),"
+                f" or close other programs that need {what}"
+            ) from None
         result = imaging.to_image(image)
         if result.size != out_size:
             result = result.resize(out_size, Image.Resampling.LANCZOS)
@@ -328,11 +353,11 @@ class _Run:
 def check_inputs(content: Image.Image | None, styles: Sequence[Image.Image], params: StyleParams) -> None:
     """Refuse a job that cannot run, before anything slow starts (ValueError/ParamError naming the problem)."""
     if content is None and not (params.mode == "texture" and params.output_size):
-        raise ValueError("a content image is required (texture mode may instead give output_size)")
+        raise MissingInput("content", "a content image is required (texture mode may instead give output_size)")
     if not styles and params.effective_style_weight > 0:
-        raise ValueError("at least one style image is required (or use mode 'inversion')")
+        raise MissingInput("style", "at least one style image is required (or use mode 'inversion')")
     if params.init == "style" and not styles:
-        raise ValueError("init 'style' needs a style image")
+        raise MissingInput("style", "init 'style' needs a style image")
     params.blend_weights(max(1, len(styles)))  # raises ParamError when the counts differ
     for img in [content, *styles]:
         if img is not None and min(img.size) < 1:
@@ -385,6 +410,20 @@ def _deterministic(device: torch.device) -> Iterator[None]:
         yield
     finally:
         cudnn.deterministic, cudnn.benchmark = saved
+
+
+def _is_out_of_memory(exc: RuntimeError) -> bool:
+    """CUDA raises torch's OutOfMemoryError; MPS and the CPU allocator raise plain RuntimeErrors that say so."""
+    text = str(exc).lower()
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+def _free_cached_memory(device: torch.device) -> None:
+    """Hand the allocator's cached blocks back, so the next job and other programs can have them."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()
 
 
 def _autocast(device: torch.device, precision: str):

@@ -1,0 +1,63 @@
+"""The engine's own errors: running out of device memory and a missing input image, each as an engine exception
+that callers (the server's job queue, the CLI) handle without knowing torch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stylelayer import engine as engine_module
+from stylelayer.engine import MissingInput, OutOfMemory, check_inputs
+from stylelayer.params import StyleParams
+
+OUT_OF_MEMORY = [
+    torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+    RuntimeError("CUDA error: out of memory"),
+    RuntimeError("MPS backend out of memory (MPS allocated: 9.00 GB, other allocations: 1.00 GB)"),
+    RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 80000000000 bytes."),
+]
+
+
+@pytest.mark.parametrize("error", OUT_OF_MEMORY, ids=["cuda", "cuda-runtime", "mps", "cpu"])
+def test_out_of_memory_becomes_the_engines_error_with_the_cache_freed(
+    engine, monkeypatch, tubingen64, starry64, error
+) -> None:
+    def exhausted(*args: object, **kwargs: object) -> None:
+        raise error
+
+    freed = []
+    monkeypatch.setattr(engine, "model", exhausted)
+    monkeypatch.setattr(engine_module, "_free_cached_memory", freed.append)
+    with pytest.raises(OutOfMemory) as raised:
+        engine.stylize(tubingen64, [starry64], StyleParams(size=64, iterations=2))
+    width, height = tubingen64.size
+    assert f"at {width}x{height} px: reduce size" in str(raised.value)
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__  # no torch traceback in the message
+    assert freed == [engine.device]
+
+
+def test_other_runtime_errors_pass_through_unchanged(engine, monkeypatch, tubingen64, starry64) -> None:
+    error = RuntimeError("kernel exploded")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(engine, "model", broken)
+    with pytest.raises(RuntimeError) as raised:
+        engine.stylize(tubingen64, [starry64], StyleParams(size=64, iterations=2))
+    assert raised.value is error
+
+
+def test_a_missing_image_names_which_one(tubingen64) -> None:
+    with pytest.raises(MissingInput) as no_content:
+        check_inputs(None, [tubingen64], StyleParams())
+    with pytest.raises(MissingInput) as no_style:
+        check_inputs(tubingen64, [], StyleParams())
+    with pytest.raises(MissingInput) as no_style_to_start_from:
+        check_inputs(tubingen64, [], StyleParams(mode="inversion", init="style"))
+    assert (no_content.value.image, no_style.value.image, no_style_to_start_from.value.image) == (
+        "content",
+        "style",
+        "style",
+    )
+    check_inputs(None, [tubingen64], StyleParams(mode="texture", output_size=(32, 32)))  # texture needs no content
