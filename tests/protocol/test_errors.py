@@ -6,11 +6,11 @@ import io
 import threading
 
 import pytest
-import torch
 from PIL import Image
 from protocol_helpers import FakeEngine, error_of, gradient, png_bytes, raw, stylelayer_client
 
 from stylelayer.api import create_app
+from stylelayer.engine import OutOfMemory
 
 STYLE = png_bytes(gradient(16, 16))
 
@@ -136,7 +136,8 @@ def test_engine_exception_fails_the_job_not_the_server(make_server) -> None:
 
 
 def test_gpu_out_of_memory_fails_with_a_hint_and_next_job_runs(make_server) -> None:
-    engine = FakeEngine(fail_with=torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    oom = OutOfMemory("ran out of GPU memory at 2048x1536 px: reduce size (the working size), or close other programs")
+    engine = FakeEngine(fail_with=oom)  # what the real engine raises for torch's OOM (tests/core/test_engine_errors.py)
     _, client = make_server(engine)
     with pytest.raises(stylelayer_client.JobFailed) as err:
         client.run_job(png_bytes(gradient()), STYLE, poll_interval=0.01)

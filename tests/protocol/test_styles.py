@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from protocol_helpers import gradient, png_bytes, stylelayer_client
 
-from stylelayer.api.styles import StyleLibrary, StyleNotFound
+from stylelayer.api.style_library import StyleLibrary, StyleNotFound
 
 
 def test_style_library_life_cycle(server, fake_engine, tmp_path) -> None:

@@ -22,8 +22,8 @@ from ..engine import StyleEngine
 from ..params import MAX_ITERATIONS, MAX_SIZE, MAX_STYLES, ParamError, StyleParams
 from .errors import ApiError, register_error_handlers
 from .images import load_upload
-from .jobs import DONE, FAILED, QUEUED, RUNNING, EngineUnavailable, Job, JobQueue, QueueFull
-from .styles import StyleLibrary, StyleNotFound
+from .job_queue import DONE, FAILED, QUEUED, RUNNING, EngineUnavailable, Job, JobQueue, QueueFull
+from .style_library import StyleLibrary, StyleNotFound
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "token": None,  # when set, every request needs "Authorization: Bearer <token>"

@@ -1,4 +1,4 @@
-"""Uploaded image bytes -> Pillow images and back, with the limits that keep a hostile upload harmless.
+"""Uploaded image bytes -> Pillow images, with the limits that keep a hostile upload harmless.
 
 Only Pillow ever sees request bytes (no pickle, no paths). The header is read first so an oversize or
 decompression-bomb image is refused (413) before any pixel is decoded.
@@ -11,10 +11,8 @@ import warnings
 
 from PIL import Image
 
-from ..imaging import ImageError, decode_image, encode_png
+from ..imaging import ImageError, decode_image
 from .errors import ApiError
-
-__all__ = ["encode_png", "load_upload"]
 
 
 def load_upload(data: bytes, name: str, max_pixels: int) -> Image.Image:

@@ -17,12 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import torch
 from PIL import Image
 
-from ..engine import Cancelled, Progress, StyleResult
+from ..engine import Cancelled, OutOfMemory, Progress, StyleResult
+from ..imaging import encode_png
 from ..params import StyleParams
-from .images import encode_png
 
 log = logging.getLogger("stylelayer.api")
 
@@ -233,19 +232,15 @@ class JobQueue:
             with self._lock:
                 self._finish(job, CANCELLED)
             return
+        except OutOfMemory as exc:  # the engine has freed the device's memory; its message says what to lower
+            self._fail(job, "out_of_memory", str(exc))
+            return
+        except ValueError as exc:  # the engine's input checks (e.g. an image too thin to stylise)
+            self._fail(job, "bad_request", str(exc))
+            return
         except Exception as exc:
-            if _is_out_of_memory(exc):
-                _free_gpu_memory()
-                self._fail(
-                    job,
-                    "out_of_memory",
-                    "the GPU ran out of memory: reduce size (or scales), or close other GPU programs",
-                )
-            elif isinstance(exc, ValueError):  # the engine's input checks (e.g. style count vs style_blend)
-                self._fail(job, "bad_request", str(exc))
-            else:
-                log.exception("job %s failed", job.id)
-                self._fail(job, "engine_error", f"the style engine failed: {type(exc).__name__}: {exc}")
+            log.exception("job %s failed", job.id)
+            self._fail(job, "engine_error", f"the style engine failed: {type(exc).__name__}: {exc}")
             return
         with self._lock:
             job.result_png, job.seed = png, result.seed
@@ -282,12 +277,3 @@ def _finite(losses: dict[str, float]) -> dict[str, float | None]:
     """JSON has no NaN or infinity; a diverged loss is reported as null."""
     return {k: (float(v) if math.isfinite(float(v)) else None) for k, v in losses.items()}
 
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    oom = getattr(torch.cuda, "OutOfMemoryError", None)
-    return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
-
-
-def _free_gpu_memory() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
