@@ -1,4 +1,5 @@
-"""Where the real test images are: ../shared/images beside the checkout (as in CI), else the bundled copies.
+"""The real images the tests use, all inside the repository: tests/images/ (The Scream, The Shipwreck) and the
+example images bundled with the package, server/stylelayer/assets/ (Tübingen, The Starry Night).
 
 A module with its own name, not conftest: several conftest.py files exist and `import conftest` is ambiguous.
 """
@@ -10,16 +11,24 @@ from pathlib import Path
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_IMAGES = REPO.parent / "shared" / "images"
-ASSETS = REPO / "server" / "stylelayer" / "assets"
+TEST_IMAGES = REPO / "tests" / "images"
+ASSETS = REPO / "server" / "stylelayer" / "assets"  # the examples bundled with the package
+FOLDERS = (TEST_IMAGES, ASSETS)
 
 
-def real_image(name: str, longest: int | None = None) -> Image.Image:
-    """A real test image, downscaled in memory so its longest side is `longest`."""
-    path = SHARED_IMAGES / f"{name}.jpg"
-    if not path.is_file():
-        path = ASSETS / f"{name}.jpg"
-    img = Image.open(path).convert("RGB")
+def image_path(name: str) -> Path:
+    """The file of the test image `name` ('tubingen', 'starry_night', 'the_scream', 'shipwreck')."""
+    for folder in FOLDERS:
+        path = folder / f"{name}.jpg"
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"no test image {name}.jpg in {' or '.join(str(f) for f in FOLDERS)}")
+
+
+def real_image(name: str, longest: int | None = None, mode: str = "RGB") -> Image.Image:
+    """A real test image in `mode`, downscaled in memory so its longest side is at most `longest`."""
+    with Image.open(image_path(name)) as img:
+        img = img.convert(mode)
     if longest:
         img.thumbnail((longest, longest), Image.Resampling.LANCZOS)
     return img

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import io
 import time
-from pathlib import Path
 
 from PIL import Image
+from testimages import real_image
 
-from .conftest import image_path
 
-
-def _png(path: Path, size: int) -> bytes:
-    im = Image.open(path).convert("RGB")
-    im.thumbnail((size, size))
+def _png(name: str, size: int) -> bytes:
     buf = io.BytesIO()
-    im.save(buf, "PNG")
+    real_image(name, size).save(buf, "PNG")
     return buf.getvalue()
 
 
 def _images():
-    return _png(image_path("tubingen"), 64), _png(image_path("starry_night"), 64)
+    return _png("tubingen", 64), _png("starry_night", 64)
 
 
 def test_cancel_while_running_stops_the_server_job(logic, client_mod, client):

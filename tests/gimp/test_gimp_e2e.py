@@ -23,10 +23,9 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from testimages import REPO, real_image
 
 from stylelayer.install.gimp import install
-
-from .conftest import REPO, image_path
 
 pytestmark = pytest.mark.gimp
 
@@ -214,9 +213,7 @@ def _png(im: Image.Image) -> bytes:
 
 
 def _photo(size=96) -> Image.Image:
-    im = Image.open(image_path("tubingen")).convert("RGB")
-    im.thumbnail((size, size))
-    return im
+    return real_image("tubingen", size)
 
 
 def _with_alpha(im: Image.Image) -> Image.Image:
@@ -231,8 +228,7 @@ def _with_alpha(im: Image.Image) -> Image.Image:
 
 @pytest.fixture(scope="session")
 def style_files(gimp3):
-    style = Image.open(image_path("starry_night")).convert("RGB")
-    style.thumbnail((128, 128))
+    style = real_image("starry_night", 128)
     png = gimp3.work / "starry_night.png"
     style.save(png)
     jpg = gimp3.work / "starry_night.jpg"

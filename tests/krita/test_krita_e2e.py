@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from testimages import real_image
 
 from stylelayer.install import krita as kinstall
 
 pytestmark = pytest.mark.krita
 
 HERE = Path(__file__).resolve().parent
-IMAGES = Path(os.environ.get("STYLELAYER_IMAGES", HERE.parents[1].parent / "shared" / "images"))
 KRITA_TIMEOUT = int(os.environ.get("STYLELAYER_KRITA_TIMEOUT", "90"))
 PARAMS = {"size": 64, "iterations": 3, "seed": 1}
 
@@ -43,13 +43,9 @@ def _require_host() -> None:
 
 
 def _image(name: str, tmp: Path, side: int) -> Path:
-    src = IMAGES / name
-    if not src.is_file():
-        pytest.skip(f"{src} is missing")
-    image = Image.open(src).convert("RGB")
-    image.thumbnail((side, side))
-    out = tmp / (Path(name).stem + ".png")
-    image.save(out)
+    """The test image `name` as a PNG file of at most `side` pixels a side, for Krita to open."""
+    out = tmp / f"{name}.png"
+    real_image(name, side).save(out)
     return out
 
 
@@ -81,7 +77,7 @@ def server():
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("krita-inputs")
-    return {"content": _image("tubingen.jpg", tmp, 96), "style": _image("starry_night.jpg", tmp, 128)}
+    return {"content": _image("tubingen", tmp, 96), "style": _image("starry_night", tmp, 128)}
 
 
 def run_krita(home: Path, out: Path, config: dict) -> dict:

@@ -1,4 +1,4 @@
-"""Shared helpers of the protocol and reliability tests: the fake engine, test images, raw HTTP helpers and the
+"""Shared helpers of the protocol and reliability tests: the fake engine, PNG helpers, raw HTTP helpers and the
 server fixtures (re-exported by tests/protocol/conftest.py and tests/reliability/conftest.py)."""
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from stylelayer.engine import Cancelled, Progress, StyleResult
 from stylelayer.params import StyleParams
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGES = REPO.parent / "shared" / "images"  # ../shared beside the checkout, as in CI
-sys.path.insert(0, str(REPO / "plugins" / "common"))  # the plug-ins' client is not an installed package
+sys.path.insert(0, str(REPO / "plugins" / "common"))  # the plug-ins' client (its one source) is not a package
 import stylelayer_client  # noqa: E402, F401  (re-exported for the tests)
 
 

@@ -6,11 +6,10 @@ import io
 
 import pytest
 from PIL import Image
-from protocol_helpers import IMAGES, png_bytes
+from protocol_helpers import png_bytes
+from testimages import real_image
 
 from stylelayer.engine import StyleEngine
-
-pytestmark = pytest.mark.skipif(not (IMAGES / "tubingen.jpg").is_file(), reason="shared test images missing")
 
 
 @pytest.fixture(scope="module")
@@ -18,18 +17,12 @@ def engine() -> StyleEngine:
     return StyleEngine(weights="caffe", device="cpu")
 
 
-def small(name: str, side: int, mode: str = "RGB") -> Image.Image:
-    img = Image.open(IMAGES / name).convert(mode)
-    img.thumbnail((side, side))
-    return img
-
-
 def test_real_engine_job_through_the_client(make_server, engine) -> None:
     _, client = make_server(engine)
-    content = small("tubingen.jpg", 48, "RGBA")
+    content = real_image("tubingen", 48, "RGBA")
     alpha = Image.linear_gradient("L").resize(content.size)
     content.putalpha(alpha)
-    style = png_bytes(small("starry_night.jpg", 48))
+    style = png_bytes(real_image("starry_night", 48))
     params = {"size": 48, "iterations": 3, "seed": 5}
     seen = []
     out = client.run_job(png_bytes(content), style, params=params, preview_every=1, poll_interval=0.05,

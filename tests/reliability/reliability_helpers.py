@@ -34,7 +34,7 @@ def assert_json_error(status: int, body: bytes, content_type: str | None, allowe
 
 
 def real_jpeg(name: str = "tubingen", longest: int = 96, **save: object) -> bytes:
-    img = real_image(name, longest)  # ../shared/images, else the bundled copy
+    img = real_image(name, longest)
     out = io.BytesIO()
     img.save(out, format="JPEG", quality=90, **save)
     return out.getvalue()
