@@ -1,0 +1,55 @@
+"""/v1/health and /v1/info: is the server up, and what it runs, allows and defaults to."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from .. import __version__
+from ..params import MAX_ITERATIONS, MAX_SIZE, MAX_STYLES, StyleParams
+from .errors import ApiError
+from .state import server_state
+
+health = Blueprint("health", __name__, url_prefix="/v1")
+
+
+@health.get("/health")
+def get_health() -> Response:
+    queue = server_state().queue
+    if queue.engine_error is not None:
+        raise ApiError(503, "engine_unavailable", queue.engine_error)
+    return jsonify({"status": "ok", "version": __version__, "engine": queue.engine_state})
+
+
+@health.get("/info")
+def get_info() -> Response:
+    state = server_state()
+    cfg, queue = state.config, state.queue
+    engine = queue.engine if queue.engine_state == "ready" else None
+    described = dict(engine.describe()) if engine is not None else {}
+    limits = {
+        "max_queue": cfg["max_queue"],
+        "max_content_length": cfg["max_content_length"],
+        "max_pixels": cfg["max_pixels"],
+        "max_size": MAX_SIZE,
+        "max_iterations": MAX_ITERATIONS,
+        "max_styles": MAX_STYLES,
+        "keep_results": cfg["keep_results"],
+        "result_ttl_s": cfg["result_ttl"],
+    }
+    return jsonify(
+        {
+            "version": __version__,
+            "api": 1,
+            "engine": queue.engine_state,
+            "engine_error": queue.engine_error,
+            "device": described.get("device", cfg["device"]),
+            "weights": described.get("weights", cfg["weights"]),
+            "engine_info": described,
+            "auth_required": bool(cfg["token"]),
+            "limits": limits,
+            "defaults": StyleParams().to_dict(),
+            "preview_every": cfg["preview_every"],
+            "cache": engine.cache_stats() if engine is not None else None,
+            "jobs": queue.counts(),
+        }
+    )

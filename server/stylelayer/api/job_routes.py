@@ -1,0 +1,206 @@
+"""/v1/jobs and /v1/stylize: submit a job, follow it, fetch its preview and result, cancel it.
+
+The routes only parse, validate and enqueue; the single worker in `job_queue.JobQueue` owns the engine.
+`job_json` is the one mapping from a job to the JSON clients see.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from PIL import Image
+
+from ..engine import MissingInput, check_inputs
+from ..params import MAX_STYLES, ParamError, StyleParams
+from .errors import ApiError
+from .images import load_upload
+from .job_queue import DONE, FAILED, QUEUED, RUNNING, EngineUnavailable, Job, JobQueue, QueueFull
+from .state import server_state
+from .style_library import StyleNotFound
+
+JOB_ID = re.compile(r"[0-9a-f]{32}")
+MAX_PREVIEW_EVERY = 10_000
+# The engine says which image a job lacks; the API says which form field gives it.
+MISSING_IMAGE_MESSAGES = {
+    "content": "a 'content' image file is required (texture mode may give params.output_size instead)",
+    "style": "a 'style' image file or a 'style_id' is required",
+}
+
+jobs = Blueprint("jobs", __name__, url_prefix="/v1")
+
+
+@jobs.post("/jobs")
+def submit_job() -> tuple[Response, int, dict[str, str]]:
+    job = _enqueue()
+    return jsonify(job_json(job, server_state().queue)), 202, {"Location": f"/v1/jobs/{job.id}"}
+
+
+@jobs.get("/jobs/<job_id>")
+def job_status(job_id: str) -> Response:
+    return jsonify(job_json(_find_job(job_id), server_state().queue))
+
+
+@jobs.get("/jobs/<job_id>/preview")
+def job_preview(job_id: str) -> Response:
+    job = _find_job(job_id)
+    png = job.result_png if job.state == DONE else job.preview_png
+    if png is None:
+        raise ApiError(404, "no_preview", "no preview yet: previews appear every few iterations while a job runs")
+    return _png(png, job)
+
+
+@jobs.get("/jobs/<job_id>/result")
+def job_result(job_id: str) -> Response:
+    job = _find_job(job_id)
+    if job.state != DONE or job.result_png is None:
+        raise _not_done(job)
+    return _png(job.result_png, job)
+
+
+@jobs.delete("/jobs/<job_id>")
+@jobs.post("/jobs/<job_id>/cancel")
+def cancel_job(job_id: str) -> Response:
+    _find_job(job_id)
+    queue = server_state().queue
+    job = queue.cancel(job_id)
+    if job is None:  # expired between the two look-ups
+        raise ApiError(404, "job_not_found", f"no job {job_id}")
+    return jsonify(job_json(job, queue))
+
+
+@jobs.post("/stylize")
+def stylize_sync() -> Response:
+    """Run a job and answer with its PNG: one request for curl and scripts (occupies one HTTP thread)."""
+    state = server_state()
+    job = _enqueue()
+    if not job.ended.wait(state.config["sync_timeout"]):
+        state.queue.cancel(job.id)
+        raise ApiError(504, "timeout", f"the job took longer than {state.config['sync_timeout']} s and was cancelled")
+    if job.state != DONE or job.result_png is None:
+        raise _not_done(job, sync=True)
+    return _png(job.result_png, job)
+
+
+def job_json(job: Job, queue: JobQueue) -> dict[str, Any]:
+    """A job as clients see it (docs/openapi.yaml, schema Job)."""
+    eta = None
+    if job.state == RUNNING and job.iteration > 0 and job.total:
+        eta = round(job.elapsed / job.iteration * (job.total - job.iteration), 2)
+    elif job.state == DONE:
+        eta = 0.0
+    return {
+        "id": job.id,
+        "state": job.state,
+        "iteration": job.iteration,
+        "total": job.total or job.params.iterations,
+        "losses": job.losses,
+        "elapsed_s": round(job.elapsed, 3),
+        "eta_s": eta,
+        "queue_position": queue.queue_position(job) if job.state == QUEUED else None,
+        "preview_iteration": job.preview_iteration,
+        "seed": job.seed,
+        "error": job.error,
+        "created": job.created,
+        "started": job.started,
+        "finished": job.finished,
+        "params": job.params.to_dict(),
+    }
+
+
+def _enqueue() -> Job:
+    state = server_state()
+    if request.mimetype != "multipart/form-data":
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send multipart/form-data: a 'content' file, 'style' file(s) or 'style_id', and 'params' JSON",
+        )
+    params = _parse_params(request.form.get("params", "{}"))
+    preview_every = _parse_int(
+        request.form.get("preview_every"),
+        "preview_every",
+        state.config["preview_every"],
+        0,
+        MAX_PREVIEW_EVERY,
+    )
+    max_pixels = state.config["max_pixels"]
+    upload = request.files.get("content")
+    content = load_upload(upload.read(), "content", max_pixels) if upload is not None else None
+    styles = [load_upload(f.read(), "style", max_pixels) for f in request.files.getlist("style")]
+    for style_id in request.form.getlist("style_id"):
+        try:
+            styles.append(state.library.image(style_id))
+        except StyleNotFound:
+            raise ApiError(404, "style_not_found", f"no style {style_id!r} in the library", field="style_id") from None
+    if len(styles) > MAX_STYLES:
+        raise ApiError(400, "too_many_styles", f"at most {MAX_STYLES} style images per job", field="style")
+    _check_inputs(content, styles, params)
+    try:
+        return state.queue.submit(content, styles, params, preview_every)
+    except QueueFull as exc:
+        raise ApiError(429, "queue_full", f"the server is busy: {exc}; try again later") from None
+    except EngineUnavailable as exc:
+        raise ApiError(503, "engine_unavailable", str(exc)) from None
+
+
+def _check_inputs(content: Image.Image | None, styles: list[Image.Image], params: StyleParams) -> None:
+    """The engine's own check of a job, before it is queued, as a 400 naming the field to fix."""
+    try:
+        check_inputs(content, styles, params)
+    except MissingInput as exc:
+        raise ApiError(400, "missing_field", MISSING_IMAGE_MESSAGES[exc.image], field=exc.image) from None
+    except ParamError as exc:
+        raise ApiError(400, "bad_param", str(exc), field=exc.field) from None
+    except ValueError as exc:
+        raise ApiError(400, "bad_request", str(exc)) from None
+
+
+def _parse_params(text: str) -> StyleParams:
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: deeply nested arrays/objects ("[[[[...")
+        raise ApiError(400, "bad_param", "params: not valid JSON", field="params") from None
+    try:
+        return StyleParams.from_dict(data)
+    except ParamError as exc:
+        raise ApiError(400, "bad_param", str(exc), field=exc.field) from None
+
+
+def _parse_int(text: str | None, name: str, default: int, lo: int, hi: int) -> int:
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ApiError(400, "bad_param", f"{name}: must be a whole number", field=name) from None
+    if not lo <= value <= hi:
+        raise ApiError(400, "bad_param", f"{name}: must be between {lo} and {hi}", field=name)
+    return value
+
+
+def _find_job(job_id: str) -> Job:
+    job = server_state().queue.get(job_id) if JOB_ID.fullmatch(job_id) else None
+    if job is None:
+        raise ApiError(404, "job_not_found", f"no job {job_id!r} (finished jobs are forgotten after a while)")
+    return job
+
+
+def _not_done(job: Job, sync: bool = False) -> ApiError:
+    if job.state in (QUEUED, RUNNING):
+        return ApiError(409, "not_ready", f"job {job.id} is {job.state}; poll /v1/jobs/{job.id} until it is done")
+    if job.state == FAILED and job.error is not None:
+        status = 409
+        if sync:
+            status = {"bad_request": 400, "engine_unavailable": 503}.get(job.error["code"], 500)
+        return ApiError(status, job.error["code"], job.error["message"])
+    return ApiError(409, "job_cancelled", f"job {job.id} was cancelled")
+
+
+def _png(data: bytes, job: Job) -> Response:
+    headers = {"X-Stylelayer-Job": job.id, "Cache-Control": "no-store"}
+    if job.seed is not None:
+        headers["X-Stylelayer-Seed"] = str(job.seed)
+    return Response(data, mimetype="image/png", headers=headers)
