@@ -33,7 +33,9 @@ def cuda_engine():
 
 
 def test_server_on_gpu_runs_jobs_and_survives_out_of_memory(cuda_engine):
-    from stylelayer.api import ServerThread, create_app
+    from server_thread import ServerThread
+
+    from stylelayer.api import create_app
 
     photo = real_image("tubingen")
     big = _png(photo.resize((2048, 1536), Image.Resampling.BICUBIC))

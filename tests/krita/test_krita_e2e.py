@@ -66,8 +66,9 @@ def krita_home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server():
-    from stylelayer.api.app import create_app
-    from stylelayer.api.serve import ServerThread
+    from server_thread import ServerThread
+
+    from stylelayer.api import create_app
     from stylelayer.engine import StyleEngine
 
     with ServerThread(create_app({}, engine=StyleEngine(weights="caffe", device="cpu"))) as srv:

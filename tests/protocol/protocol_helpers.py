@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from server_thread import ServerThread
 
-from stylelayer.api import ServerThread, create_app
+from stylelayer.api import create_app
 from stylelayer.engine import Cancelled, Progress, StyleResult
 from stylelayer.params import StyleParams
 

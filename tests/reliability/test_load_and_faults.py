@@ -21,8 +21,9 @@ import pytest
 from PIL import Image
 from protocol_helpers import REPO, FakeEngine, gradient, png_bytes, raw, stylelayer_client
 from reliability_helpers import TERMINAL, assert_json_error, wait_terminal
+from server_thread import ServerThread
 
-from stylelayer.api import ServerThread, create_app
+from stylelayer.api import create_app
 from stylelayer.engine import OutOfMemory
 
 CONTENT = png_bytes(gradient(24, 16))
@@ -343,7 +344,7 @@ def test_shutdown_while_jobs_run_and_wait(fake_engine, tmp_path, cases) -> None:
 SERVE_SCRIPT = textwrap.dedent(
     """
     import sys, threading
-    sys.path.insert(0, {helpers!r})
+    sys.path[:0] = [{helpers!r}, {tests!r}]
     from protocol_helpers import FakeEngine
     from stylelayer.api import serve
     engine = FakeEngine(step_delay=0.05)  # a job of 10000 iterations runs far past the SIGINT
@@ -368,7 +369,7 @@ def test_serve_process_stops_on_signal_with_a_job_running(tmp_path, cases, signa
     script.write_text(
         "import argparse\nfrom stylelayer.api import serve as _s\n_p = argparse.ArgumentParser()\n"
         f"_s.add_arguments(_p)\nserve_args = _p.parse_args({args!r})\n"
-        + SERVE_SCRIPT.format(helpers=str(REPO / "tests" / "protocol"))
+        + SERVE_SCRIPT.format(helpers=str(REPO / "tests" / "protocol"), tests=str(REPO / "tests"))
     )
     del argparse
     ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
