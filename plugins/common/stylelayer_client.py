@@ -1,7 +1,7 @@
 """Client for the stylelayer server's HTTP API v1, for the Krita and GIMP plug-ins and for scripts.
 
 Standard library only and Python 3.8 syntax, because Krita and GIMP embed their own Python without pip. This
-file is the one source; scripts/sync_client.py copies it byte for byte into each plug-in.
+file is the one source; `stylelayer install-plugin` copies it into each plug-in's folder.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ __all__ = [
     "StylelayerError",
 ]
 
-DEFAULT_URL = "http://127.0.0.1:8765"
-TERMINAL_STATES = ("done", "failed", "cancelled")
+DEFAULT_URL = "http://127.0.0.1:8765"  # = stylelayer.limits.DEFAULT_URL (a test checks)
 
 
 class StylelayerError(Exception):

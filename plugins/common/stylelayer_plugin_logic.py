@@ -1,11 +1,10 @@
 """Pure logic shared by the Krita and GIMP plug-ins: no Qt, no gi, standard library only, Python 3.8 syntax.
 
 Limits and defaults of the server's parameters, the dialog values -> StyleParams mapping, the stdlib PNG
-encoder, layer naming, server URL checks and progress arithmetic/text. Each plug-in ships a byte-identical copy
-of this file next to its own code (scripts/sync_client.py writes them; tests/protocol/test_client_copies.py
-checks them) and re-exports `__all__` from its own logic module.
+encoder, layer naming, server URL checks, progress arithmetic/text and the messages the painter reads for a
+failure. This file is the one source: `stylelayer install-plugin` copies it (with stylelayer_client.py) into
+each plug-in's folder, where the plug-in's own logic module re-exports `__all__`.
 """
-
 from __future__ import annotations
 
 import math
@@ -14,14 +13,18 @@ import struct
 import zlib
 
 __all__ = [  # what the plug-ins' own logic modules re-export (`from ... import *`)
-    "BASE_STYLE_WEIGHT", "DEFAULT_SERVER_URL", "LAYER_NAME_MAX", "MAX_ITERATIONS", "MAX_SIZE", "MAX_STRENGTH",
-    "MIN_STRENGTH", "PNG_SIGNATURE", "PluginError", "build_params", "check_server_url", "encode_png", "is_png",
-    "png_size", "progress_fraction", "progress_text", "style_label", "style_layer_name",
+    "BASE_STYLE_WEIGHT", "CANCELLED_MESSAGE", "DEFAULT_SERVER_URL", "LAYER_NAME_MAX", "MAX_ITERATIONS", "MAX_SIZE",
+    "MAX_STRENGTH", "MAX_STYLE_SIDE", "MIN_STRENGTH", "PNG_SIGNATURE", "PluginError", "build_params",
+    "check_server_url", "encode_png", "error_message", "is_png", "png_size", "progress_fraction", "progress_text",
+    "style_label", "style_layer_name",
 ]  # fmt: skip
 
+# Copies of server/stylelayer/limits.py (this file runs in the host's Python without the stylelayer package);
+# tests/protocol/test_plugin_common.py fails when one differs.
 DEFAULT_SERVER_URL = "http://127.0.0.1:8765"
 MAX_SIZE = 4096
 MAX_ITERATIONS = 10_000
+MAX_STYLE_SIDE = 2048  # a larger style image is scaled down before it is sent
 BASE_STYLE_WEIGHT = 1e4  # = StyleParams.style_weight default (a test checks): style strength 1.0 means it
 MIN_STRENGTH = 0.01
 MAX_STRENGTH = 100.0
@@ -29,8 +32,31 @@ LAYER_NAME_MAX = 64
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+CANCELLED_MESSAGE = "The style transfer was cancelled; the image is unchanged."
+
+
 class PluginError(Exception):
     """A failure worth showing to the painter as it is."""
+
+
+def error_message(exc: BaseException) -> str:
+    """What the painter reads for an exception from the plug-in, the HTTP client or the host, in Krita and GIMP.
+
+    The client's exceptions are recognised by class name: this module does not import the client.
+    """
+    if isinstance(exc, PluginError):
+        return str(exc)
+    kinds = {cls.__name__ for cls in type(exc).__mro__}
+    message = str(getattr(exc, "message", None) or exc) or type(exc).__name__
+    if "JobCancelled" in kinds:
+        return CANCELLED_MESSAGE
+    if "ServerUnavailable" in kinds:
+        return message  # the client's own text names the address and says how to start the server
+    if "JobFailed" in kinds:
+        return f"The server could not finish the style transfer: {message}"
+    if "StylelayerError" in kinds:
+        return f"The server refused the request: {message}"
+    return f"Unexpected error ({type(exc).__name__}): {message}"
 
 
 # ---- PNG ---------------------------------------------------------------------------------------

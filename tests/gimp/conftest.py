@@ -1,6 +1,8 @@
 """Fixtures for the GIMP plug-in tests.
 
-The plug-in's files are loaded by path under other module names: our pip package is also called `stylelayer`.
+The plug-in is assembled as `stylelayer install-plugin gimp` assembles it (plugins/gimp plus plugins/common)
+into a temporary folder, and its files are loaded from there by path under other module names: our pip package
+is also called `stylelayer`.
 """
 
 from __future__ import annotations
@@ -11,16 +13,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-PLUGIN_DIR = REPO / "plugins" / "gimp" / "stylelayer"
-SHARED_IMAGES = REPO.parent / "shared" / "images"
-ASSETS = REPO / "server" / "stylelayer" / "assets"
-
-
-def image_path(name: str) -> Path:
-    """A real test image (tubingen, starry_night, ...): ../shared/images, else the copy bundled in the package."""
-    path = SHARED_IMAGES / f"{name}.jpg"
-    return path if path.is_file() else ASSETS / f"{name}.jpg"
+from stylelayer.install import PACKAGE_DIRS, assemble
 
 
 def load_by_path(module_name: str, path: Path):
@@ -34,27 +27,29 @@ def load_by_path(module_name: str, path: Path):
 
 
 @pytest.fixture(scope="session")
-def logic():
-    # stylelayer_logic does `import stylelayer_plugin_logic` (GIMP has the plug-in folder on sys.path): give it
-    # this folder's vendored copy under that name, without putting the folder (and its stylelayer.py) on sys.path.
-    load_by_path("stylelayer_plugin_logic", PLUGIN_DIR / "stylelayer_plugin_logic.py")
-    return load_by_path("gimp_stylelayer_logic", PLUGIN_DIR / "stylelayer_logic.py")
+def plugin_dir(tmp_path_factory) -> Path:
+    """The assembled plug-in folder, as it lands in GIMP's plug-ins folder."""
+    return assemble("gimp", tmp_path_factory.mktemp("gimp-plugin")) / PACKAGE_DIRS["gimp"]
 
 
 @pytest.fixture(scope="session")
-def client_mod():
-    path = PLUGIN_DIR / "stylelayer_client.py"
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: run scripts/sync_client.py")
-    return load_by_path("gimp_stylelayer_client", path)
+def logic(plugin_dir):
+    # stylelayer_logic does `import stylelayer_plugin_logic` (GIMP has the plug-in folder on sys.path): give it
+    # the assembled copy under that name, without putting the folder (and its stylelayer.py) on sys.path.
+    load_by_path("stylelayer_plugin_logic", plugin_dir / "stylelayer_plugin_logic.py")
+    return load_by_path("gimp_stylelayer_logic", plugin_dir / "stylelayer_logic.py")
+
+
+@pytest.fixture(scope="session")
+def client_mod(plugin_dir):
+    return load_by_path("gimp_stylelayer_client", plugin_dir / "stylelayer_client.py")
 
 
 @pytest.fixture(scope="session")
 def server_url(engine):
     """A live stylelayer server on 127.0.0.1 with the real engine (tests/conftest.py: CPU, offline VGG19)."""
-    from server_thread import ServerThread
-
-    from stylelayer.api import create_app
+    from stylelayer.api.app import create_app
+    from stylelayer.api.serve import ServerThread
 
     with ServerThread(create_app({}, engine=engine)) as server:
         yield server.url
@@ -62,5 +57,5 @@ def server_url(engine):
 
 @pytest.fixture(scope="session")
 def client(server_url, client_mod):
-    """The same client the plug-in uses (its vendored copy)."""
+    """The same client the plug-in uses (its assembled copy)."""
     return client_mod.StylelayerClient(base_url=server_url, timeout=60)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
+from stylelayer.install import SHARED_MODULES, plugin_files, plugins_root
 from stylelayer.install import gimp as gimp_install
-from stylelayer.install import plugin_source
 
 
 def test_default_plugin_dir_per_platform(tmp_path):
@@ -33,15 +31,18 @@ def test_default_plugin_dir_uses_this_machine(monkeypatch, tmp_path):
     assert gimp_install.default_plugin_dir() == tmp_path / ".config/GIMP/3.0/plug-ins"
 
 
-def test_install_copies_the_plugin_with_the_executable_bit(tmp_path):
-    source = plugin_source("gimp") / "stylelayer"
+def test_install_copies_the_assembled_plugin_with_the_executable_bit(tmp_path):
     dest = tmp_path / "plug-ins"
     installed = gimp_install.install(dest)
     assert installed == dest / "stylelayer"
     main = installed / "stylelayer.py"
     assert os.access(main, os.X_OK)
-    for name in ("stylelayer.py", "stylelayer_logic.py", *gimp_install.SHARED_FILES):
-        assert (installed / name).read_bytes() == (source / name).read_bytes()
+    assembled = plugin_files("gimp")
+    assert {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()} == set(assembled)
+    for name in ("stylelayer.py", "stylelayer_logic.py", *SHARED_MODULES):
+        assert (installed / name).read_bytes() == assembled[f"stylelayer/{name}"].read_bytes()
+    for name in SHARED_MODULES:  # assembled from their one source
+        assert (installed / name).read_bytes() == (plugins_root() / "common" / name).read_bytes()
     assert not list(installed.rglob("__pycache__"))
     assert [p.name for p in dest.iterdir()] == ["stylelayer"]  # no staging folder left behind
 
@@ -60,13 +61,3 @@ def test_install_replaces_an_earlier_install(tmp_path):
 def test_install_default_destination(monkeypatch, tmp_path):
     monkeypatch.setenv("GIMP3_DIRECTORY", str(tmp_path / "cfg"))
     assert gimp_install.install() == tmp_path / "cfg/plug-ins/stylelayer"
-
-
-@pytest.mark.parametrize("name", gimp_install.SHARED_FILES)
-def test_vendored_files_match_the_common_ones(name):
-    repo = Path(__file__).resolve().parents[2]
-    common = repo / "plugins/common" / name
-    vendored = repo / "plugins/gimp/stylelayer" / name
-    if not common.is_file():
-        pytest.fail(f"{common} is missing")
-    assert vendored.read_bytes() == common.read_bytes(), "run scripts/sync_client.py"

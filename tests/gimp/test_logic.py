@@ -13,8 +13,6 @@ from sourcecheck import foreign_imports
 
 from stylelayer.params import StyleParams
 
-from .conftest import PLUGIN_DIR
-
 
 def _pixels(w, h, channels):
     return bytes((x * 7 + y * 13 + c * 101) % 256 for y in range(h) for x in range(w) for c in range(channels))
@@ -179,15 +177,18 @@ def test_job_runner_cancel_reaches_the_work(logic):
     assert isinstance(runner.error, RuntimeError)
 
 
-def test_plugin_main_file_is_executable_and_named_like_its_folder():
-    main = PLUGIN_DIR / "stylelayer.py"
+def test_plugin_main_file_is_executable_and_named_like_its_folder(plugin_dir):
+    main = plugin_dir / "stylelayer.py"
     assert main.parent.name == main.stem
     assert os.access(main, os.X_OK)
     assert main.read_text().startswith("#!/usr/bin/env python3\n")
 
 
-def test_plugin_uses_only_stdlib_and_gi():
+def test_plugin_uses_only_stdlib_and_gi(plugin_dir):
     allowed = {"gi", "stylelayer_logic", "stylelayer_client", "stylelayer_plugin_logic"}
-    assert foreign_imports(PLUGIN_DIR.glob("*.py"), allowed) == []
-    logic_src = (PLUGIN_DIR / "stylelayer_logic.py").read_text()
+    files = sorted(plugin_dir.glob("*.py"))
+    assert [f.name for f in files] == ["stylelayer.py", "stylelayer_client.py", "stylelayer_logic.py",
+                                       "stylelayer_plugin_logic.py"]  # fmt: skip
+    assert foreign_imports(files, allowed) == []
+    logic_src = (plugin_dir / "stylelayer_logic.py").read_text()
     assert "import gi" not in logic_src

@@ -1,19 +1,27 @@
 """Fixtures for the Krita plug-in tests: the plug-in package on sys.path, a mock `krita` module and a fake
-document (krita_fakes.py) that behaves like libkis (Document/Node/Selection) for what the plug-in uses."""
+document (krita_fakes.py) that behaves like libkis (Document/Node/Selection) for what the plug-in uses.
+
+The package is assembled as `stylelayer install-plugin` assembles it (plugins/krita plus plugins/common) into a
+temporary folder, so the tests import exactly what Krita loads.
+"""
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import sys
+import tempfile
 import types
 from pathlib import Path
 
 import pytest
 from krita_fakes import FakeDoc
 
-REPO = Path(__file__).resolve().parents[2]
-PLUGIN_DIR = REPO / "plugins" / "krita"
-if str(PLUGIN_DIR) not in sys.path:
-    sys.path.insert(0, str(PLUGIN_DIR))
+from stylelayer.install import assemble
+
+ASSEMBLED = assemble("krita", Path(tempfile.mkdtemp(prefix="stylelayer-krita-plugin-")))
+atexit.register(shutil.rmtree, ASSEMBLED, True)
+sys.path.insert(0, str(ASSEMBLED))
 
 
 def _pattern(x: int, y: int) -> bytes:

@@ -113,23 +113,21 @@ def main():
             name = run_dialog(doc, node, captured)
         else:
             from stylelayer_krita import transfer
-            from stylelayer_krita.ui import QtCodec
 
             progress = []
-            res = transfer.run_style_transfer(
+            res = transfer.run_style_transfer(  # with its default codec: Krita's QImage one
                 doc, node, CONFIG["style"], CONFIG["params"], CONFIG["server_url"],
                 on_progress=lambda status, preview: progress.append(status.get("iteration")),
-                codec=QtCodec(),
             )  # fmt: skip
             captured["png"], name = res.result_png, res.name
             result["progress_calls"] = len(progress)
         result["ok"] = True
         result["layer_name"] = name
     except Exception as exc:  # noqa: BLE001 - recorded for the test
-        from stylelayer_krita.ui import error_text
+        from stylelayer_krita.logic import error_message
 
         result["error_type"] = type(exc).__name__
-        result["error_message"] = error_text(exc)
+        result["error_message"] = error_message(exc)
         result["traceback"] = traceback.format_exc()
     result["stage"] = "ran"
     settle = QEventLoop()  # setActiveNode reaches the view through queued events

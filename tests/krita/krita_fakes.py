@@ -1,7 +1,29 @@
-"""A fake libkis document (Document/Node/Selection) for what the Krita plug-in uses. A module of its own, not
-conftest.py, so tests can import it by a name no other test folder's conftest shadows."""
+"""A fake libkis document (Document/Node/Selection) for what the Krita plug-in uses, and a PNG codec on Pillow
+in place of Krita's QImage one. A module of its own, not conftest.py, so tests can import it by a name no other
+test folder's conftest shadows."""
 
 from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+
+class PillowCodec:
+    """transfer.Codec on Pillow: RGBA bytes <-> PNG, and a style file's bytes as they are."""
+
+    def encode(self, width: int, height: int, rgba: bytes) -> bytes:
+        out = io.BytesIO()
+        Image.frombytes("RGBA", (width, height), bytes(rgba)).save(out, "PNG")
+        return out.getvalue()
+
+    def decode(self, png: bytes) -> tuple[int, int, bytes]:
+        with Image.open(io.BytesIO(png)) as image:
+            return image.width, image.height, image.convert("RGBA").tobytes()
+
+    def load_style(self, path: str) -> bytes:
+        with open(path, "rb") as fh:
+            return fh.read()
 
 
 class QRect:

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from sourcecheck import foreign_imports
 
+from stylelayer.install import SHARED_MODULES, plugin_files, plugins_root
 from stylelayer.install import krita as kinstall
-from stylelayer.install import plugin_source
+
+ASSEMBLED = plugin_files("krita")  # path in pykrita/ -> source file
 
 
 def test_default_paths_per_platform():
@@ -54,10 +56,12 @@ def test_install_into_throwaway_home(tmp_path):
     kritarc.write_text("[General]\nLanguage=de\n\n[python]\nenable_scripter=true\n")
     target = kinstall.install(resources)
     assert target == resources / "pykrita" / "stylelayer_krita"
-    src = plugin_source("krita")
-    for name in ("__init__.py", "logic.py", "transfer.py", "ui.py", "extension.py", *kinstall.SHARED_FILES):
-        assert (target / name).read_bytes() == (src / "stylelayer_krita" / name).read_bytes()
-    assert (resources / "pykrita" / "stylelayer_krita.desktop").is_file()
+    for name in ("__init__.py", "logic.py", "qtcodec.py", "transfer.py", "ui.py", "extension.py", *SHARED_MODULES):
+        assert (target / name).read_bytes() == ASSEMBLED[f"stylelayer_krita/{name}"].read_bytes()
+    for name in SHARED_MODULES:  # assembled from their one source
+        assert (target / name).read_bytes() == (plugins_root() / "common" / name).read_bytes()
+    pykrita = resources / "pykrita"
+    assert {p.relative_to(pykrita).as_posix() for p in pykrita.rglob("*") if p.is_file()} == set(ASSEMBLED)
     assert not list(target.rglob("__pycache__"))
     text = kritarc.read_text()
     assert "Language=de" in text and "enable_scripter=true" in text and "enable_stylelayer_krita=true" in text
@@ -83,24 +87,29 @@ def test_build_zip_layout(tmp_path):
     assert {"stylelayer_krita/", "stylelayer_krita/__init__.py", "stylelayer_krita/stylelayer_client.py",
             "stylelayer_krita/stylelayer_plugin_logic.py"} <= names  # fmt: skip
     assert all(n == "stylelayer_krita.desktop" or n.startswith("stylelayer_krita/") for n in names)
+    assert names == {*ASSEMBLED, "stylelayer_krita/"}
+    with zipfile.ZipFile(out) as zf:
+        for rel, source in ASSEMBLED.items():
+            assert zf.read(rel) == source.read_bytes(), rel
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     assert kinstall.build_zip(tmp_path) == tmp_path / "stylelayer_krita.zip"
 
 
 def test_desktop_file_names_the_package():
-    desktop = (plugin_source("krita") / "stylelayer_krita.desktop").read_text()
+    desktop = ASSEMBLED["stylelayer_krita.desktop"].read_text()
     assert "X-KDE-Library=stylelayer_krita" in desktop
     assert "ServiceTypes=Krita/PythonPlugin" in desktop
 
 
 def test_plugin_imports_only_stdlib_pyqt5_and_krita():
-    files = (plugin_source("krita") / "stylelayer_krita").glob("*.py")
+    files = [path for rel, path in ASSEMBLED.items() if rel.endswith(".py")]
+    assert len(files) == 8
     assert foreign_imports(files, {"PyQt5", "krita"}) == []
 
 
-@pytest.mark.parametrize("name", ["logic.py", "transfer.py"])
+@pytest.mark.parametrize("name", ["logic.py", "transfer.py", *SHARED_MODULES])
 def test_logic_modules_do_not_import_qt_or_krita(name):
-    text = (plugin_source("krita") / "stylelayer_krita" / name).read_text()
+    text = ASSEMBLED[f"stylelayer_krita/{name}"].read_text()
     assert "PyQt5" not in text and "import krita" not in text and "from krita" not in text
 
 
@@ -126,7 +135,5 @@ def test_zip_accepted_by_kritas_own_plugin_importer(tmp_path, monkeypatch):
     resources.mkdir()
     imported = module.PluginImporter(str(archive), str(resources), lambda plugin: True).import_all()
     assert [p["name"] for p in imported] == ["stylelayer_krita"]
-    src = plugin_source("krita") / "stylelayer_krita"
-    for path in src.glob("*.py"):
-        assert (resources / "pykrita" / "stylelayer_krita" / path.name).read_bytes() == path.read_bytes()
-    assert (resources / "pykrita" / "stylelayer_krita.desktop").is_file()
+    for rel, source in ASSEMBLED.items():
+        assert (resources / "pykrita" / rel).read_bytes() == source.read_bytes(), rel

@@ -198,16 +198,7 @@ def _run_job(url, content_png, style_png, params, interactive):
         return bytes(runner.result)
     if isinstance(error, client_mod.JobCancelled) or runner.cancelled:
         return None
-    if isinstance(error, client_mod.ServerUnavailable):
-        raise logic.PluginError(
-            f"cannot reach the stylelayer server at {url} ({error}). Start it with `stylelayer serve`, "
-            "or set the server URL."
-        ) from error
-    if isinstance(error, client_mod.JobFailed):
-        raise logic.PluginError(f"the server could not stylize this image: {error}") from error
-    if isinstance(error, client_mod.StylelayerError):
-        raise logic.PluginError(f"stylelayer server error: {error}") from error
-    raise logic.PluginError(f"unexpected error while talking to {url}: {error!r}") from error
+    raise error  # run() turns it into the message both plug-ins show (logic.error_message)
 
 
 def _layer_type(image, with_alpha):
@@ -303,10 +294,8 @@ def run(procedure, run_mode, image, drawables, config, _data):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     try:
         done = stylize(procedure, run_mode, image, drawables, config)
-    except logic.PluginError as exc:
-        return _error(procedure, Gimp.PDBStatusType.EXECUTION_ERROR, f"{TITLE}: {exc}")
-    except Exception as exc:  # a bug or a GIMP failure: still a clear message, never a traceback dialog only
-        return _error(procedure, Gimp.PDBStatusType.EXECUTION_ERROR, f"{TITLE} failed unexpectedly: {exc!r}")
+    except Exception as exc:  # a PluginError, a server error, a bug or a GIMP failure: a clear message, no traceback
+        return _error(procedure, Gimp.PDBStatusType.EXECUTION_ERROR, f"{TITLE}: {logic.error_message(exc)}")
     if not done:
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())

@@ -2,21 +2,21 @@
 
 GIMP-only parts live here: RGBA -> RGB, style image scaling, the progress title and a job runner that keeps the
 HTTP polling off GIMP's main thread so the plug-in can pump its UI and honour Cancel. What the Krita plug-in
-shares (parameter limits and mapping, PNG encoding, layer naming, URL check, progress text) is in the vendored
-`stylelayer_plugin_logic.py` next to this file and re-exported from here, so `logic.build_params` etc. work.
+shares (parameter limits and mapping, PNG encoding, layer naming, URL check, progress text, error messages) is in
+`stylelayer_plugin_logic.py`, which the installer copies next to this file from plugins/common, and is
+re-exported from here, so `logic.build_params` etc. work.
 """
 
 from __future__ import annotations
 
 import threading
 
-# The logic shared with the Krita plug-in (its vendored copy in this folder, which is on sys.path), re-exported.
+# The logic shared with the Krita plug-in (copied into this folder, which is on sys.path), re-exported.
 from stylelayer_plugin_logic import *  # noqa: F403
 from stylelayer_plugin_logic import progress_fraction, progress_text
 
 DEFAULT_ITERATIONS = 200
 DEFAULT_SIZE = 512
-MAX_STYLE_SIDE = 2048  # a style image larger than this is scaled down before it is sent
 PROGRESS_TITLE = "Neural style transfer"  # GIMP's progress bar names the operation: "<title>: iteration 3/200"
 
 

@@ -22,37 +22,13 @@ from .logic import PluginError, Rect
 
 
 class Codec(Protocol):
+    """PNG in and out: Krita uses qtcodec.QtCodec (QImage); the tests pass one built on Pillow."""
+
     def encode(self, width: int, height: int, rgba: bytes) -> bytes: ...
 
     def decode(self, png: bytes) -> tuple[int, int, bytes]: ...
 
     def load_style(self, path: str) -> bytes: ...
-
-
-class PurePythonCodec:
-    """Stdlib PNG codec: fine for tests and small images; Krita uses the QImage codec in `qtcodec`."""
-
-    def encode(self, width: int, height: int, rgba: bytes) -> bytes:
-        return logic.encode_png(width, height, rgba)
-
-    def decode(self, png: bytes) -> tuple[int, int, bytes]:
-        return logic.decode_png(png)
-
-    def load_style(self, path: str) -> bytes:
-        return read_style_file(path)
-
-
-def read_style_file(path: str) -> bytes:
-    if not path:
-        raise PluginError("Choose a style image (a file, or one from the server's library).")
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise PluginError(f"Cannot read the style image {path}: {exc.strerror or exc}") from None
-    if not data:
-        raise PluginError(f"The style image {path} is empty.")
-    return data
 
 
 @dataclass
@@ -79,9 +55,8 @@ def _rect(qrect: Any) -> Rect:
     return Rect(int(qrect.x()), int(qrect.y()), int(qrect.width()), int(qrect.height()))
 
 
-def prepare(doc: Any, node: Any, codec: Codec | None = None) -> Source:
+def prepare(doc: Any, node: Any, codec: Codec) -> Source:
     """Read the active layer (or the selection's bounds of it) as an RGBA PNG; changes nothing."""
-    codec = codec or PurePythonCodec()
     if doc is None:
         raise PluginError("Open an image first: there is no active document.")
     if node is None:
@@ -144,13 +119,13 @@ def request(
     )
 
 
-def insert_result(source: Source, result_png: bytes, layer_name: str, codec: Codec | None = None) -> Any:
+def insert_result(source: Source, result_png: bytes, layer_name: str, codec: Codec) -> Any:
     """Add the result as a new paint layer directly above the source layer; on failure the document is as before."""
-    codec = codec or PurePythonCodec()
     rect = source.rect
-    width, height, rgba = codec.decode(result_png)
+    width, height = logic.png_size(result_png)  # PluginError unless it is a PNG
     if (width, height) != (rect.width, rect.height):
         raise PluginError(f"The server sent back a {width}x{height} image for a {rect.width}x{rect.height} input.")
+    rgba = codec.decode(result_png)[2]
     rgba = logic.apply_mask(rgba, source.mask)
     data = logic.to_krita(rgba, source.channel_bytes)
     doc, node = source.doc, source.node
@@ -197,9 +172,13 @@ def run_style_transfer(
     """Stylise `node` of `doc` with a style file (or a server library `style_id`); returns the new layer.
 
     Synchronous: fine for scripts and tests; the dialog runs `request` on a QThread instead. Raises
-    PluginError (or the client's StylelayerError) with the document unchanged.
+    PluginError (or the client's StylelayerError) with the document unchanged. `codec` defaults to Krita's
+    QImage codec.
     """
-    codec = codec or PurePythonCodec()
+    if codec is None:
+        from .qtcodec import QtCodec  # imported here: the rest of this module runs without Qt
+
+        codec = QtCodec()
     source = prepare(doc, node, codec)
     style_png = codec.load_style(style_path) if style_path else None
     client = client or make_client(server_url)

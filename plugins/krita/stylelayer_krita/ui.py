@@ -1,11 +1,11 @@
-"""PyQt5 side of the plug-in: QImage PNG codec, worker threads and the "Style Transfer" dialog.
+"""PyQt5 side of the plug-in: worker threads and the "Style Transfer" dialog.
 
 Krita objects are only touched on the GUI thread (`transfer.prepare` / `transfer.insert_result`); the HTTP
 job runs in a QThread that reports progress and previews through signals, so Krita keeps painting.
 """
 
 from krita import Krita
-from PyQt5.QtCore import QBuffer, QByteArray, QIODevice, QSize, Qt, QThread, pyqtSignal
+from PyQt5.QtCore import QSize, Qt, QThread, pyqtSignal
 from PyQt5.QtGui import QIcon, QImage, QPixmap
 from PyQt5.QtWidgets import (
     QButtonGroup,
@@ -31,52 +31,11 @@ from PyQt5.QtWidgets import (
 
 from . import logic, transfer
 from .logic import PluginError
+from .qtcodec import QtCodec
 
 SETTINGS_GROUP = "stylelayer"
-MAX_STYLE_SIDE = 2048
 PREVIEW_SIDE = 256
 PREVIEW_HINT = "A live preview appears here while the style is applied."
-
-
-# ---- PNG through QImage (fast for big layers) --------------------------------------------------------------
-def _png_bytes(image):
-    data = QByteArray()
-    buf = QBuffer(data)
-    buf.open(QIODevice.WriteOnly)
-    if not image.save(buf, "PNG"):
-        raise PluginError("Qt could not encode the image as PNG.")
-    buf.close()
-    return bytes(data)
-
-
-class QtCodec:
-    def encode(self, width, height, rgba):
-        keep = bytes(rgba)  # QImage does not copy: keep the buffer alive until saved
-        image = QImage(keep, width, height, width * 4, QImage.Format_RGBA8888)
-        return _png_bytes(image)
-
-    def decode(self, png):
-        image = QImage.fromData(bytes(png), "PNG")
-        if image.isNull():
-            raise PluginError("The server's reply is not a PNG image Krita can read.")
-        image = image.convertToFormat(QImage.Format_RGBA8888)
-        width, height, stride = image.width(), image.height(), image.bytesPerLine()
-        ptr = image.constBits()
-        ptr.setsize(stride * height)
-        data = bytes(ptr)
-        if stride != width * 4:
-            data = b"".join(data[y * stride : y * stride + width * 4] for y in range(height))
-        return width, height, data
-
-    def load_style(self, path):
-        if not path:
-            raise PluginError("Choose a style image (a file, or one from the server's library).")
-        image = QImage(path)
-        if image.isNull():
-            raise PluginError(f"Cannot read the style image {path}: not an image file Qt understands.")
-        if max(image.width(), image.height()) > MAX_STYLE_SIDE:
-            image = image.scaled(MAX_STYLE_SIDE, MAX_STYLE_SIDE, Qt.KeepAspectRatio, Qt.SmoothTransformation)
-        return _png_bytes(image.convertToFormat(QImage.Format_RGBA8888))
 
 
 def read_setting(key, default):
@@ -85,23 +44,6 @@ def read_setting(key, default):
 
 def write_setting(key, value):
     Krita.instance().writeSetting(SETTINGS_GROUP, key, str(value))
-
-
-def error_text(exc):
-    """What the painter reads for an exception from the plug-in, the client or Krita."""
-    if isinstance(exc, PluginError):
-        return str(exc)
-    name = type(exc).__name__
-    message = getattr(exc, "message", None) or str(exc) or name
-    if name == "ServerUnavailable":
-        return message
-    if name == "JobCancelled":
-        return "The style transfer was cancelled; the image is unchanged."
-    if name == "JobFailed":
-        return f"The server could not finish the style transfer: {message}"
-    if name == "StylelayerError":
-        return f"The server refused the request: {message}"
-    return f"Unexpected error ({name}): {message}"
 
 
 # ---- threads -------------------------------------------------------------------------------------------------
@@ -346,7 +288,7 @@ class StyleTransferDialog(QDialog):
         try:
             client = self.client()
         except Exception as exc:  # noqa: BLE001
-            self.status_label.setText(error_text(exc))
+            self.status_label.setText(logic.error_message(exc))
             return
         client.timeout = 5
         self.status_label.setText("Connecting…")
@@ -370,7 +312,7 @@ class StyleTransferDialog(QDialog):
     def _connected(self, ok, value):
         self.connect_button.setEnabled(True)
         if not ok:
-            message = error_text(value)
+            message = logic.error_message(value)
             self.status_label.setText("Not connected: " + message[:1].lower() + message[1:])
             self.status_label.setToolTip(message)
             self.library.clear()  # the server's styles cannot be used while it is out of reach
@@ -427,7 +369,7 @@ class StyleTransferDialog(QDialog):
                 path = self.style_edit.text().strip()
                 style_png, style_id, label = self.codec.load_style(path), None, logic.style_label(path)
         except Exception as exc:  # noqa: BLE001
-            self._finish(False, error_text(exc))
+            self._finish(False, logic.error_message(exc))
             return
         self.save_settings()
         self.source = source
@@ -464,13 +406,13 @@ class StyleTransferDialog(QDialog):
             self.progress_label.setText("")
             self.progress_bar.setValue(0)
             self._clear_preview(PREVIEW_HINT)
-            self._finish(False, error_text(value))
+            self._finish(False, logic.error_message(value))
             return
         try:
             name = logic.style_layer_name(label, transfer.sibling_names(source.node))
             transfer.insert_result(source, value, name, self.codec)
         except Exception as exc:  # noqa: BLE001
-            self._finish(False, error_text(exc))
+            self._finish(False, logic.error_message(exc))
             return
         self.progress_bar.setValue(1000)
         self.progress_label.setText(f"Added the layer “{name}”.")

@@ -12,57 +12,31 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import zipfile
 from pathlib import Path
 
-from . import plugin_source
+from ..userdirs import home_dir, platform_family, user_config_dir, user_data_dir
+from . import plugin_files, write_files
 
 PLUGIN_NAME = "stylelayer_krita"
 DESKTOP_FILE = PLUGIN_NAME + ".desktop"
-# vendored from plugins/common by scripts/sync_client.py: the plug-in cannot run without them
-SHARED_FILES = ("stylelayer_client.py", "stylelayer_plugin_logic.py")
-IGNORED = ("__pycache__", "*.pyc", "*.pyo")
-
-
-def _platform() -> str:
-    if sys.platform.startswith("win"):
-        return "windows"
-    if sys.platform == "darwin":
-        return "macos"
-    return "linux"
-
-
-# platform -> (environment variable, its fallback under the home folder, name inside it)
-_RESOURCE_DIRS = {
-    "windows": ("APPDATA", ("AppData", "Roaming"), "krita"),
-    "macos": (None, ("Library", "Application Support"), "krita"),
-    "linux": ("XDG_DATA_HOME", (".local", "share"), "krita"),
-}
-_KRITARCS = {
-    "windows": ("LOCALAPPDATA", ("AppData", "Local"), "kritarc"),
-    "macos": (None, ("Library", "Preferences"), "kritarc"),
-    "linux": ("XDG_CONFIG_HOME", (".config",), "kritarc"),
-}
-
-
-def _user_path(table: dict, platform: str | None, env: dict[str, str] | None) -> Path:
-    platform = platform or _platform()
-    env = os.environ if env is None else env
-    home = Path(env.get("HOME") or env.get("USERPROFILE") or Path.home())
-    variable, fallback, name = table.get(platform, table["linux"])
-    base = env.get(variable) if variable else None
-    return (Path(base) if base else home.joinpath(*fallback)) / name
 
 
 def default_resource_dir(platform: str | None = None, env: dict[str, str] | None = None) -> Path:
     """Krita's user resource folder for this (or the given) platform."""
-    return _user_path(_RESOURCE_DIRS, platform, env)
+    return user_data_dir(platform, env) / "krita"
 
 
 def default_kritarc(platform: str | None = None, env: dict[str, str] | None = None) -> Path:
     """Where Krita keeps its settings file for this (or the given) platform."""
-    return _user_path(_KRITARCS, platform, env)
+    env = os.environ if env is None else env
+    family = platform_family(platform)
+    if family == "windows":
+        local = env.get("LOCALAPPDATA")
+        return (Path(local) if local else home_dir(env) / "AppData" / "Local") / "kritarc"
+    if family == "macos":
+        return home_dir(env) / "Library" / "Preferences" / "kritarc"
+    return user_config_dir(platform, env) / "kritarc"
 
 
 def kritarc_for(resource_dir: Path) -> Path:
@@ -102,17 +76,11 @@ def set_plugin_enabled(text: str, name: str = PLUGIN_NAME, enabled: bool = True)
     return newline.join(lines) + newline
 
 
-def _source() -> Path:
-    src = plugin_source("krita")
-    package = src / PLUGIN_NAME
-    if not (src / DESKTOP_FILE).is_file() or not package.is_dir():
-        raise FileNotFoundError(f"{src} does not hold {DESKTOP_FILE} and {PLUGIN_NAME}/")
-    for name in SHARED_FILES:
-        if not (package / name).is_file():
-            raise FileNotFoundError(
-                f"{package / name} is missing: run scripts/sync_client.py to vendor it into the plug-in"
-            )
-    return src
+def _assembled() -> dict[str, Path]:
+    files = plugin_files("krita")
+    if DESKTOP_FILE not in files or f"{PLUGIN_NAME}/__init__.py" not in files:
+        raise FileNotFoundError(f"the Krita plug-in is incomplete: it needs {DESKTOP_FILE} and {PLUGIN_NAME}/")
+    return files
 
 
 def install(resource_dir: Path | None = None, enable: bool = True, kritarc: Path | None = None) -> Path:
@@ -121,7 +89,7 @@ def install(resource_dir: Path | None = None, enable: bool = True, kritarc: Path
     resource_dir: Krita's resource folder (default: this platform's). kritarc: the settings file to edit
     (default: the one that goes with resource_dir, see `kritarc_for`). Returns the installed package folder.
     """
-    src = _source()
+    files = _assembled()  # an incomplete plug-in is refused before anything is written
     resource_dir = Path(resource_dir) if resource_dir is not None else default_resource_dir()
     if kritarc is None:
         kritarc = default_kritarc() if resource_dir == default_resource_dir() else kritarc_for(resource_dir)
@@ -130,8 +98,7 @@ def install(resource_dir: Path | None = None, enable: bool = True, kritarc: Path
     target = pykrita / PLUGIN_NAME
     if target.exists():
         shutil.rmtree(target)
-    shutil.copytree(src / PLUGIN_NAME, target, ignore=shutil.ignore_patterns(*IGNORED))
-    shutil.copy2(src / DESKTOP_FILE, pykrita / DESKTOP_FILE)
+    write_files(files, pykrita)
     if enable:
         kritarc = Path(kritarc)
         kritarc.parent.mkdir(parents=True, exist_ok=True)
@@ -147,18 +114,18 @@ def install(resource_dir: Path | None = None, enable: bool = True, kritarc: Path
 def build_zip(out: Path) -> Path:
     """Zip for Krita's Tools > Scripts > Import Python Plugin from File…: the .desktop file and the package
     folder at the top level. `out` may be a folder (the zip is then named stylelayer_krita.zip in it)."""
-    src = _source()
+    files = _assembled()
     out = Path(out)
     if out.is_dir():
         out = out / f"{PLUGIN_NAME}.zip"
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.write(src / DESKTOP_FILE, DESKTOP_FILE)
         # Directory entries matter: Krita's importer finds the module by its "stylelayer_krita/" entry.
-        zf.write(src / PLUGIN_NAME, PLUGIN_NAME + "/")
-        for path in sorted((src / PLUGIN_NAME).rglob("*")):
-            rel = path.relative_to(src)
-            if "__pycache__" in rel.parts or path.suffix in (".pyc", ".pyo"):
-                continue
-            zf.write(path, rel.as_posix() + ("/" if path.is_dir() else ""))
+        folders = {"/".join(rel.split("/")[:depth]) + "/" for rel in files for depth in range(1, rel.count("/") + 1)}
+        for folder in sorted(folders):
+            entry = zipfile.ZipInfo(folder)
+            entry.external_attr = (0o40755 << 16) | 0x10  # a directory, as ZipFile.write writes one
+            zf.writestr(entry, b"")
+        for rel, source in sorted(files.items()):
+            zf.write(source, rel)
     return out

@@ -1,0 +1,18 @@
+"""Limits and defaults shared by the server, the CLI and the plug-ins: each number is written here, once.
+
+The plug-ins run inside Krita's or GIMP's own Python and cannot import this package, so
+plugins/common/stylelayer_plugin_logic.py and stylelayer_client.py keep copies of the values they need;
+tests/protocol/test_plugin_common.py fails when a copy differs from this module.
+"""
+
+from __future__ import annotations
+
+DEFAULT_HOST = "127.0.0.1"  # `stylelayer serve` binds only this machine unless told otherwise
+DEFAULT_PORT = 8765
+DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"  # where the plug-ins and the client look first
+
+MAX_SIZE = 4096  # longest side of the working image (and of a texture's output size), in pixels
+MAX_ITERATIONS = 10_000  # optimiser steps a job may ask for
+MAX_STYLES = 8  # style images blended in one job
+MAX_PIXELS = 16_000_000  # pixels of one decoded image (content, style or library upload)
+MAX_STYLE_SIDE = 2048  # the plug-ins scale a larger style image down before they send it

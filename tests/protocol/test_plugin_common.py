@@ -1,0 +1,120 @@
+"""The modules both plug-ins share live once, in plugins/common: no plug-in folder holds a copy, they stay importable
+by the older Pythons that Krita and GIMP embed, their limits equal the server's, their error messages cover the
+client's errors, and the installers refuse to assemble a plug-in without them."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import stylelayer_plugin_logic as plugin_logic
+from protocol_helpers import REPO, stylelayer_client
+
+from stylelayer import limits
+from stylelayer.install import HOSTS, SHARED_MODULES, plugins_root
+from stylelayer.params import StyleParams
+
+COMMON = REPO / "plugins" / "common"
+SHARED = [COMMON / name for name in SHARED_MODULES]
+
+
+def test_the_shared_modules_have_one_source() -> None:
+    assert sorted(p.name for p in COMMON.glob("*.py")) == sorted(SHARED_MODULES)
+    assert plugins_root() == REPO / "plugins"  # the tests assemble from this checkout
+    for host in HOSTS:
+        copies = [p for p in (REPO / "plugins" / host).rglob("*") if p.name in SHARED_MODULES]
+        assert copies == [], f"{copies} duplicate plugins/common: the installer copies them in"
+
+
+@pytest.mark.parametrize("src", SHARED, ids=lambda p: p.name)
+def test_shared_modules_use_only_the_standard_library_and_python38_syntax(src) -> None:
+    tree = ast.parse(src.read_text(), feature_version=(3, 8))
+    modules = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    modules |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert modules <= set(sys.stdlib_module_names), modules - set(sys.stdlib_module_names)
+
+
+def _python38() -> str | None:
+    """A working Python 3.8 (the oldest that Krita/GIMP builds still embed), if this machine has one."""
+    candidates = [shutil.which("python3.8"), *map(str, Path.home().glob(".pyenv/versions/3.8*/bin/python3.8"))]
+    for exe in filter(None, candidates):
+        if subprocess.run([exe, "-c", "pass"], capture_output=True).returncode == 0:
+            return exe
+    return None
+
+
+# Under Python 3.8, each shared module imports from plugins/common and does its job on a small example.
+PYTHON38_CHECKS = {
+    "stylelayer_client": (
+        "body, ctype = m._job_form(b'png', [b'a', b'b'], 'ab', {'size': 8}, 5); "
+        "assert ctype.startswith('multipart/form-data; boundary=') and body.count(b'name=\"style\"') == 2"
+    ),
+    "stylelayer_plugin_logic": (
+        "assert m.png_size(m.encode_png(3, 2, bytes(18), channels=3)) == (3, 2); "
+        "assert m.build_params(5, 2.0)['style_weight'] == 2 * m.BASE_STYLE_WEIGHT; "
+        "assert m.style_layer_name(m.style_label('/a/b_c.png'), {'Style: b c'}) == 'Style: b c #2'; "
+        "assert m.check_server_url('http://h:1/') == 'http://h:1'; "
+        "s = {'state': 'running', 'iteration': 1, 'total': 4, 'eta_s': 2}; "
+        "assert m.progress_fraction(s) == 0.25 and m.progress_text(s, 'T') == 'T: iteration 1/4, about 2 s left'; "
+        "assert m.error_message(KeyError('x')) == \"Unexpected error (KeyError): 'x'\""
+    ),
+}
+
+
+@pytest.mark.parametrize("module", PYTHON38_CHECKS)
+def test_shared_module_imports_and_works_under_python38(module) -> None:
+    exe = _python38()
+    if exe is None:
+        pytest.skip("no working python3.8 on this machine")
+    code = f"import sys; sys.path.insert(0, {str(COMMON)!r}); import {module} as m; {PYTHON38_CHECKS[module]}"
+    done = subprocess.run([exe, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_plugin_copies_of_the_limits_equal_the_servers() -> None:
+    """The plug-ins cannot import stylelayer.limits; when a limit changes there, change their copies too."""
+    assert plugin_logic.DEFAULT_SERVER_URL == stylelayer_client.DEFAULT_URL == limits.DEFAULT_URL
+    assert plugin_logic.MAX_SIZE == limits.MAX_SIZE
+    assert plugin_logic.MAX_ITERATIONS == limits.MAX_ITERATIONS
+    assert plugin_logic.MAX_STYLE_SIDE == limits.MAX_STYLE_SIDE
+    assert StyleParams().style_weight == plugin_logic.BASE_STYLE_WEIGHT
+
+
+@pytest.mark.parametrize(("error", "message"), [
+    (plugin_logic.PluginError("Select a layer first."), "Select a layer first."),
+    (stylelayer_client.ServerUnavailable("cannot reach the stylelayer server at http://h:1 (refused)."),
+     "cannot reach the stylelayer server at http://h:1 (refused)."),
+    (stylelayer_client.JobCancelled("the job was cancelled"), plugin_logic.CANCELLED_MESSAGE),
+    (stylelayer_client.JobFailed("GPU out of memory", code="out_of_memory"),
+     "The server could not finish the style transfer: GPU out of memory"),
+    (stylelayer_client.StylelayerError("size: must be at most 4096", code="bad_params", status=400),
+     "The server refused the request: size: must be at most 4096"),
+    (RuntimeError("boom"), "Unexpected error (RuntimeError): boom"),
+    (RuntimeError(), "Unexpected error (RuntimeError): RuntimeError"),
+])  # fmt: skip
+def test_one_error_message_for_each_kind_of_failure(error, message) -> None:
+    assert plugin_logic.error_message(error) == message
+
+
+@pytest.mark.parametrize("host", HOSTS)
+@pytest.mark.parametrize("missing", SHARED_MODULES)
+def test_installers_refuse_a_plugin_without_a_shared_module(tmp_path, monkeypatch, host, missing) -> None:
+    import stylelayer.install
+
+    installer = importlib.import_module(f"stylelayer.install.{host}")
+    root = tmp_path / "plugins"
+    shutil.copytree(REPO / "plugins", root, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "common" / missing).unlink()
+    monkeypatch.setattr(stylelayer.install, "plugins_root", lambda: root)
+    with pytest.raises(FileNotFoundError, match=missing):
+        installer.install(tmp_path / "dest")
+    assert not (tmp_path / "dest").exists()
+    if host == "krita":
+        with pytest.raises(FileNotFoundError, match=missing):
+            installer.build_zip(tmp_path / "plugin.zip")
+        assert not (tmp_path / "plugin.zip").exists()
