@@ -48,8 +48,9 @@ def client_mod(plugin_dir):
 @pytest.fixture(scope="session")
 def server_url(engine):
     """A live stylelayer server on 127.0.0.1 with the real engine (tests/conftest.py: CPU, offline VGG19)."""
-    from stylelayer.api.app import create_app
-    from stylelayer.api.serve import ServerThread
+    from server_thread import ServerThread
+
+    from stylelayer.api import create_app
 
     with ServerThread(create_app({}, engine=engine)) as server:
         yield server.url
