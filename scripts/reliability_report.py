@@ -143,8 +143,10 @@ def render(collector: Collector, exit_code: int, wall: float) -> str:
         "## Not covered",
         "",
         "- The real engine is not fuzzed (too slow on CPU); the fake engine stands in. Real-engine behaviour at tiny "
-        "size is covered by tests/protocol/test_real_engine.py; a real CUDA out-of-memory is simulated by raising "
-        "`torch.cuda.OutOfMemoryError` from the fake engine.",
+        "size is covered by tests/protocol/test_real_engine.py. Running out of GPU memory is simulated by the fake "
+        "engine raising the engine's `OutOfMemory`; tests/core/test_engine_errors.py checks that the real engine "
+        "turns torch's CUDA, MPS and CPU out-of-memory errors into it, and tests/gpu/test_cuda.py provokes a real "
+        "one on a CUDA GPU.",
         "- Schemathesis against docs/openapi.yaml was not added: hypothesis already drives every route and "
         "tests/protocol/test_docs.py keeps the spec and the routes in step.",
         "- No TLS, no multi-process or multi-host load; load is one server, 8 client threads.",
