@@ -11,9 +11,8 @@ from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 from torch import Tensor
 
 from . import __version__
+from .limits import MAX_PIXELS
 from .params import StyleParams
-
-DEFAULT_MAX_PIXELS = 16_000_000
 
 # YIQ (NTSC) luminance/chroma split used for colour preservation, after Gatys et al. 2016
 # ("Preserving Color in Neural Artistic Style Transfer").
@@ -27,7 +26,7 @@ class ImageError(ValueError):
     """An input is not a usable image; the message says which and why."""
 
 
-def decode_image(data: bytes | Path | str, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def decode_image(data: bytes | Path | str, name: str = "image", max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Decode an untrusted file into RGB or RGBA, EXIF rotation applied, refusing bombs and oversize images."""
     source = io.BytesIO(data) if isinstance(data, bytes) else Path(data)
     if isinstance(source, Path) and not source.is_file():

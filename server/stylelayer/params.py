@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .limits import MAX_ITERATIONS, MAX_SIZE, MAX_STYLES
+
 # Gatys et al.: content on conv4_2, style on conv1_1..conv5_1 with equal weights w_l = 1/5.
 CONTENT_LAYER = "conv4_2"
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -29,10 +31,7 @@ INITS = ("content", "noise", "style")
 POOLINGS = ("max", "avg")
 PRECISIONS = ("auto", "fp32", "bf16")
 
-MAX_SIZE = 4096
-MAX_ITERATIONS = 10_000
 MAX_SCALES = 5
-MAX_STYLES = 8
 
 
 class ParamError(ValueError):

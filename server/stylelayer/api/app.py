@@ -11,6 +11,7 @@ from typing import Any
 from flask import Flask
 
 from ..engine import StyleEngine
+from ..limits import MAX_PIXELS
 from .errors import register_error_handlers
 from .guard import check_request
 from .health_routes import health
@@ -24,7 +25,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "token": None,  # when set, every request needs "Authorization: Bearer <token>"
     "max_queue": 8,  # jobs waiting (not counting the running one) before submissions get 429
     "max_content_length": 50 * 1024 * 1024,  # bytes per request
-    "max_pixels": 16_000_000,  # per uploaded image
+    "max_pixels": MAX_PIXELS,  # per uploaded image
     "styles_dir": None,  # None: a fresh temporary directory (tests); `stylelayer serve` passes a real one
     "preview_every": 10,  # default iterations between preview images; a job may ask for another value
     "keep_results": 32,  # finished jobs remembered...

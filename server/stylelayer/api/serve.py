@@ -14,29 +14,27 @@ from typing import Any
 from waitress import create_server, wasyncore
 
 from ..engine import StyleEngine, resolve_device
+from ..limits import DEFAULT_HOST, DEFAULT_PORT
+from ..userdirs import user_data_dir
 from .app import DEFAULT_CONFIG, create_app
 
 HTTP_THREADS = 8  # polling clients and waiting /v1/stylize calls each hold one while they run
 
 
 def default_styles_dir() -> Path:
-    """Per-user data directory: %APPDATA% on Windows, ~/Library on macOS, $XDG_DATA_HOME elsewhere."""
-    if sys.platform == "win32":
-        base = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "stylelayer" / "styles"
+    """The style library in the per-user data folder (see stylelayer.userdirs)."""
+    return user_data_dir() / "stylelayer" / "styles"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host",
-        default="127.0.0.1",
-        help="address to bind (default 127.0.0.1; any other address requires --token)",
+        default=DEFAULT_HOST,
+        help=f"address to bind (default {DEFAULT_HOST}; any other address requires --token)",
     )
-    parser.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 picks a free one)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="TCP port (default %(default)s; 0 picks a free one)"
+    )
     parser.add_argument(
         "--device",
         default="auto",
