@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from .. import __version__
-from ..params import MAX_ITERATIONS, MAX_SIZE, MAX_STYLES, StyleParams
+from ..limits import MAX_ITERATIONS, MAX_SIZE, MAX_STYLES
+from ..params import StyleParams
 from .errors import ApiError
 from .state import server_state
 

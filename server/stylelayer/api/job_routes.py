@@ -14,7 +14,8 @@ from flask import Blueprint, Response, jsonify, request
 from PIL import Image
 
 from ..engine import MissingInput, check_inputs
-from ..params import MAX_STYLES, ParamError, StyleParams
+from ..limits import MAX_STYLES
+from ..params import ParamError, StyleParams
 from .errors import ApiError
 from .images import load_upload
 from .job_queue import DONE, FAILED, QUEUED, RUNNING, EngineUnavailable, Job, JobQueue, QueueFull
