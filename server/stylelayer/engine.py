@@ -7,6 +7,7 @@ Callers get per-iteration `Progress` (losses, elapsed time, optional preview) an
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import time
 from collections import OrderedDict
@@ -20,11 +21,15 @@ from PIL import Image
 from torch import Tensor
 
 from . import imaging
-from .losses import content_loss, gram_matrix, style_layer_loss, tv_loss
-from .params import StyleParams
-from .vgg import VGG19Features, load_vgg19
+from .losses import gram_matrix, pixel_scale, positions, style_target
+from .memory import LevelPlan, activation_bytes, default_budget, in_use, plan_level
+from .objective import Terms, tiled_loss_and_grad, whole_loss
+from .params import VGG_LAYERS, StyleParams
+from .tiling import halo_for, random_offset, tile_grid, tiled_features, tiled_grams
+from .vgg import VGG19Features, layer_stride, load_vgg19
 
 _GRAM_CACHE_SIZE = 16
+_STYLE_TILE = 1024  # core size for style images too large for one pass without gradients
 
 
 class Cancelled(Exception):
@@ -47,11 +52,18 @@ class MissingInput(ValueError):
 
 @dataclass
 class Progress:
-    iteration: int  # 1-based, counted over all scales
+    """Reported after every iteration, and after every tile of a tiled level (`tile` > 0, same iteration)."""
+
+    iteration: int  # 1-based, counted over all levels
     total: int
     losses: dict[str, float]
     elapsed: float
     preview: Image.Image | None = None
+    level: int = 1  # 1-based, coarse to fine
+    levels: int = 1
+    tile: int = 0  # tiles done in the current iteration (0 for whole-image levels)
+    tiles: int = 0  # tiles per iteration, over both passes
+    plan: str = ""  # how the current level runs (memory.LevelPlan.describe)
 
 
 @dataclass
@@ -63,6 +75,7 @@ class StyleResult:
     elapsed: float
     params: StyleParams
     history: list[dict[str, float]] = field(default_factory=list)  # losses per iteration, for plots
+    plans: list[str] = field(default_factory=list)  # how each level ran: size, whole or tiled, optimiser, memory
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -96,14 +109,19 @@ def bf16_supported(device: torch.device) -> bool:
 class StyleEngine:
     """Holds VGG19 on one device and runs style-transfer jobs with it, one at a time."""
 
-    def __init__(self, weights: str = "caffe", device: str = "auto", preprocess: str | None = None):
+    def __init__(self, weights: str = "caffe", device: str = "auto", preprocess: str | None = None,
+                 max_memory: int | None = None, tile_size: int | None = None):  # fmt: skip
+        """`max_memory`: bytes this process may use on the device (None: from the free RAM/VRAM at each job);
+        `tile_size`: force tiled levels with cores of this many pixels (tests, benchmarks)."""
         self.device = resolve_device(device)
+        self.max_memory = max_memory
+        self.tile_size = tile_size
         self.weights_name = weights
         model = load_vgg19(weights, preprocess)
         if self.device.type == "cpu":
             model = model.to(memory_format=torch.channels_last)
         self.model: VGG19Features = model.to(self.device)
-        self._grams: OrderedDict[tuple, dict[str, Tensor]] = OrderedDict()
+        self._grams: OrderedDict[tuple, dict[str, tuple[Tensor, int]]] = OrderedDict()
         self._hits = 0
         self._misses = 0
 
@@ -113,6 +131,7 @@ class StyleEngine:
             "weights": self.weights_name,
             "preprocessing": self.model.preprocess.name,
             "bf16_supported": bf16_supported(self.device),
+            "max_memory": self.max_memory,
         }
 
     def cache_stats(self) -> dict[str, int]:
@@ -152,8 +171,7 @@ class StyleEngine:
             out_size = work_size = params.output_size  # type: ignore[assignment]
 
         levels = _level_sizes(work_size, params.scales)
-        total = params.iterations * len(levels)
-        run = _Run(self, params, seed, total, started, progress, should_cancel, preview_every)
+        run = _Run(self, params, seed, levels, started, progress, should_cancel, preview_every)
         try:
             with _deterministic(self.device):
                 image = self._optimise(run, work, styles, levels, generator)
@@ -182,22 +200,29 @@ class StyleEngine:
             elapsed=time.perf_counter() - started,
             params=params,
             history=run.history,
+            plans=run.plans,
         )
 
     def _optimise(self, run: _Run, work: Image.Image | None, styles: list[Image.Image],
                   levels: list[tuple[int, int]], generator: torch.Generator) -> Tensor:  # fmt: skip
         image: Tensor | None = None
-        for width, height in levels:
+        for number, (width, height) in enumerate(levels, 1):
             content_t = None
             if work is not None:
                 content_t = imaging.to_tensor(work.resize((width, height), Image.Resampling.LANCZOS), self.device)
-            image = run.level(content_t, styles, (width, height), image, generator)
+            image = run.level(number, content_t, styles, (width, height), image, generator)
         assert image is not None
         return image
 
+    def budget(self) -> int:
+        """Bytes a job may use beyond what the process holds now: from `max_memory`, else the free RAM/VRAM."""
+        limit = self.max_memory if self.max_memory is not None else default_budget(self.device)
+        return limit - in_use(self.device)
+
     # ---- style targets --------------------------------------------------------------------------------------
-    def style_grams(self, style: Image.Image, params: StyleParams, precision: str) -> dict[str, Tensor]:
-        """Gram targets of one prepared style image, cached: a style reused across jobs skips its forward pass."""
+    def style_grams(self, style: Image.Image, params: StyleParams, precision: str) -> dict[str, tuple[Tensor, int]]:
+        """Gram matrices and position counts of one prepared style image, cached: a style reused across jobs (or
+        levels of one size) skips its forward pass. Large styles are passed through the network tile by tile."""
         key = (
             hashlib.sha256(style.tobytes()).hexdigest(),
             style.size,
@@ -211,9 +236,21 @@ class StyleEngine:
             self._grams.move_to_end(key)
             return cached
         self._misses += 1
-        with torch.no_grad(), _autocast(self.device, precision):
-            feats = self.model(imaging.to_tensor(style, self.device), params.style_layers, params.pooling)
-            grams = {name: gram_matrix(f) for name, f in feats.items()}
+        image = imaging.to_tensor(style, self.device)
+        layers = list(params.style_layers)
+        deepest = max(layers, key=VGG_LAYERS.index)
+        tile = self.tile_size
+        one_pass = activation_bytes(style.width * style.height, deepest, precision, params.pooling, grad=False)
+        if tile is None and one_pass > self.budget() / 2:
+            tile = _STYLE_TILE
+        if tile is None:
+            with torch.no_grad(), _autocast(self.device, precision):
+                feats = self.model(image, layers, params.pooling)
+                grams = {name: (gram_matrix(f), positions(f)) for name, f in feats.items()}
+        else:
+            tiles = tile_grid(style.height, style.width, tile, halo_for(layers))
+            autocast = lambda: _autocast(self.device, precision)  # noqa: E731 - a factory for fresh contexts
+            grams = tiled_grams(self.model, image, layers, params.pooling, tiles, autocast)
         self._grams[key] = grams
         if len(self._grams) > _GRAM_CACHE_SIZE:
             self._grams.popitem(last=False)
@@ -221,85 +258,92 @@ class StyleEngine:
 
 
 class _Run:
-    """State of one `stylize` call across its scales: iteration count, history, callbacks."""
+    """State of one `stylize` call across its levels: iteration count, history, plans, callbacks."""
 
-    def __init__(self, engine: StyleEngine, params: StyleParams, seed: int, total: int, started: float,
-                 progress: ProgressCallback | None, should_cancel: CancelCheck | None, preview_every: int):  # fmt: skip
+    def __init__(self, engine: StyleEngine, params: StyleParams, seed: int, levels: list[tuple[int, int]],
+                 started: float, progress: ProgressCallback | None, should_cancel: CancelCheck | None,
+                 preview_every: int):  # fmt: skip
         self.engine = engine
         self.params = params
         self.seed = seed
-        self.total = total
+        self.levels = len(levels)
+        self.level_iterations = _level_iterations(params.iterations, len(levels))
+        self.total = sum(self.level_iterations)
         self.started = started
         self.progress = progress
         self.should_cancel = should_cancel
         self.preview_every = preview_every
         self.precision = engine.precision(params)
         self.iteration = 0
+        self.level_number = 1
+        self.plan = ""
         self.history: list[dict[str, float]] = []
+        self.plans: list[str] = []
 
-    def level(self, content: Tensor | None, styles: Sequence[Image.Image], size: tuple[int, int],
+    def check_cancel(self) -> None:
+        if self.should_cancel is not None and self.should_cancel():
+            raise Cancelled("cancelled")
+
+    def level(self, number: int, content: Tensor | None, styles: Sequence[Image.Image], size: tuple[int, int],
               previous: Tensor | None, generator: torch.Generator) -> Tensor:  # fmt: skip
         """Optimise at one resolution, starting from the upsampled previous level if there is one."""
-        p, engine, device = self.params, self.engine, self.engine.device
+        p = self.params
         width, height = size
+        self.level_number = number
         color_ref = content
         if p.preserve_colors and content is not None:
             content = imaging.luminance_image(content)
 
-        target_grams = self._style_targets(styles, (width, height), color_ref) if p.effective_style_weight else {}
-        content_target = None
-        if content is not None and p.effective_content_weight:
-            with torch.no_grad(), _autocast(device, self.precision):
-                content_target = engine.model(content, [p.content_layer], p.pooling)[p.content_layer].float()
+        plan = self._plan(width, height, content is not None)
+        self.plan = plan.describe()
+        self.plans.append(self.plan)
+        terms = self._terms(content, styles, (width, height), color_ref, plan)
 
         if previous is not None:
             init = F.interpolate(previous, size=(height, width), mode="bicubic", align_corners=False).clamp(0, 1)
         else:
             init = self._initial_image(content, styles, (width, height), generator)
+        del content, previous
         image = init.detach().clone().requires_grad_(True)
-
-        layers = list(dict.fromkeys([*target_grams, *([p.content_layer] if content_target is not None else [])]))
-        layer_weights = p.layer_weights
-        alpha, beta, gamma = p.effective_content_weight, p.effective_style_weight, p.tv_weight
+        del init
         last: dict[str, float] = {}
         scale: list[float] = []
 
         def closure() -> Tensor:
             optimizer.zero_grad(set_to_none=True)
-            with _autocast(device, self.precision):
-                feats = engine.model(image, layers, p.pooling) if layers else {}
-            c_loss = _zero(device)
-            if content_target is not None:
-                c_loss = content_loss(feats[p.content_layer], content_target)
-            s_loss = _zero(device)
-            for name, target in target_grams.items():
-                s_loss = s_loss + layer_weights[name] * style_layer_loss(feats[name], target)
-            t_loss = tv_loss(image * 255.0)
-            total = alpha * c_loss + beta * s_loss + gamma * t_loss
+            if plan.tile is not None:
+                tiles = tile_grid(height, width, plan.tile, plan.halo, random_offset(plan.tile, generator))
+                losses, grad = tiled_loss_and_grad(terms, image, tiles, self.check_cancel, self._report_tile)
+                if not scale:
+                    scale.append(1.0 / max(losses["total"], 1e-12))
+                image.grad = grad.mul_(scale[0])
+                last.update(losses)
+                return torch.tensor(losses["total"])
+            c_loss, s_loss, t_loss = whole_loss(terms, image)
+            total = terms.content_weight * c_loss + terms.style_weight * s_loss + terms.tv_weight * t_loss
             if not scale:
                 # Losses in the paper's units reach 1e11; PyTorch's L-BFGS then takes a uselessly tiny first step
                 # (t = 1/|g|₁) and diverges after it. The optimiser sees the loss relative to its starting value.
                 scale.append(1.0 / max(float(total.detach()), 1e-12))
             (total * scale[0]).backward()
             # channels_last inside the network hands back a channels_last gradient; L-BFGS needs it flat (NCHW).
-            image.grad = image.grad.contiguous()
-            last.update({k: float(v.detach()) for k, v in
-                         (("content", c_loss), ("style", s_loss), ("tv", t_loss), ("total", total))})
+            image.grad = image.grad.contiguous()  # type: ignore[union-attr]
+            last.update(terms.totals(float(c_loss.detach()), float(s_loss.detach()), float(t_loss.detach())))
             return total
 
-        if p.optimizer == "lbfgs":
+        if plan.optimizer == "lbfgs":
             # One L-BFGS iteration per step() so that progress and cancellation happen every iteration.
             optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
-                [image], lr=p.effective_lr, max_iter=1, history_size=100, tolerance_grad=0.0, tolerance_change=0.0
-            )
+                [image], lr=p.effective_lr, max_iter=1, history_size=plan.history, tolerance_grad=0.0,
+                tolerance_change=0.0,
+            )  # fmt: skip
         else:
-            optimizer = torch.optim.Adam([image], lr=p.effective_lr)
+            optimizer = torch.optim.Adam([image], lr=p.lr if p.lr is not None and p.optimizer == "adam" else 0.02)
 
-        for _ in range(p.iterations):
-            if self.should_cancel is not None and self.should_cancel():
-                raise Cancelled("cancelled")
+        for _ in range(self.level_iterations[number - 1]):
+            self.check_cancel()
             optimizer.step(closure)
-            if p.optimizer == "adam":  # clamping under L-BFGS would corrupt its curvature history; clamp at the end
+            if plan.optimizer == "adam":  # clamping under L-BFGS would corrupt its curvature history; clamp at the end
                 with torch.no_grad():
                     image.clamp_(0, 1)
             self.iteration += 1
@@ -307,10 +351,54 @@ class _Run:
             self._report(image, color_ref, dict(last))
         return image.detach()
 
+    def _plan(self, width: int, height: int, has_content: bool) -> LevelPlan:
+        p = self.params
+        layers = [*p.style_layers] if p.effective_style_weight else []
+        content_layer = p.content_layer if has_content and p.effective_content_weight else None
+        if content_layer:
+            layers.append(content_layer)
+        deepest = max(layers, key=VGG_LAYERS.index) if layers else "conv1_1"
+        return plan_level(
+            width, height, budget=self.engine.budget(), deepest=deepest, content_layer=content_layer,
+            optimizer=p.optimizer, precision=self.precision, pooling=p.pooling, halo=halo_for([deepest]),
+            force_tile=self.engine.tile_size,
+        )  # fmt: skip
+
+    def _terms(self, content: Tensor | None, styles: Sequence[Image.Image], size: tuple[int, int],
+               color_ref: Tensor | None, plan: LevelPlan) -> Terms:  # fmt: skip
+        """Targets, weights and units of one level; the content target is computed tile by tile when tiled."""
+        p, engine = self.params, self.engine
+        width, height = size
+        autocast = lambda: _autocast(engine.device, self.precision)  # noqa: E731 - a factory for fresh contexts
+        content_target = None
+        if content is not None and p.effective_content_weight:
+            if plan.tile is None:
+                with torch.no_grad(), autocast():
+                    content_target = engine.model(content, [p.content_layer], p.pooling)[p.content_layer].float()
+            else:
+                tiles = tile_grid(height, width, plan.tile, plan.halo)
+                content_target = tiled_features(engine.model, content, p.content_layer, p.pooling, tiles, autocast)
+        targets = self._style_targets(styles, size, color_ref) if p.effective_style_weight else {}
+        return Terms(
+            model=engine.model, pooling=p.pooling, autocast=autocast, style_targets=targets,
+            layer_weights=p.layer_weights, content_layer=p.content_layer, content_target=content_target,
+            content_weight=p.effective_content_weight, style_weight=p.effective_style_weight, tv_weight=p.tv_weight,
+            scale=pixel_scale(p.loss_units, height, width),
+        )  # fmt: skip
+
+    def _report_tile(self, done: int, total: int) -> None:
+        if self.progress is None:
+            return
+        losses = self.history[-1] if self.history else {}
+        self.progress(Progress(self.iteration, self.total, dict(losses), time.perf_counter() - self.started,
+                               level=self.level_number, levels=self.levels, tile=done, tiles=total,
+                               plan=self.plan))  # fmt: skip
+
     def _style_targets(self, styles: Sequence[Image.Image], size: tuple[int, int],
                        color_ref: Tensor | None) -> dict[str, Tensor]:  # fmt: skip
-        """Blended Gram targets: each style scaled to style_scale × the working image's longest side."""
+        """Blended targets T per layer: each style scaled to style_scale × the working image's longest side."""
         p = self.params
+        width, height = size
         longest = max(1, round(max(size) * p.style_scale))
         blended: dict[str, Tensor] = {}
         for weight, style in zip(p.blend_weights(len(styles)), styles, strict=True):
@@ -318,8 +406,10 @@ class _Run:
             if p.preserve_colors and color_ref is not None:
                 lum = imaging.luminance_image(imaging.to_tensor(prepared), match=color_ref.cpu())
                 prepared = imaging.to_image(lum)
-            for name, gram in self.engine.style_grams(prepared, p, self.precision).items():
-                blended[name] = blended.get(name, 0) + weight * gram
+            for name, (gram, m) in self.engine.style_grams(prepared, p, self.precision).items():
+                image_positions = (height // layer_stride(name)) * (width // layer_stride(name))
+                target = style_target(gram, m, image_positions, p.loss_units)
+                blended[name] = blended[name] + weight * target if name in blended else weight * target
         return blended
 
     def _initial_image(self, content: Tensor | None, styles: Sequence[Image.Image], size: tuple[int, int],
@@ -347,7 +437,8 @@ class _Run:
             if self.params.preserve_colors and color_ref is not None:
                 shown = imaging.recolor(shown, color_ref)
             preview = imaging.to_image(shown)
-        self.progress(Progress(self.iteration, self.total, losses, time.perf_counter() - self.started, preview))
+        self.progress(Progress(self.iteration, self.total, losses, time.perf_counter() - self.started, preview,
+                               level=self.level_number, levels=self.levels, plan=self.plan))  # fmt: skip
 
 
 def check_inputs(content: Image.Image | None, styles: Sequence[Image.Image], params: StyleParams) -> None:
@@ -364,6 +455,7 @@ def check_inputs(content: Image.Image | None, styles: Sequence[Image.Image], par
             raise ValueError("images must be at least 1x1 pixels")
 
 
+AUTO_BASE = 512  # longest side of the coarsest level when the levels are automatic (scales 0)
 MIN_SIDE = 16  # conv5_1 sits behind four 2x2 poolings: 16 px become 1
 MAX_SIDE = 8192
 
@@ -382,8 +474,14 @@ def _at_least(img: Image.Image, what: str) -> Image.Image:
 
 
 def _level_sizes(size: tuple[int, int], scales: int) -> list[tuple[int, int]]:
-    """Coarse-to-fine sizes, halving per level down from `size` (never below 16 px on the short side)."""
+    """Coarse-to-fine sizes, halving per level down from `size` (never below 16 px on the short side).
+
+    `scales` 0 picks the levels itself: from about AUTO_BASE px on the longest side up to `size`, so a big canvas is
+    laid out where it is cheap and every finer level only refines it.
+    """
     width, height = size
+    if scales == 0:
+        scales = 1 + max(0, math.ceil(math.log2(max(width, height) / AUTO_BASE - 1e-9)))
     levels = []
     for i in reversed(range(scales)):
         factor = 2**i
@@ -391,6 +489,14 @@ def _level_sizes(size: tuple[int, int], scales: int) -> list[tuple[int, int]]:
             continue
         levels.append((max(1, round(width / factor)), max(1, round(height / factor))))
     return levels
+
+
+def _level_iterations(iterations: int, levels: int) -> list[int]:
+    """The coarsest level runs `iterations`; each finer level half as many as the one before (at least one).
+
+    A finer level starts from the level below and only refines it, while each iteration costs four times more.
+    """
+    return [max(1, iterations >> i) for i in range(levels)]
 
 
 def _zero(device: torch.device) -> Tensor:

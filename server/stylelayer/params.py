@@ -30,6 +30,7 @@ OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise", "style")
 POOLINGS = ("max", "avg")
 PRECISIONS = ("auto", "fp32", "bf16")
+LOSS_UNITS = ("size_invariant", "paper")  # see losses.py
 
 MAX_SCALES = 5
 
@@ -63,9 +64,10 @@ class StyleParams:
     style_layers: tuple[str, ...] = STYLE_LAYERS
     style_layer_weights: tuple[float, ...] | None = None  # None: equal, summing to 1
     pooling: str = "avg"
-    scales: int = 1  # >1: coarse-to-fine, each level twice the size of the one before
+    scales: int = 0  # coarse-to-fine levels, each twice the size of the one before; 0: from ~512 px up to size
     precision: str = "auto"
     output_size: tuple[int, int] | None = None  # texture mode without content: (width, height)
+    loss_units: str = "size_invariant"  # the same balance at every size; "paper": the paper's raw sums
 
     # ---- derived values -------------------------------------------------------------------------------------
     @property
@@ -143,9 +145,10 @@ class StyleParams:
             if v["style_layer_weights"] is None
             else _floats(v, "style_layer_weights", 0.0, 1e6, len(VGG_LAYERS)),
             pooling=_choice(v, "pooling", POOLINGS),
-            scales=_int(v, "scales", 1, MAX_SCALES),
+            scales=_int(v, "scales", 0, MAX_SCALES),
             precision=_choice(v, "precision", PRECISIONS),
             output_size=None if v["output_size"] is None else _output_size(v, "output_size"),
+            loss_units=_choice(v, "loss_units", LOSS_UNITS),
         )
         if out["style_blend"] is not None and sum(out["style_blend"]) <= 0:
             raise ParamError("style_blend", "weights must not all be zero")

