@@ -33,6 +33,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "sync_timeout": 3600.0,  # POST /v1/stylize gives up (and cancels) after this many seconds
     "weights": "caffe",  # used only when create_app builds the engine itself
     "device": "auto",
+    "max_memory": None,  # bytes the engine may use (None: from the free RAM/VRAM at each job); see memory.py
 }
 
 
@@ -52,7 +53,9 @@ def create_app(config: dict[str, Any] | None = None, engine: Any = None) -> Flas
         )
     else:
         queue = JobQueue(
-            engine_factory=lambda: StyleEngine(weights=cfg["weights"], device=cfg["device"]),
+            engine_factory=lambda: StyleEngine(
+                weights=cfg["weights"], device=cfg["device"], max_memory=cfg["max_memory"]
+            ),
             max_queue=cfg["max_queue"],
             keep_results=cfg["keep_results"],
             result_ttl=cfg["result_ttl"],

@@ -74,6 +74,11 @@ class Job:
     seed: int | None = None
     preview_png: bytes | None = None
     preview_iteration: int | None = None
+    level: int = 0  # coarse-to-fine level being optimised (1-based), of `levels`
+    levels: int = 0
+    tile: int = 0  # tiles done in the current iteration of a tiled level, of `tiles` (0 when not tiled)
+    tiles: int = 0
+    plan: str = ""  # how the current level runs: size, whole image or tiles, optimiser, memory
     result_png: bytes | None = None
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     ended: threading.Event = field(default_factory=threading.Event)
@@ -214,6 +219,7 @@ class JobQueue:
             preview = encode_png(p.preview) if p.preview is not None else None
             with self._lock:
                 job.iteration, job.total, job.elapsed = p.iteration, p.total, p.elapsed
+                job.level, job.levels, job.tile, job.tiles, job.plan = p.level, p.levels, p.tile, p.tiles, p.plan
                 job.losses = _finite(p.losses)
                 if preview is not None:
                     job.preview_png, job.preview_iteration = preview, p.iteration

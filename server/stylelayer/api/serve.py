@@ -15,6 +15,7 @@ from waitress import create_server, wasyncore
 
 from ..engine import StyleEngine, resolve_device
 from ..limits import DEFAULT_HOST, DEFAULT_PORT
+from ..memory import parse_size
 from ..userdirs import user_data_dir
 from .app import DEFAULT_CONFIG, create_app
 
@@ -51,11 +52,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--styles-dir", type=Path, default=None, help=f"style library folder (default {default_styles_dir()})"
     )
     parser.add_argument(
+        "--max-memory",
+        type=_memory_size,
+        default=None,
+        help="memory the engine may use, e.g. 6GB: bigger levels are tiled to fit (default: 80%% of free RAM/VRAM)",
+    )
+    parser.add_argument(
         "--max-queue",
         type=int,
         default=DEFAULT_CONFIG["max_queue"],
         help="jobs allowed to wait before new ones get HTTP 429 (default %(default)s)",
     )
+
+
+def _memory_size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def is_loopback(host: str) -> bool:
@@ -91,8 +105,10 @@ def run(args: argparse.Namespace) -> int:
         "styles_dir": str(args.styles_dir or default_styles_dir()),
         "weights": args.weights,
         "device": args.device,
+        "max_memory": args.max_memory,
     }
-    engine = StyleEngine(weights=args.weights, device=args.device)  # load once, before accepting jobs
+    # Load once, before accepting jobs.
+    engine = StyleEngine(weights=args.weights, device=args.device, max_memory=args.max_memory)
     app = create_app(config, engine=engine)
     server = create_server(app, host=args.host, port=args.port, threads=HTTP_THREADS)
     host = f"[{server.effective_host}]" if ":" in str(server.effective_host) else server.effective_host
