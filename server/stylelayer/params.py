@@ -109,6 +109,17 @@ class StyleParams:
                 out[key] = list(value)
         return out
 
+    @classmethod
+    def from_json(cls, data: Any) -> StyleParams:
+        """Build from a parsed JSON object with JSON's own types, as docs/openapi.yaml states them: integers are
+        JSON integers, numbers JSON numbers, booleans true/false, lists arrays. The string forms `from_dict` takes
+        from the command line ("64", "yes", "1,3", "64x32") are refused here."""
+        if isinstance(data, Mapping):
+            for f in dataclasses.fields(cls):
+                if f.name in data:
+                    _check_json_type(f.name, str(f.type), data[f.name])
+        return cls.from_dict(data)
+
     def replace(self, **changes: Any) -> StyleParams:
         return StyleParams.from_dict({**self.to_dict(), **changes})
 
@@ -166,6 +177,28 @@ def _default(f: dataclasses.Field) -> Any:
     return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
 
 
+def _check_json_type(name: str, annotation: str, value: Any) -> None:
+    """Refuse a JSON value whose type differs from the field's annotation (e.g. 'int | None', 'tuple[float, ...]')."""
+    if value is None and "None" in annotation:
+        return
+    if annotation.startswith("tuple"):
+        ok, kind = isinstance(value, list), "an array"
+        if ok:
+            item = annotation[len("tuple[") :].split(",")[0].split("]")[0].strip()  # 'tuple[float, ...]' -> float
+            for element in value:
+                _check_json_type(name, item, element)
+    elif annotation.startswith("bool"):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif annotation.startswith("int"):
+        ok, kind = isinstance(value, int) and not isinstance(value, bool), "a JSON integer (no quotes, no fraction)"
+    elif annotation.startswith("float"):
+        ok, kind = isinstance(value, int | float) and not isinstance(value, bool), "a JSON number (no quotes)"
+    else:
+        ok, kind = isinstance(value, str), "a string"
+    if not ok:
+        raise ParamError(name, f"must be {kind}; got {value!r}")
+
+
 def _choice(v: Mapping[str, Any], name: str, choices: tuple[str, ...]) -> str:
     value = v[name]
     if not isinstance(value, str) or value not in choices:
@@ -195,12 +228,17 @@ def _number(value: Any, name: str) -> float:
 
 
 def _int(v: Mapping[str, Any], name: str, lo: int, hi: int) -> int:
-    number = _number(v[name], name)
-    if number != int(number):
-        raise ParamError(name, f"must be a whole number; got {v[name]!r}")
+    value = v[name]
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value  # exact: a seed above 2**53 must not pass through a float
+    else:
+        as_float = _number(value, name)
+        if as_float != int(as_float):
+            raise ParamError(name, f"must be a whole number; got {value!r}")
+        number = int(as_float)
     if not lo <= number <= hi:
-        raise ParamError(name, f"must be between {lo} and {hi}; got {v[name]!r}")
-    return int(number)
+        raise ParamError(name, f"must be between {lo} and {hi}; got {value!r}")
+    return number
 
 
 def _float(v: Mapping[str, Any], name: str, lo: float, hi: float) -> float:

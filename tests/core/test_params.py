@@ -53,3 +53,26 @@ def test_nothing_to_optimise_and_non_mapping():
         StyleParams.from_dict({"content_weight": 0, "style_weight": 0})
     with pytest.raises(ParamError, match="JSON object"):
         StyleParams.from_dict([1, 2])  # type: ignore[arg-type]
+
+
+def test_from_json_takes_json_types_only():
+    """The server's parser: the command line's string forms are refused, real JSON values pass unchanged."""
+    p = StyleParams.from_json({"size": 64, "style_weight": 5, "preserve_colors": True, "style_blend": [1, 2.5],
+                               "output_size": [64, 32], "mode": "texture", "lr": None, "seed": None})  # fmt: skip
+    assert (p.size, p.style_weight, p.preserve_colors, p.style_blend, p.output_size) == (64, 5.0, True, (1, 2.5),
+                                                                                         (64, 32))  # fmt: skip
+    for field, value in [("size", "64"), ("size", 64.0), ("iterations", 1e2), ("preserve_colors", "yes"),
+                         ("preserve_colors", 1), ("style_weight", "1e4"), ("style_weight", True),
+                         ("style_blend", "1,3"), ("style_blend", ["1", 3]), ("output_size", "64x32"),
+                         ("output_size", [64.0, 32]), ("style_layers", "conv1_1"), ("mode", 3)]:  # fmt: skip
+        with pytest.raises(ParamError) as info:
+            StyleParams.from_json({field: value})
+        assert info.value.field == field and "must be" in str(info.value)
+
+
+def test_integers_are_exact_beyond_float_precision():
+    seed = 2**63 - 1  # the largest seed; as a float it would round to 2**63 and fail the range check
+    assert StyleParams.from_json({"seed": seed}).seed == seed
+    assert StyleParams.from_dict({"seed": 2**53 + 1}).seed == 2**53 + 1
+    with pytest.raises(ParamError, match="between"):
+        StyleParams.from_json({"seed": 2**63})
