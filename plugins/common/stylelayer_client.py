@@ -7,6 +7,7 @@ file is the one source; `stylelayer install-plugin` copies it into each plug-in'
 from __future__ import annotations
 
 import json
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -16,11 +17,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = [
+    "ConnectionLost",
     "JobCancelled",
     "JobFailed",
     "ServerUnavailable",
     "StylelayerClient",
     "StylelayerError",
+    "TimedOut",
 ]
 
 DEFAULT_URL = "http://127.0.0.1:8765"  # = stylelayer.limits.DEFAULT_URL (a test checks)
@@ -37,7 +40,16 @@ class StylelayerError(Exception):
 
 
 class ServerUnavailable(StylelayerError):
-    """No server answered (not started, wrong address, or it stopped responding)."""
+    """Nothing listens at the address (connection refused) or the host name is unknown: start the server or fix
+    the address. Only these; a server that is slow or breaks a connection raises TimedOut or ConnectionLost."""
+
+
+class TimedOut(StylelayerError):
+    """No answer within the timeout the caller asked for (the server may be busy; nothing says it is down)."""
+
+
+class ConnectionLost(StylelayerError):
+    """The connection broke in the middle of a request (reset, closed early): the server may have stopped."""
 
 
 class JobFailed(StylelayerError):
@@ -48,8 +60,15 @@ class JobCancelled(StylelayerError):
     """The job was cancelled, by this client or another."""
 
 
+_PER_REQUEST = object()  # "use self.timeout" (None means no limit, so it cannot be the marker)
+
+
 class StylelayerClient:
-    """Thin wrapper over the routes; every method raises StylelayerError (or a subclass) on failure."""
+    """Thin wrapper over the routes; every method raises StylelayerError (or a subclass) on failure.
+
+    `timeout` is the limit for one ordinary request (a poll, an upload). Waiting for a job to finish is limited
+    separately, by the `timeout` argument of `stylize` and `run_job`: None (their default) waits until it is done.
+    """
 
     def __init__(self, base_url: str = DEFAULT_URL, token: str | None = None, timeout: float = 30):
         self.base_url = base_url.rstrip("/")
@@ -95,6 +114,15 @@ class StylelayerClient:
     def cancel(self, job_id: str) -> dict:
         return self._json("POST", "/v1/jobs/" + _quote(job_id) + "/cancel")
 
+    def losses(self, job_id: str, since: int = 0) -> dict:
+        """Loss points after iteration `since`: {"id", "state", "since", "next", "points": [{"iteration",
+        "content", "style", "tv", "total"}, ...]}; pass `next` as `since` to the following call."""
+        return self._json("GET", "/v1/jobs/" + _quote(job_id) + "/losses?since=" + str(int(since)))
+
+    def loss_plot(self, job_id: str) -> bytes:
+        """The loss curves as a PNG (log scale, one line per term)."""
+        return self._request("GET", "/v1/jobs/" + _quote(job_id) + "/losses.png")
+
     def stylize(
         self,
         content_png: bytes | None,
@@ -103,7 +131,11 @@ class StylelayerClient:
         params: dict | None = None,
         timeout: float | None = None,
     ) -> bytes:
-        """Run a job synchronously (one long request) and return the PNG; prefer run_job in a user interface."""
+        """Run a job synchronously (one long request) and return the PNG; prefer run_job in a user interface.
+
+        Waits until the job is done, or at most `timeout` seconds (TimedOut); hanging up cancels the job on the
+        server, so giving up here never leaves it running.
+        """
         body, content_type = _job_form(content_png, style_png, style_id, params, None)
         return self._request("POST", "/v1/stylize", body, content_type, timeout=timeout)
 
@@ -117,18 +149,25 @@ class StylelayerClient:
         should_cancel: Callable[[], bool] | None = None,
         poll_interval: float = 0.5,
         preview_every: int | None = None,
+        timeout: float | None = None,
     ) -> bytes:
         """Submit, poll until the job ends and return the result PNG.
 
         on_progress(status, preview) is called after each poll; preview is PNG bytes when a new preview exists,
         else None. When should_cancel() returns True the job is cancelled on the server and JobCancelled raised.
+        `timeout`: seconds to wait for the job, queued and running together (None: until it ends); past it the
+        job is cancelled on the server and TimedOut raised.
         """
         job_id = self.submit(content_png, style_png, style_id, params, preview_every)
+        deadline = None if timeout is None else time.monotonic() + timeout
         seen_preview = None
         while True:
             if should_cancel is not None and should_cancel():
                 self.cancel(job_id)
                 raise JobCancelled("the job was cancelled", code="job_cancelled")
+            if deadline is not None and time.monotonic() > deadline:
+                self.cancel(job_id)
+                raise TimedOut(f"the job did not finish within {timeout:g} s and was cancelled", code="timeout")
             status = self.status(job_id)
             preview = None
             if status.get("preview_iteration") not in (None, seen_preview) and status["state"] == "running":
@@ -174,25 +213,44 @@ class StylelayerClient:
         path: str,
         body: bytes | None = None,
         content_type: str | None = None,
-        timeout: float | None = None,
+        timeout: Any = _PER_REQUEST,
     ) -> bytes:
+        """One request; `timeout` seconds of silence from the server at most (None: no limit)."""
+        if timeout is _PER_REQUEST:
+            timeout = self.timeout
         request = urllib.request.Request(self.base_url + path, data=body, method=method)
         if content_type:
             request.add_header("Content-Type", content_type)
         if self.token:
             request.add_header("Authorization", "Bearer " + self.token)
         try:
-            with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.read()
         except urllib.error.HTTPError as exc:
             raise _http_error(exc) from None
-        except OSError as exc:  # URLError, refused connections and timeouts all derive from OSError
-            reason = getattr(exc, "reason", exc)
-            raise ServerUnavailable(
+        except OSError as exc:  # URLError wraps the socket's error in .reason
+            raise self._transport_error(exc, timeout) from None
+
+    def _transport_error(self, exc: OSError, timeout: float | None) -> StylelayerError:
+        """Refused or unknown host -> ServerUnavailable; silence -> TimedOut; anything else -> ConnectionLost."""
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, (ConnectionRefusedError, socket.gaierror)):
+            return ServerUnavailable(
                 f"cannot reach the stylelayer server at {self.base_url} ({reason}). Start it with 'stylelayer serve' "
                 "and check the address in the plug-in settings.",
                 code="server_unavailable",
-            ) from None
+            )
+        if isinstance(reason, (socket.timeout, TimeoutError)):
+            within = "" if timeout is None else f" within {timeout:g} s"
+            return TimedOut(
+                f"the stylelayer server at {self.base_url} did not answer{within}; it may be busy or stuck (see its "
+                "window or log)",
+                code="timeout",
+            )
+        return ConnectionLost(
+            f"the connection to the stylelayer server at {self.base_url} broke ({reason}); it may have stopped",
+            code="connection_lost",
+        )
 
 
 def _http_error(exc: urllib.error.HTTPError) -> StylelayerError:

@@ -50,8 +50,8 @@ def error_message(exc: BaseException) -> str:
     message = str(getattr(exc, "message", None) or exc) or type(exc).__name__
     if "JobCancelled" in kinds:
         return CANCELLED_MESSAGE
-    if "ServerUnavailable" in kinds:
-        return message  # the client's own text names the address and says how to start the server
+    if kinds & {"ServerUnavailable", "TimedOut", "ConnectionLost"}:
+        return message  # the client's own text names the address and says what to check
     if "JobFailed" in kinds:
         return f"The server could not finish the style transfer: {message}"
     if "StylelayerError" in kinds:
