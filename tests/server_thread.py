@@ -8,9 +8,10 @@ import threading
 from typing import Any
 
 from flask import Flask
-from waitress import create_server, wasyncore
+from waitress import wasyncore
 
-from stylelayer.api.serve import HTTP_THREADS, close_server
+from stylelayer.api.http_server import HTTP_THREADS, create_http_server
+from stylelayer.api.serve import close_server
 
 
 class ServerThread:
@@ -18,7 +19,7 @@ class ServerThread:
 
     def __init__(self, app: Flask, host: str = "127.0.0.1", threads: int = HTTP_THREADS):
         self.app = app
-        self._server: Any = create_server(app, host=host, port=0, threads=threads)
+        self._server: Any = create_http_server(app, host, 0, threads)  # as `stylelayer serve` builds it
         self.url = f"http://{host}:{self._server.effective_port}"
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="stylelayer-http", daemon=True)

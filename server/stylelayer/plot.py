@@ -1,8 +1,11 @@
-"""Loss curves drawn with Pillow alone (log scale), so `--loss-plot` needs no plotting library."""
+"""Loss curves drawn with Pillow alone (log scale): the CLI's `--loss-plot` and the server's
+`GET /v1/jobs/{id}/losses.png` both draw with `draw_losses`, so they look the same and need no plotting library."""
 
 from __future__ import annotations
 
+import io
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -10,20 +13,35 @@ from PIL import Image, ImageDraw
 COLORS = {"total": (20, 20, 20), "content": (31, 119, 180), "style": (214, 39, 40), "tv": (44, 160, 44)}
 
 
-def plot_losses(history: list[dict[str, float]], path: Path, size: tuple[int, int] = (800, 480)) -> None:
-    """One line per loss term, iteration on x, log10(loss) on y; terms that stay 0 are left out."""
+History = Sequence[Mapping[str, float | None]]  # one {"content", "style", "tv", "total"} per iteration
+
+
+def plot_losses(history: History, path: Path, size: tuple[int, int] = (800, 480)) -> None:
+    """Save the loss curves as an image file (the CLI's --loss-plot)."""
+    draw_losses(history, size).save(path)
+
+
+def loss_plot_png(history: History, size: tuple[int, int] = (800, 480)) -> bytes:
+    """The loss curves as PNG bytes (the server's losses.png)."""
+    out = io.BytesIO()
+    draw_losses(history, size).save(out, format="PNG")
+    return out.getvalue()
+
+
+def draw_losses(history: History, size: tuple[int, int] = (800, 480)) -> Image.Image:
+    """One line per loss term, iteration on x, log10(loss) on y; terms that stay 0 (or are never finite) are left
+    out, and a point that is missing, 0 or not finite (a diverged loss, null in JSON) breaks nothing."""
     width, height = size
     left, right, top, bottom = 70, 20, 20, 40
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)
-    series = {k: [math.log10(h[k]) if h.get(k, 0) > 0 else None for h in history] for k in COLORS}
+    series = {k: [_log10(h.get(k)) for h in history] for k in COLORS}
     series = {k: v for k, v in series.items() if any(x is not None for x in v)}
     values = [x for v in series.values() for x in v if x is not None]
     draw.rectangle([left, top, width - right, height - bottom], outline=(160, 160, 160))
     if not values:
         draw.text((left + 10, top + 10), "no losses recorded", fill="black")
-        img.save(path)
-        return
+        return img
     lo, hi = math.floor(min(values)), math.ceil(max(values))
     hi = hi if hi > lo else lo + 1
     n = max(len(history) - 1, 1)
@@ -44,4 +62,10 @@ def plot_losses(history: list[dict[str, float]], path: Path, size: tuple[int, in
         if len(line) > 1:
             draw.line(line, fill=COLORS[name], width=2)
         draw.text((width - right - 90, top + 8 + 14 * row), name, fill=COLORS[name])
-    img.save(path)
+    return img
+
+
+def _log10(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value) or value <= 0:
+        return None
+    return math.log10(value)

@@ -131,6 +131,7 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., tuple[ServerThread, st
 
     def start(engine: object = None, token: str | None = None, **config: object):
         config.setdefault("styles_dir", str(tmp_path / f"styles{len(servers)}"))
+        config.setdefault("data_dir", str(tmp_path / f"data{len(servers)}"))
         srv = ServerThread(create_app({"token": token, **config}, engine=engine)).start()
         servers.append(srv)
         return srv, stylelayer_client.StylelayerClient(srv.url, token=token, timeout=10)

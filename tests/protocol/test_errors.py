@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 
 import pytest
 from PIL import Image
@@ -183,3 +184,87 @@ def test_no_server_is_server_unavailable() -> None:
     with pytest.raises(stylelayer_client.ServerUnavailable) as err:
         client.health()
     assert "stylelayer serve" in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"size": "64"}, "size"),
+        ({"iterations": 1e2}, "iterations"),  # JSON 1e2 is a number with an exponent, not an integer
+        ({"iterations": 12.0}, "iterations"),
+        ({"preserve_colors": "yes"}, "preserve_colors"),
+        ({"preserve_colors": 1}, "preserve_colors"),
+        ({"style_weight": "1e4"}, "style_weight"),
+        ({"style_blend": "1,3"}, "style_blend"),
+        ({"output_size": "64x32", "mode": "texture"}, "output_size"),
+        ({"style_layers": "conv1_1,conv2_1"}, "style_layers"),
+        ({"seed": True}, "seed"),
+    ],
+)
+def test_json_params_take_json_types_only(server, params, field) -> None:
+    """The spec says integer/number/boolean/array: strings and look-alikes are refused, not converted."""
+    _, client = server
+    err = expect(client, 400, "bad_param", client.submit, png_bytes(gradient()), STYLE, params=params)
+    assert err.message.startswith(f"{field}: must be")
+
+
+def raw_socket(srv, payload: bytes, wait: float = 5) -> bytes:
+    """Send raw bytes and read the whole answer (the server closes the connection after an error)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(srv.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=wait) as sock:
+        sock.sendall(payload)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return reply
+
+
+def parse_reply(reply: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = reply.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split(" ")[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code"),
+    [
+        (b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"y" * 300_000 + b"\r\n\r\n", 431,
+         "headers_too_large"),
+        (b"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -5\r\n\r\n", 400, "bad_request"),
+        (b"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "not_implemented"),
+    ],
+    ids=["headers over waitress's limit", "negative Content-Length", "unknown Transfer-Encoding"],
+)  # fmt: skip
+def test_waitress_own_errors_are_json(server, payload, status, code) -> None:
+    srv, client = server
+    got, headers, body = parse_reply(raw_socket(srv, payload))
+    assert got == status and headers["content-type"] == "application/json"
+    assert error_of(body)["code"] == code
+    assert client.health()["status"] == "ok"
+
+
+def test_body_over_the_limit_is_refused_by_its_content_length_before_it_is_sent(make_server) -> None:
+    """A client that announces 1 GB and sends nothing gets a JSON 413 at once: the limit is checked before any of
+    the body is read (before: the whole body was buffered to disk first)."""
+    srv, client = make_server(FakeEngine(), max_content_length=10_000)
+    started = time.monotonic()
+    reply = raw_socket(srv, b"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
+                            b"boundary=b\r\nContent-Length: 1000000000\r\n\r\n")  # fmt: skip
+    status, headers, body = parse_reply(reply)
+    assert time.monotonic() - started < 2
+    assert status == 413 and headers["content-type"] == "application/json"
+    assert error_of(body) == {"code": "too_large",
+                              "message": "the request is larger than this server's upload limit of 10000 bytes"}
+    assert client.info()["jobs"]["queued"] == 0
+
+
+def test_flask_alone_refuses_by_content_length_too(fake_engine) -> None:
+    """Under any WSGI server (here Flask's test client) the guard checks Content-Length before a route reads."""
+    app = create_app({"max_content_length": 100}, engine=fake_engine)
+    response = app.test_client().post("/v1/jobs", data=b"x" * 101, content_type="multipart/form-data; boundary=b")
+    assert response.status_code == 413 and response.get_json()["error"]["code"] == "too_large"
+    app.extensions["stylelayer"].queue.stop()

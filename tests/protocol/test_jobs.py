@@ -6,6 +6,7 @@ import io
 import json
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -188,3 +189,44 @@ def test_finished_jobs_are_forgotten_beyond_the_count_limit(make_server) -> None
         client.status(ids[0])
     assert err.value.status == 404 and err.value.code == "job_not_found"
     assert client.status(ids[2])["state"] == "done"
+
+
+def test_seed_above_2_to_the_53_is_kept_exactly(client) -> None:
+    seed = 2**60 + 1  # a float would round it to 2**60
+    job_id = client.submit(png_bytes(gradient()), STYLE, params={"iterations": 1, "seed": seed})
+    status = wait_state(client, job_id, {"done"})
+    assert status["seed"] == seed and status["params"]["seed"] == seed
+    result = decode(client.result(job_id))
+    assert result.text["stylelayer:seed"] == str(seed) and json.loads(result.text["stylelayer:params"])["seed"] == seed
+
+
+def test_job_cancelled_in_its_first_iteration_reports_its_time(make_server) -> None:
+    engine = FakeEngine()
+    engine.gate = threading.Event()  # the job never finishes its first iteration
+    _, client = make_server(engine)
+    job_id = client.submit(png_bytes(gradient()), STYLE)
+    assert engine.started.wait(5)
+    time.sleep(0.2)
+    client.cancel(job_id)
+    status = wait_state(client, job_id, {"cancelled"})
+    assert status["iteration"] == 0 and status["elapsed_s"] >= 0.2
+    assert status["elapsed_s"] == pytest.approx(status["finished"] - status["started"], abs=0.01)
+
+
+def test_queue_full_says_when_to_retry(make_server) -> None:
+    engine = FakeEngine(step_delay=0.05)
+    srv, client = make_server(engine, max_queue=1)
+    running = client.submit(png_bytes(gradient()), STYLE, params={"iterations": 100})
+    wait_state(client, running, {"running"})
+    while client.status(running)["iteration"] < 2:
+        time.sleep(0.01)
+    client.submit(png_bytes(gradient()), STYLE, params={"iterations": 1})
+    body, ctype = stylelayer_client._job_form(png_bytes(gradient()), STYLE, None, {}, None)
+    request = urllib.request.Request(f"{srv.url}/v1/jobs", data=body, headers={"Content-Type": ctype})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request, timeout=10)
+    with err.value as response:
+        assert response.code == 429 and json.loads(response.read())["error"]["code"] == "queue_full"
+        retry = int(response.headers["Retry-After"])
+    assert 1 <= retry <= 6  # about what the running job has left (~5 s), a whole number of seconds
+    client.cancel(running)

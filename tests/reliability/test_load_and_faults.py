@@ -148,7 +148,9 @@ def test_client_disconnects_mid_poll_and_mid_download(server, cases) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         sock.close()
         cases()
-    # a stylize caller that gives up: its job still runs to the end and the server stays correct
+    # a stylize caller that gives up: waitress may notice the hang-up before the request runs (no job at all), else
+    # its job ends (cancelled, or done if it finished first; test_stylize_caller_that_hangs_up_cancels_its_job pins
+    # the cancel). Either way nothing stays queued or running and the server stays correct.
     sock = _connect(srv.url)
     body, ctype = stylelayer_client._job_form(CONTENT, STYLE, None, {"iterations": 3}, None)
     head = (
@@ -158,11 +160,45 @@ def test_client_disconnects_mid_poll_and_mid_download(server, cases) -> None:
     sock.close()
     cases()
     deadline = time.monotonic() + 10
-    while client.info()["jobs"]["done"] < 2:
+    time.sleep(0.5)
+    while (jobs := client.info()["jobs"])["queued"] + jobs["running"] > 0:
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert client.result(job_id) == client.result(job_id) and client.health()["status"] == "ok"
     assert Image.open(io.BytesIO(client.result(job_id))).size == (600, 400)
+
+
+@pytest.mark.category("Faults")
+def test_stylize_caller_that_hangs_up_cancels_its_job(make_server, cases) -> None:
+    """7 /v1/stylize callers (one job running, 6 queued; the 8th HTTP thread polls) hang up: every job is
+    cancelled within 2 s, no HTTP thread stays held, /v1/health answers at once. (Before: the jobs ran to the end,
+    holding the threads.)"""
+    engine = FakeEngine(step_delay=0.01)
+    engine.gate = threading.Event()  # holds the first job in its first iteration until the callers are gone
+    srv, client = make_server(engine)
+    body, ctype = stylelayer_client._job_form(CONTENT, STYLE, None, {"iterations": 10_000}, None)
+    socks = []
+    for _ in range(7):
+        sock = _connect(srv.url)
+        sock.sendall(_post_head("/v1/stylize", ctype, len(body)) + body)
+        socks.append(sock)
+    deadline = time.monotonic() + 10
+    while (jobs := client.info()["jobs"])["running"] + jobs["queued"] < 7:
+        assert time.monotonic() < deadline, jobs
+        time.sleep(0.01)
+    for sock in socks:
+        sock.close()
+    hung_up = time.monotonic()
+    while client.info()["jobs"]["cancelled"] < 7:
+        assert time.monotonic() - hung_up < 2, client.info()["jobs"]
+        time.sleep(0.01)
+    started = time.monotonic()
+    assert client.health()["status"] == "ok" and time.monotonic() - started < 0.5
+    assert client.info()["jobs"] == {"queued": 0, "running": 0, "done": 0, "failed": 0, "cancelled": 7}
+    engine.gate.set()
+    with ThreadPoolExecutor(8) as pool:  # all 8 threads free again: 8 requests at once answer
+        assert all(h["status"] == "ok" for h in pool.map(lambda _: client.health(), range(8)))
+    cases(7)
 
 
 @pytest.mark.category("Faults")
@@ -302,8 +338,9 @@ def test_engine_exception_fails_only_that_job(make_server, cases, exc: BaseExcep
 # ---- shutdown ----------------------------------------------------------------------------------------------
 @pytest.mark.category("Faults")
 def test_shutdown_while_jobs_run_and_wait(fake_engine, tmp_path, cases) -> None:
-    """stop() with a running job, 3 queued and a /v1/stylize caller waiting: under 3 s, every job cancelled,
-    the waiting caller gets a JSON answer, and no worker or HTTP thread is left behind."""
+    """stop() with a running job, 3 queued and a /v1/stylize caller waiting: under 3 s, the caller's job cancelled
+    and the caller answered in JSON, the other jobs left queued for the next start (test_restart.py runs them),
+    and no worker or HTTP thread is left behind."""
     fake_engine.gate = threading.Event()
     before = set(threading.enumerate())  # servers of session-scoped fixtures elsewhere in the run may be alive
     app = create_app({"styles_dir": str(tmp_path)}, engine=fake_engine)
@@ -332,7 +369,7 @@ def test_shutdown_while_jobs_run_and_wait(fake_engine, tmp_path, cases) -> None:
     caller.join(10)
     assert took < 3, f"stop() took {took:.1f} s"
     assert not caller.is_alive() and answer == {"error": (409, "job_cancelled")}
-    assert [queue.get(i).state for i in ids] == ["cancelled"] * 4
+    assert [queue.get(i).state for i in ids] == ["queued"] * 4  # the running one too: it starts over next time
     assert not queue._worker.is_alive()
     leftover = [t.name for t in set(threading.enumerate()) - before if t.name.startswith(("stylelayer", "waitress"))]
     assert leftover == []
@@ -365,7 +402,8 @@ def test_serve_process_stops_on_signal_with_a_job_running(tmp_path, cases, signa
     import signal
 
     script = tmp_path / "serve_fake.py"
-    args = ["--port", "0", "--styles-dir", str(tmp_path / "styles"), "--device", "cpu"]
+    args = ["--port", "0", "--styles-dir", str(tmp_path / "styles"), "--data-dir", str(tmp_path / "data"),
+            "--device", "cpu"]  # fmt: skip
     script.write_text(
         "import argparse\nfrom stylelayer.api import serve as _s\n_p = argparse.ArgumentParser()\n"
         f"_s.add_arguments(_p)\nserve_args = _p.parse_args({args!r})\n"

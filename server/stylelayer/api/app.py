@@ -17,6 +17,7 @@ from .guard import check_request
 from .health_routes import health
 from .job_queue import JobQueue
 from .job_routes import jobs
+from .job_store import JobStore
 from .state import ServerState
 from .style_library import StyleLibrary
 from .style_routes import styles
@@ -27,9 +28,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "max_content_length": 50 * 1024 * 1024,  # bytes per request
     "max_pixels": MAX_PIXELS,  # per uploaded image
     "styles_dir": None,  # None: a fresh temporary directory (tests); `stylelayer serve` passes a real one
+    "data_dir": None,  # the job store (job_store.py); None: a temporary directory deleted at stop (tests)
     "preview_every": 10,  # default iterations between preview images; a job may ask for another value
-    "keep_results": 32,  # finished jobs remembered...
-    "result_ttl": 3600.0,  # ...for at most this many seconds
+    "keep_results": 100,  # finished jobs remembered (with their results, across restarts)...
+    "result_ttl": 24 * 3600.0,  # ...for at most this many seconds...
+    "result_bytes": 2 * 1024**3,  # ...and while their result files together fit in this many bytes
     "sync_timeout": 3600.0,  # POST /v1/stylize gives up (and cancels) after this many seconds
     "weights": "caffe",  # used only when create_app builds the engine itself
     "device": "auto",
@@ -44,22 +47,18 @@ def create_app(config: dict[str, Any] | None = None, engine: Any = None) -> Flas
     unknown = sorted(set(cfg) - set(DEFAULT_CONFIG))
     if unknown:
         raise ValueError(f"unknown server setting(s): {', '.join(unknown)}")
-    if engine is not None:
-        queue = JobQueue(
-            engine=engine,
-            max_queue=cfg["max_queue"],
-            keep_results=cfg["keep_results"],
-            result_ttl=cfg["result_ttl"],
-        )
-    else:
-        queue = JobQueue(
-            engine_factory=lambda: StyleEngine(
-                weights=cfg["weights"], device=cfg["device"], max_memory=cfg["max_memory"]
-            ),
-            max_queue=cfg["max_queue"],
-            keep_results=cfg["keep_results"],
-            result_ttl=cfg["result_ttl"],
-        )
+    queue = JobQueue(
+        engine=engine,
+        engine_factory=None
+        if engine is not None
+        else lambda: StyleEngine(weights=cfg["weights"], device=cfg["device"], max_memory=cfg["max_memory"]),
+        store=JobStore(cfg["data_dir"]),  # StoreBusy when another server holds the folder
+        max_queue=cfg["max_queue"],
+        keep_results=cfg["keep_results"],
+        result_ttl=cfg["result_ttl"],
+        result_bytes=cfg["result_bytes"],
+        max_pixels=cfg["max_pixels"],
+    )
     styles_dir = cfg["styles_dir"] or tempfile.mkdtemp(prefix="stylelayer-styles-")
 
     app = Flask("stylelayer.api", static_folder=None)  # an API: no /static route

@@ -31,22 +31,37 @@ _HTTP_CODES = {
 class ApiError(Exception):
     """A request failed in a way the client should hear about; raised anywhere inside a view."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None):
+    def __init__(
+        self, status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        self.headers = headers or {}
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
-    body: dict[str, object] = {"code": code, "message": message}
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, dict[str, str]]:
+    """The one error shape, also used for the errors waitress itself answers (http_server.py)."""
+    body = {"code": code, "message": message}
     if field is not None:
         body["field"] = field
-    response = jsonify({"error": body})
+    return {"error": body}
+
+
+def too_large_message(limit: int) -> str:
+    return f"the request is larger than this server's upload limit of {limit} bytes"
+
+
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    response = jsonify(error_body(code, message, field))
     response.status_code = status
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="stylelayer"'
+    response.headers.update(headers or {})
     return response
 
 
@@ -55,7 +70,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.field)
+        return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
@@ -63,8 +78,7 @@ def register_error_handlers(app: Flask) -> None:
         code = _HTTP_CODES.get(status, "http_error")
         message = exc.description or exc.name
         if status == 413:
-            limit = current_app.config.get("MAX_CONTENT_LENGTH")
-            message = f"the request is larger than this server's upload limit of {limit} bytes"
+            message = too_large_message(current_app.config["MAX_CONTENT_LENGTH"])
         response = error_response(status, code, message)
         if status == 405 and exc.get_response().headers.get("Allow"):
             response.headers["Allow"] = exc.get_response().headers["Allow"]

@@ -11,18 +11,23 @@ from urllib.parse import urlsplit
 
 from flask import request
 
-from .errors import ApiError
+from .errors import ApiError, too_large_message
 from .state import server_state
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def check_request() -> None:
-    """Token on every route when configured; state-changing requests from another web origin refused.
+    """Body size by Content-Length first, then the token on every route when configured; state-changing requests
+    from another web origin refused.
 
     A foreign or `null` Origin, or a cross-site fetch, is rejected outright on every write.
     """
-    token = server_state().config["token"]
+    config = server_state().config
+    if request.content_length is not None and request.content_length > config["max_content_length"]:
+        # Refused by its Content-Length, before anything reads the body (waitress refuses it even earlier).
+        raise ApiError(413, "too_large", too_large_message(config["max_content_length"]))
+    token = config["token"]
     if not token and _host_name(request.host) not in LOOPBACK_NAMES:
         # Without a token the server is loopback-only; a foreign Host header means DNS rebinding (a web page whose
         # name now resolves to 127.0.0.1), which the Origin check below cannot catch because the origins match.

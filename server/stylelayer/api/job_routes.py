@@ -1,4 +1,4 @@
-"""/v1/jobs and /v1/stylize: submit a job, follow it, fetch its preview and result, cancel it.
+"""/v1/jobs and /v1/stylize: submit a job, follow it, fetch its preview, result and loss curves, cancel it.
 
 The routes only parse, validate and enqueue; the single worker in `job_queue.JobQueue` owns the engine.
 `job_json` is the one mapping from a job to the JSON clients see.
@@ -7,7 +7,9 @@ The routes only parse, validate and enqueue; the single worker in `job_queue.Job
 from __future__ import annotations
 
 import json
+import logging
 import re
+import time
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -16,14 +18,16 @@ from PIL import Image
 from ..engine import MissingInput, check_inputs
 from ..limits import MAX_STYLES
 from ..params import ParamError, StyleParams
+from ..plot import loss_plot_png
 from .errors import ApiError
 from .images import load_upload
-from .job_queue import DONE, FAILED, QUEUED, RUNNING, EngineUnavailable, Job, JobQueue, QueueFull
+from .job_queue import DONE, FAILED, QUEUED, RUNNING, EngineUnavailable, Job, JobQueue, LossPoint, QueueFull
 from .state import server_state
 from .style_library import StyleNotFound
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 MAX_PREVIEW_EVERY = 10_000
+SYNC_POLL_S = 0.2  # how often a waiting /v1/stylize checks that its caller is still connected
 # The engine says which image a job lacks; the API says which form field gives it.
 MISSING_IMAGE_MESSAGES = {
     "content": "a 'content' image file is required (texture mode may give params.output_size instead)",
@@ -31,6 +35,7 @@ MISSING_IMAGE_MESSAGES = {
 }
 
 jobs = Blueprint("jobs", __name__, url_prefix="/v1")
+log = logging.getLogger("stylelayer.api")
 
 
 @jobs.post("/jobs")
@@ -47,7 +52,7 @@ def job_status(job_id: str) -> Response:
 @jobs.get("/jobs/<job_id>/preview")
 def job_preview(job_id: str) -> Response:
     job = _find_job(job_id)
-    png = job.result_png if job.state == DONE else job.preview_png
+    png = server_state().queue.result_png(job) if job.state == DONE else job.preview_png
     if png is None:
         raise ApiError(404, "no_preview", "no preview yet: previews appear every few iterations while a job runs")
     return _png(png, job)
@@ -56,9 +61,36 @@ def job_preview(job_id: str) -> Response:
 @jobs.get("/jobs/<job_id>/result")
 def job_result(job_id: str) -> Response:
     job = _find_job(job_id)
-    if job.state != DONE or job.result_png is None:
+    png = server_state().queue.result_png(job)
+    if png is None:
         raise _not_done(job)
-    return _png(job.result_png, job)
+    return _png(png, job)
+
+
+@jobs.get("/jobs/<job_id>/losses")
+def job_losses(job_id: str) -> Response:
+    """Every iteration's losses (content, style, tv, total), or only those after iteration `since`."""
+    job = _find_job(job_id)
+    since = _parse_int(request.args.get("since"), "since", 0, 0, 10**9)
+    points = server_state().queue.losses(job, since)
+    return jsonify(
+        {
+            "id": job.id,
+            "state": job.state,
+            "since": since,
+            "next": points[-1][0] if points else since,
+            "points": [{"iteration": iteration, **losses} for iteration, losses in points],
+        }
+    )
+
+
+@jobs.get("/jobs/<job_id>/losses.png")
+def job_loss_plot(job_id: str) -> Response:
+    """The loss curves drawn as the CLI's --loss-plot draws them (log scale, one line per term)."""
+    job = _find_job(job_id)
+    points: list[LossPoint] = server_state().queue.losses(job)
+    png = loss_plot_png([losses for _, losses in points])
+    return Response(png, mimetype="image/png", headers={"X-Stylelayer-Job": job.id, "Cache-Control": "no-store"})
 
 
 @jobs.delete("/jobs/<job_id>")
@@ -74,15 +106,29 @@ def cancel_job(job_id: str) -> Response:
 
 @jobs.post("/stylize")
 def stylize_sync() -> Response:
-    """Run a job and answer with its PNG: one request for curl and scripts (occupies one HTTP thread)."""
+    """Run a job and answer with its PNG: one request for curl and scripts (occupies one HTTP thread).
+
+    The job ends with its caller: when the client disconnects (waitress reports it, see http_server.py) the job is
+    cancelled, so an abandoned request neither keeps the worker busy nor holds this thread to the end.
+    """
     state = server_state()
-    job = _enqueue()
-    if not job.ended.wait(state.config["sync_timeout"]):
-        state.queue.cancel(job.id)
-        raise ApiError(504, "timeout", f"the job took longer than {state.config['sync_timeout']} s and was cancelled")
-    if job.state != DONE or job.result_png is None:
+    job = _enqueue(sync=True)
+    client_gone = request.environ.get("waitress.client_disconnected", lambda: False)
+    deadline = time.monotonic() + state.config["sync_timeout"]
+    while not job.ended.wait(SYNC_POLL_S):
+        if client_gone():
+            state.queue.cancel(job.id)
+            log.info("job %s cancelled: its /v1/stylize caller disconnected", job.id)
+            raise ApiError(409, "job_cancelled", f"job {job.id} was cancelled: the client disconnected")
+        if time.monotonic() > deadline:
+            state.queue.cancel(job.id)
+            raise ApiError(
+                504, "timeout", f"the job took longer than {state.config['sync_timeout']} s and was cancelled"
+            )
+    png = state.queue.result_png(job)
+    if png is None:
         raise _not_done(job, sync=True)
-    return _png(job.result_png, job)
+    return _png(png, job)
 
 
 def job_json(job: Job, queue: JobQueue) -> dict[str, Any]:
@@ -108,6 +154,7 @@ def job_json(job: Job, queue: JobQueue) -> dict[str, Any]:
         "tiles": job.tiles,
         "plan": job.plan,
         "seed": job.seed,
+        "restarts": job.restarts,
         "error": job.error,
         "created": job.created,
         "started": job.started,
@@ -116,7 +163,7 @@ def job_json(job: Job, queue: JobQueue) -> dict[str, Any]:
     }
 
 
-def _enqueue() -> Job:
+def _enqueue(sync: bool = False) -> Job:
     state = server_state()
     if request.mimetype != "multipart/form-data":
         raise ApiError(
@@ -133,21 +180,34 @@ def _enqueue() -> Job:
         MAX_PREVIEW_EVERY,
     )
     max_pixels = state.config["max_pixels"]
+    inputs: list[tuple[str, bytes]] = []  # the files as received, kept by the job store until the job ends
+    content = None
     upload = request.files.get("content")
-    content = load_upload(upload.read(), "content", max_pixels) if upload is not None else None
-    styles = [load_upload(f.read(), "style", max_pixels) for f in request.files.getlist("style")]
+    if upload is not None:
+        data = upload.read()
+        content = load_upload(data, "content", max_pixels)
+        inputs.append(("content", data))
+    styles = []
+    for upload in request.files.getlist("style"):
+        data = upload.read()
+        styles.append(load_upload(data, "style", max_pixels))
+        inputs.append((f"style{len(styles) - 1}", data))
     for style_id in request.form.getlist("style_id"):
         try:
             styles.append(state.library.image(style_id))
+            inputs.append((f"style{len(styles) - 1}", state.library.png(style_id)))
         except StyleNotFound:
             raise ApiError(404, "style_not_found", f"no style {style_id!r} in the library", field="style_id") from None
     if len(styles) > MAX_STYLES:
         raise ApiError(400, "too_many_styles", f"at most {MAX_STYLES} style images per job", field="style")
     _check_inputs(content, styles, params)
     try:
-        return state.queue.submit(content, styles, params, preview_every)
+        return state.queue.submit(content, styles, params, preview_every, inputs, sync)
     except QueueFull as exc:
-        raise ApiError(429, "queue_full", f"the server is busy: {exc}; try again later") from None
+        retry = state.queue.retry_after()
+        raise ApiError(
+            429, "queue_full", f"the server is busy: {exc}; try again in {retry} s", headers={"Retry-After": str(retry)}
+        ) from None
     except EngineUnavailable as exc:
         raise ApiError(503, "engine_unavailable", str(exc)) from None
 
@@ -170,7 +230,7 @@ def _parse_params(text: str) -> StyleParams:
     except (ValueError, RecursionError):  # RecursionError: deeply nested arrays/objects ("[[[[...")
         raise ApiError(400, "bad_param", "params: not valid JSON", field="params") from None
     try:
-        return StyleParams.from_dict(data)
+        return StyleParams.from_json(data)
     except ParamError as exc:
         raise ApiError(400, "bad_param", str(exc), field=exc.field) from None
 

@@ -7,24 +7,32 @@ import ipaddress
 import logging
 import os
 import signal
+import stat
 import sys
 from pathlib import Path
 from typing import Any
 
-from waitress import create_server, wasyncore
+from waitress import wasyncore
 
 from ..engine import StyleEngine, resolve_device
 from ..limits import DEFAULT_HOST, DEFAULT_PORT
 from ..memory import parse_size
 from ..userdirs import user_data_dir
 from .app import DEFAULT_CONFIG, create_app
+from .http_server import create_http_server
+from .job_store import StoreBusy
 
-HTTP_THREADS = 8  # polling clients and waiting /v1/stylize calls each hold one while they run
+TOKEN_ENV = "STYLELAYER_TOKEN"
 
 
 def default_styles_dir() -> Path:
     """The style library in the per-user data folder (see stylelayer.userdirs)."""
     return user_data_dir() / "stylelayer" / "styles"
+
+
+def default_data_dir() -> Path:
+    """The job store (jobs, loss curves, results) in the per-user data folder."""
+    return user_data_dir() / "stylelayer" / "jobs"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,9 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where the network runs (default auto: CUDA, then MPS, then CPU)",
     )
     parser.add_argument(
+        "--token-file",
+        type=Path,
+        help=f"require 'Authorization: Bearer TOKEN' on every request, TOKEN read from this file (or set ${TOKEN_ENV})",
+    )
+    parser.add_argument(
         "--token",
-        default=os.environ.get("STYLELAYER_TOKEN"),
-        help="require 'Authorization: Bearer TOKEN' on every request (default $STYLELAYER_TOKEN)",
+        help=f"the token itself; visible to every user of this machine in the process list: prefer ${TOKEN_ENV}"
+        " or --token-file",
     )
     parser.add_argument("--weights", default="caffe", help="VGG19 weights: caffe, torchvision or a .pth path")
     parser.add_argument(
@@ -62,6 +75,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_CONFIG["max_queue"],
         help="jobs allowed to wait before new ones get HTTP 429 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help=f"job store: jobs, loss curves and results kept across restarts (default {default_data_dir()})",
+    )
+    parser.add_argument(
+        "--keep-results",
+        type=int,
+        default=DEFAULT_CONFIG["keep_results"],
+        help="finished jobs (and their results) kept (default %(default)s)",
+    )
+    parser.add_argument(
+        "--result-hours",
+        type=float,
+        default=DEFAULT_CONFIG["result_ttl"] / 3600,
+        help="hours a finished job and its result are kept (default %(default)g)",
+    )
+    parser.add_argument(
+        "--result-mb",
+        type=float,
+        default=DEFAULT_CONFIG["result_bytes"] / 1024**2,
+        help="disk for kept results in MiB; the oldest go first (default %(default)g)",
     )
 
 
@@ -81,18 +118,53 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def read_token(args: argparse.Namespace) -> str | None:
+    """The token from --token-file, --token or $STYLELAYER_TOKEN (None: no token); ValueError when unusable."""
+    if args.token_file is not None and args.token is not None:
+        raise ValueError("give the token once: --token-file or --token, not both")
+    if args.token_file is not None:
+        try:
+            token = args.token_file.read_text(encoding="utf-8").strip()
+            mode = args.token_file.stat().st_mode
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read --token-file {args.token_file}: {exc}") from None
+        if not token:
+            raise ValueError(f"--token-file {args.token_file} is empty")
+        if os.name == "posix" and stat.S_IMODE(mode) & 0o077:
+            print(f"stylelayer serve: warning: {args.token_file} can be read by other users (chmod 600 it)",
+                  file=sys.stderr)  # fmt: skip
+        return token
+    if args.token is not None:
+        print(f"stylelayer serve: warning: --token is visible to every user of this machine (ps); use ${TOKEN_ENV}"
+              " or --token-file", file=sys.stderr)  # fmt: skip
+        return args.token or None
+    return os.environ.get(TOKEN_ENV) or None
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted. Exit codes: 0 clean stop, 2 refused configuration."""
-    if not is_loopback(args.host) and not args.token:
+    try:
+        token = read_token(args)
+    except ValueError as exc:
+        print(f"stylelayer serve: {exc}", file=sys.stderr)
+        return 2
+    if not is_loopback(args.host) and not token:
         print(
-            f"stylelayer serve: refusing to listen on {args.host} without --token: anyone on the network"
-            " could use this server. Pass --token SECRET (or STYLELAYER_TOKEN), or bind 127.0.0.1.",
+            f"stylelayer serve: refusing to listen on {args.host} without a token: anyone on the network"
+            f" could use this server. Set {TOKEN_ENV} or pass --token-file FILE, or bind 127.0.0.1.",
             file=sys.stderr,
         )
         return 2
-    if args.max_queue < 1:
-        print("stylelayer serve: --max-queue must be at least 1", file=sys.stderr)
-        return 2
+    minimums = (
+        ("--max-queue", args.max_queue, 1),
+        ("--keep-results", args.keep_results, 1),
+        ("--result-hours", args.result_hours, 0),
+        ("--result-mb", args.result_mb, 0),
+    )
+    for flag, value, least in minimums:
+        if not value >= least:  # also refuses nan
+            print(f"stylelayer serve: {flag} must be at least {least}", file=sys.stderr)
+            return 2
     try:
         resolve_device(args.device)  # fail now, not in the first job, when the device is absent
     except ValueError as exc:
@@ -100,17 +172,25 @@ def run(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = {
-        "token": args.token,
+        "token": token,
         "max_queue": args.max_queue,
         "styles_dir": str(args.styles_dir or default_styles_dir()),
+        "data_dir": str(args.data_dir or default_data_dir()),
+        "keep_results": args.keep_results,
+        "result_ttl": args.result_hours * 3600,
+        "result_bytes": int(args.result_mb * 1024**2),
         "weights": args.weights,
         "device": args.device,
         "max_memory": args.max_memory,
     }
     # Load once, before accepting jobs.
     engine = StyleEngine(weights=args.weights, device=args.device, max_memory=args.max_memory)
-    app = create_app(config, engine=engine)
-    server = create_server(app, host=args.host, port=args.port, threads=HTTP_THREADS)
+    try:
+        app = create_app(config, engine=engine)
+    except StoreBusy as exc:
+        print(f"stylelayer serve: {exc}", file=sys.stderr)
+        return 2
+    server = create_http_server(app, args.host, args.port)
     host = f"[{server.effective_host}]" if ":" in str(server.effective_host) else server.effective_host
     print(f"stylelayer server listening on http://{host}:{server.effective_port}", flush=True)
     print(f"device {engine.device}, weights {args.weights}; press Ctrl+C to stop", flush=True)

@@ -69,6 +69,10 @@ class StyleLibrary:
             img.load()
             return img
 
+    def png(self, style_id: str) -> bytes:
+        """The stored image file itself (a job keeps a copy, so deleting the style cannot break a queued job)."""
+        return self._path(style_id, ".png").read_bytes()
+
     def thumbnail(self, style_id: str) -> bytes:
         return self._path(style_id, ".thumb.png").read_bytes()
 
