@@ -28,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
 # Flags that map one-to-one onto StyleParams fields: (flag, field, type, help).
 _PARAM_FLAGS: tuple[tuple[str, str, object, str], ...] = (
     ("--size", "size", int, "longest side of the working image in pixels (0 = content size) [512]"),
-    ("--iterations", "iterations", int, "optimisation steps per scale [300]"),
+    ("--iterations", "iterations", int, "optimisation steps at the coarsest level; each finer one runs half [300]"),
     ("--optimizer", "optimizer", str, "lbfgs (default, as in the paper) or adam"),
     ("--lr", "lr", float, "step size (default 1.0 for L-BFGS, 0.02 for Adam)"),
     ("--content-weight", "content_weight", float, "α, weight of the content loss [1]"),
@@ -42,9 +42,10 @@ _PARAM_FLAGS: tuple[tuple[str, str, object, str], ...] = (
     ("--style-layers", "style_layers", str, "comma-separated VGG layers for the style loss [conv1_1..conv5_1]"),
     ("--style-layer-weights", "style_layer_weights", str, "comma-separated weights, one per style layer"),
     ("--pooling", "pooling", str, "avg (default, as recommended in the paper) or max"),
-    ("--scales", "scales", int, "coarse-to-fine levels, each twice the size of the previous [1]"),
+    ("--scales", "scales", int, "coarse-to-fine levels, each twice the size of the previous; 0 = from ~512 px [0]"),
     ("--precision", "precision", str, "auto (bf16 where the hardware has it), fp32 or bf16"),
     ("--mode", "mode", str, "transfer, inversion (style weight 0) or texture (content weight 0)"),
+    ("--loss-units", "loss_units", str, "size_invariant (the same look at every size) or paper (raw sums)"),
 )
 
 
@@ -90,6 +91,8 @@ def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
                         help="transfer luminance only and keep the content's colours")  # fmt: skip
     parser.add_argument("--weights", default="caffe", help="caffe (default, offline), torchvision, or a .pth file")
     parser.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
+    parser.add_argument("--max-memory", metavar="SIZE",
+                        help="memory the job may use, e.g. 4GB: larger levels are tiled to fit [80%% of free memory]")
     parser.add_argument("--save-every", type=int, default=0, metavar="N", help="also save every N-th iterate")
     parser.add_argument("--loss-plot", type=Path, help="draw the loss curves into this PNG")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -115,8 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_job(args: argparse.Namespace) -> int:
-    from .engine import Cancelled, StyleEngine, check_inputs
+    from .engine import Cancelled, OutOfMemory, StyleEngine, check_inputs
     from .imaging import ImageError, decode_image
+    from .memory import parse_size
     from .params import ParamError, StyleParams
     from .vgg import WeightsError
 
@@ -125,7 +129,7 @@ def _run_job(args: argparse.Namespace) -> int:
         content_path = Path(str(assets / "tubingen.jpg"))
         style_paths = [Path(str(assets / "starry_night.jpg"))]
         raw = {"size": args.size, "iterations": args.iterations, "seed": 0}
-        args.weights, args.save_every, args.loss_plot = "caffe", 0, None
+        args.weights, args.save_every, args.loss_plot, args.max_memory = "caffe", 0, None, None
     else:
         content_path = getattr(args, "content", None)
         style_paths = list(args.styles)
@@ -144,25 +148,35 @@ def _run_job(args: argparse.Namespace) -> int:
         content = decode_image(content_path, "content") if content_path is not None else None
         styles = [decode_image(path, f"style {path}") for path in style_paths]
         check_inputs(content, styles, params)
-        engine = StyleEngine(weights=args.weights, device=args.device)
+        max_memory = parse_size(args.max_memory) if args.max_memory is not None else None
+        engine = StyleEngine(weights=args.weights, device=args.device, max_memory=max_memory)
     except (ParamError, ImageError, WeightsError, ValueError) as exc:
         raise UsageError(str(exc)) from None
 
-    bar = None if args.quiet else _progress_bar(params)
+    bar = None if args.quiet else _progress_bar()
+    plans: list[str] = []
 
     def on_progress(progress) -> None:  # noqa: ANN001 - engine.Progress
         if bar is not None:
-            bar.total = progress.total  # levels under 16 px are skipped: scales x iterations is an upper bound
+            if progress.plan and progress.plan not in plans:  # a new level: say how it runs
+                plans.append(progress.plan)
+                bar.write(f"level {progress.level}/{progress.levels}: {progress.plan}")
+            bar.total = progress.total
             bar.update(progress.iteration - bar.n)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in progress.losses.items()}, refresh=False)
+            postfix = {k: f"{v:.3g}" for k, v in progress.losses.items()}
+            if progress.tiles:
+                postfix["tile"] = f"{progress.tile}/{progress.tiles}"
+            bar.set_postfix(postfix, refresh=progress.tile > 0)
         if progress.preview is not None and args.save_every:
             path = args.output.with_name(f"{args.output.stem}.iter{progress.iteration:05d}.png")
             progress.preview.save(path)
 
     try:
         result = engine.stylize(content, styles, params, progress=on_progress, preview_every=args.save_every)
-    except (ValueError, Cancelled) as exc:
+    except (ValueError, Cancelled) as exc:  # BudgetError is a ValueError: the budget cannot hold one level
         raise UsageError(str(exc)) from None
+    except OutOfMemory as exc:
+        raise UsageError(f"{exc} (or give a smaller --max-memory, so that larger levels are tiled)") from None
     finally:
         if bar is not None:
             bar.close()
@@ -178,10 +192,10 @@ def _run_job(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_bar(params):  # noqa: ANN001, ANN202 - tqdm is imported lazily
+def _progress_bar():  # noqa: ANN202 - tqdm is imported lazily
     from tqdm import tqdm
 
-    return tqdm(total=params.iterations * params.scales, unit="it", desc="stylelayer", dynamic_ncols=True)
+    return tqdm(total=None, unit="it", desc="stylelayer", dynamic_ncols=True)  # the engine reports the total
 
 
 def _check_output(path: Path) -> None:

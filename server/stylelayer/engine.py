@@ -22,14 +22,23 @@ from torch import Tensor
 
 from . import imaging
 from .losses import gram_matrix, pixel_scale, positions, style_target
-from .memory import LevelPlan, activation_bytes, default_budget, in_use, plan_level
+from .memory import (
+    HEADROOM,
+    BudgetError,
+    LevelPlan,
+    default_budget,
+    format_size,
+    in_use,
+    plan_level,
+    return_freed_memory_to_the_system,
+    style_tile,
+)
 from .objective import Terms, tiled_loss_and_grad, whole_loss
 from .params import VGG_LAYERS, StyleParams
 from .tiling import halo_for, random_offset, tile_grid, tiled_features, tiled_grams
 from .vgg import VGG19Features, layer_stride, load_vgg19
 
 _GRAM_CACHE_SIZE = 16
-_STYLE_TILE = 1024  # core size for style images too large for one pass without gradients
 
 
 class Cancelled(Exception):
@@ -120,6 +129,7 @@ class StyleEngine:
         model = load_vgg19(weights, preprocess)
         if self.device.type == "cpu":
             model = model.to(memory_format=torch.channels_last)
+            return_freed_memory_to_the_system()
         self.model: VGG19Features = model.to(self.device)
         self._grams: OrderedDict[tuple, dict[str, tuple[Tensor, int]]] = OrderedDict()
         self._hits = 0
@@ -206,18 +216,21 @@ class StyleEngine:
     def _optimise(self, run: _Run, work: Image.Image | None, styles: list[Image.Image],
                   levels: list[tuple[int, int]], generator: torch.Generator) -> Tensor:  # fmt: skip
         image: Tensor | None = None
-        for number, (width, height) in enumerate(levels, 1):
-            content_t = None
-            if work is not None:
-                content_t = imaging.to_tensor(work.resize((width, height), Image.Resampling.LANCZOS), self.device)
-            image = run.level(number, content_t, styles, (width, height), image, generator)
+        for number, size in enumerate(levels, 1):
+            image = run.level(number, work, styles, size, image, generator)
         assert image is not None
         return image
 
     def budget(self) -> int:
         """Bytes a job may use beyond what the process holds now: from `max_memory`, else the free RAM/VRAM."""
         limit = self.max_memory if self.max_memory is not None else default_budget(self.device)
-        return limit - in_use(self.device)
+        held = in_use(self.device)
+        if limit <= held:
+            raise BudgetError(
+                f"the memory budget of {format_size(limit)} is less than the {format_size(held)} this process already"
+                " holds (the network and the runtime): give a larger --max-memory"
+            )
+        return int((limit - held) * HEADROOM)
 
     # ---- style targets --------------------------------------------------------------------------------------
     def style_grams(self, style: Image.Image, params: StyleParams, precision: str) -> dict[str, tuple[Tensor, int]]:
@@ -239,10 +252,8 @@ class StyleEngine:
         image = imaging.to_tensor(style, self.device)
         layers = list(params.style_layers)
         deepest = max(layers, key=VGG_LAYERS.index)
-        tile = self.tile_size
-        one_pass = activation_bytes(style.width * style.height, deepest, precision, params.pooling, grad=False)
-        if tile is None and one_pass > self.budget() / 2:
-            tile = _STYLE_TILE
+        tile = self.tile_size or style_tile(style.width, style.height, self.budget(), deepest, precision,
+                                            params.pooling)  # fmt: skip
         if tile is None:
             with torch.no_grad(), _autocast(self.device, precision):
                 feats = self.model(image, layers, params.pooling)
@@ -284,12 +295,19 @@ class _Run:
         if self.should_cancel is not None and self.should_cancel():
             raise Cancelled("cancelled")
 
-    def level(self, number: int, content: Tensor | None, styles: Sequence[Image.Image], size: tuple[int, int],
+    def level(self, number: int, work: Image.Image | None, styles: Sequence[Image.Image], size: tuple[int, int],
               previous: Tensor | None, generator: torch.Generator) -> Tensor:  # fmt: skip
-        """Optimise at one resolution, starting from the upsampled previous level if there is one."""
+        """Optimise at one resolution, starting from the upsampled previous level if there is one.
+
+        The content tensor lives only until the content target is computed: at full resolution every image-sized
+        tensor held through the iterations is memory a tile cannot use.
+        """
         p = self.params
         width, height = size
         self.level_number = number
+        content = None
+        if work is not None:
+            content = imaging.to_tensor(work.resize(size, Image.Resampling.LANCZOS), self.engine.device)
         color_ref = content
         if p.preserve_colors and content is not None:
             content = imaging.luminance_image(content)
@@ -306,6 +324,8 @@ class _Run:
         del content, previous
         image = init.detach().clone().requires_grad_(True)
         del init
+        if not self.preview_every:
+            color_ref = None  # only previews still need the content's colours
         last: dict[str, float] = {}
         scale: list[float] = []
 
@@ -374,7 +394,7 @@ class _Run:
         if content is not None and p.effective_content_weight:
             if plan.tile is None:
                 with torch.no_grad(), autocast():
-                    content_target = engine.model(content, [p.content_layer], p.pooling)[p.content_layer].float()
+                    content_target = engine.model(content, [p.content_layer], p.pooling)[p.content_layer]
             else:
                 tiles = tile_grid(height, width, plan.tile, plan.halo)
                 content_target = tiled_features(engine.model, content, p.content_layer, p.pooling, tiles, autocast)

@@ -8,6 +8,7 @@ shortens L-BFGS's history, or falls back to Adam, when its vectors alone would n
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import re
@@ -17,15 +18,20 @@ import torch
 
 from .tiling import GRID
 from .vgg import conv_channels, layer_stride
+from .vgg import receptive_margin as receptive_margin_px
 
 MIN_TILE = 64  # below this the halo dwarfs the core and a tiled iteration costs many times an untiled one
+FAIR_TILE = 256  # smallest tile worth keeping L-BFGS for (a 256 px core with its halo is 2.6x the core's pixels)
+GOOD_TILE = 512  # tile size the planner reserves room for before it gives L-BFGS its history
+HEADROOM = 0.85  # share of the budget planned for: the allocator's fragmentation and small tensors take the rest
 MAX_HISTORY = 100  # L-BFGS history when memory allows (PyTorch's default)
 MIN_HISTORY = 3  # shorter than this and Adam does as well with fewer vectors
 WHOLE_MIN_HISTORY = 10  # the whole image is preferred over tiles only with at least this much history
 # Calibrated on the CPU (fp32, conv5_1, 1024x1024, peak RSS above the process before the pass): measured 2.3 KB/px
 # (avg pooling) and 2.6 KB/px (max) with gradients, 0.8 KB/px without; these factors keep the estimates above that.
-_BACKWARD_FACTOR = 1.35
+_BACKWARD_FACTOR = 1.5
 _NO_GRAD_FACTOR = 1.6
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20,
           "g": 2**30, "gb": 2**30, "gib": 2**30, "t": 2**40, "tb": 2**40, "tib": 2**40}  # fmt: skip
 
@@ -50,6 +56,20 @@ def parse_size(text: str | int) -> int:
 
 def format_size(n: int | float) -> str:
     return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
+
+
+def return_freed_memory_to_the_system() -> None:
+    """Make glibc give large freed blocks back to the system at once (CPU jobs).
+
+    By default glibc raises its mmap threshold after large frees and then serves big tensors from a heap it never
+    shrinks: the process's RSS keeps the peak of every past phase and a budget measured in RSS is exceeded (measured:
+    1.55 GB against a 1.4 GB plan; 1.37 GB with this). Tensors over 1 MB are mapped and unmapped on their own.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return  # not glibc (macOS, musl): nothing to tune
+    libc.mallopt(_M_MMAP_THRESHOLD, 2**20)
 
 
 def in_use(device: torch.device) -> int:
@@ -101,7 +121,7 @@ def activation_bytes(pixels: int, deepest: str, precision: str, pooling: str, gr
     saved = sum(per_px) * size + 6 * 4  # ReLU outputs, the input and its preprocessed copy
     if pooling == "max":
         saved += sum(c / (4 * layer_stride(n) ** 2) for n, c in layers if layer_stride(n) < layer_stride(deepest)) * 8
-    transient = 3 * max(per_px) * 4  # gradients of the widest layer in flight during backward
+    transient = 3 * max(per_px) * size  # gradients of the widest layer in flight during backward
     return _BACKWARD_FACTOR * pixels * (saved + transient)
 
 
@@ -132,12 +152,14 @@ def plan_level(width: int, height: int, *, budget: int, deepest: str, content_la
     """The fastest way to run a `width`×`height` level within `budget` bytes (beyond what the process holds)."""
     pixels = width * height
     vector = 3 * pixels * 4  # one image-sized float32 vector
-    fixed = 6 * vector  # the image, its gradient, the content tensor, the optimiser's working vectors
-    if content_layer is not None:
-        fixed += conv_channels(content_layer)[-1][1] * pixels // layer_stride(content_layer) ** 2 * 4
+    fixed = 3 * vector  # the image, its gradient, and one in flight (the content tensor, a step's temporary)
+    if content_layer is not None:  # the content target, in the features' precision
+        target = conv_channels(content_layer)[-1][1] * pixels // layer_stride(content_layer) ** 2
+        fixed += target * (2 if precision == "bf16" else 4)
 
     def state(opt: str, history: int) -> int:
-        return 2 * history * vector if opt == "lbfgs" else 2 * vector
+        """L-BFGS: its flat gradient, previous gradient and direction, plus two vectors per history entry."""
+        return (3 + 2 * history) * vector if opt == "lbfgs" else 3 * vector  # Adam: two moments, one temporary
 
     whole = int(activation_bytes(pixels, deepest, precision, pooling, grad=True))
     if force_tile is None:
@@ -148,22 +170,43 @@ def plan_level(width: int, height: int, *, budget: int, deepest: str, content_la
             if history >= min(WHOLE_MIN_HISTORY, MAX_HISTORY):
                 return LevelPlan(width, height, None, 0, "lbfgs", history, fixed + state("lbfgs", history) + whole)
 
-    # Tiled: the optimiser gets at most half of what is left after the fixed vectors, the tile the rest.
-    opt, history = optimizer, 0
+    # Tiled. Tiles of GOOD_TILE px keep the halo's overhead moderate: L-BFGS gets the history that leaves room for
+    # them; if not even MIN_HISTORY does, L-BFGS runs with MIN_HISTORY and smaller tiles, or Adam with larger ones.
+    def fit(opt: str, history: int, smallest: int) -> LevelPlan | None:
+        left = budget - fixed - state(opt, history)
+        tile = force_tile or _largest_tile(left, width, height, halo, deepest, precision, pooling)
+        if tile is None or (tile < smallest and not force_tile):
+            return None
+        estimate = fixed + state(opt, history) + _tile_bytes(tile, halo, deepest, precision, pooling)
+        return LevelPlan(width, height, tile, halo, opt, history, estimate)
+
+    good = min(GOOD_TILE, math.ceil(max(width, height) / GRID) * GRID)
+    candidates: list[tuple[str, int, int]] = [("adam", 0, MIN_TILE)]
     if optimizer == "lbfgs":
-        history = min(MAX_HISTORY, max(0, (budget - fixed) // 2) // (2 * vector))
-        if history < MIN_HISTORY:
-            opt, history = "adam", 0
-    left = budget - fixed - state(opt, history)
-    tile = force_tile or _largest_tile(left, width, height, halo, deepest, precision, pooling)
-    if tile is None:
-        need = fixed + state(opt, history) + _tile_bytes(MIN_TILE, halo, deepest, precision, pooling)
-        raise BudgetError(
-            f"a {width}x{height} level needs at least {format_size(need)} beyond what is already in use, but the "
-            f"memory budget leaves {format_size(budget)}: raise --max-memory, or lower the size"
-        )
-    estimate = fixed + state(opt, history) + _tile_bytes(tile, halo, deepest, precision, pooling)
-    return LevelPlan(width, height, tile, halo, opt, history, estimate)
+        room = budget - fixed - state("lbfgs", 0) - _tile_bytes(good, halo, deepest, precision, pooling)
+        history = min(MAX_HISTORY, room // (2 * vector))
+        candidates = [("lbfgs", history, good), ("lbfgs", MIN_HISTORY, FAIR_TILE), *candidates]
+        candidates = [c for c in candidates if c[0] == "adam" or c[1] >= MIN_HISTORY]
+    for opt, history, smallest in candidates:
+        plan = fit(opt, history, smallest)
+        if plan is not None:
+            return plan
+    need = fixed + state("adam", 0) + _tile_bytes(MIN_TILE, halo, deepest, precision, pooling)
+    raise BudgetError(
+        f"a {width}x{height} level needs at least {format_size(need)} beyond what is already in use, but the "
+        f"memory budget leaves {format_size(budget)}: raise --max-memory, or lower the size"
+    )
+
+
+def style_tile(width: int, height: int, budget: int, deepest: str, precision: str, pooling: str) -> int | None:
+    """Tile size for a style image's Gram pass (no gradients) within half the budget; None: in one pass."""
+    if activation_bytes(width * height, deepest, precision, pooling, grad=False) <= budget / 2:
+        return None
+    halo = -(-receptive_margin_px(deepest) // GRID) * GRID
+    tile = GRID
+    while activation_bytes((tile + GRID + 2 * halo) ** 2, deepest, precision, pooling, grad=False) <= budget / 2:
+        tile += GRID
+    return max(MIN_TILE, tile)
 
 
 def _tile_bytes(tile: int, halo: int, deepest: str, precision: str, pooling: str) -> int:

@@ -107,7 +107,7 @@ def tiled_grams(model: VGG19Features, image: Tensor, layers: Sequence[str], pool
 
 def tiled_features(model: VGG19Features, image: Tensor, layer: str, pooling: str, tiles: Sequence[Tile],
                    autocast: Callable[[], AbstractContextManager]) -> Tensor:  # fmt: skip
-    """The whole image's feature map at `layer` (float32), assembled from the tiles' cores."""
+    """The whole image's feature map at `layer` (in the features' precision), assembled from the tiles' cores."""
     height, width = image.shape[-2:]
     stride = layer_stride(layer)
     out: Tensor | None = None
@@ -116,7 +116,8 @@ def tiled_features(model: VGG19Features, image: Tensor, layer: str, pooling: str
             with autocast():
                 feats = model(image[..., tile.cy0 : tile.cy1, tile.cx0 : tile.cx1], [layer], pooling)[layer]
             if out is None:
-                out = torch.empty((1, feats.shape[1], height // stride, width // stride), device=image.device)
-            out[..., tile.rows(stride), tile.cols(stride)] = tile.core_of(feats, stride).float()
+                shape = (1, feats.shape[1], height // stride, width // stride)
+                out = torch.empty(shape, device=image.device, dtype=feats.dtype)
+            out[..., tile.rows(stride), tile.cols(stride)] = tile.core_of(feats, stride)
     assert out is not None
     return out

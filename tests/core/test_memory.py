@@ -1,0 +1,129 @@
+"""The memory budget: sizes parsed, levels planned whole or tiled, optimiser state shrunk, the budget honoured."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from testimages import real_image
+
+from stylelayer.cli import main
+from stylelayer.engine import StyleEngine
+from stylelayer.memory import HEADROOM, MAX_HISTORY, BudgetError, activation_bytes, in_use, parse_size, plan_level
+from stylelayer.params import StyleParams
+
+GB = 2**30
+
+
+def test_parse_size():
+    assert parse_size("4GB") == 4 * GB == parse_size("4g") == parse_size(" 4 GiB ")
+    assert parse_size("512MB") == 512 * 2**20
+    assert parse_size("2.5G") == int(2.5 * GB)
+    assert parse_size(3 * GB) == 3 * GB
+    for bad in ("four GB", "4XB", "", "-1GB"):
+        with pytest.raises(ValueError, match="not a memory size"):
+            parse_size(bad)
+    with pytest.raises(ValueError, match="too small"):
+        parse_size("100MB")
+
+
+def _plan(width: int, height: int, budget: int, optimizer: str = "lbfgs"):
+    return plan_level(width, height, budget=budget, deepest="conv5_1", content_layer="conv4_2", optimizer=optimizer,
+                      precision="fp32", pooling="avg", halo=80)  # fmt: skip
+
+
+def test_plans_whole_image_while_it_fits_then_tiles():
+    small = _plan(512, 384, 8 * GB)
+    assert not small.tiled and small.optimizer == "lbfgs" and small.history == MAX_HISTORY
+    # 4000x3000 in 3 GB: tiled, with L-BFGS's history cut so its 2 x history image-sized vectors fit.
+    big = _plan(4000, 3000, 3 * GB)
+    assert big.tiled and big.tile is not None and big.tile % 16 == 0 and big.halo == 80
+    assert big.optimizer == "lbfgs" and 3 <= big.history < 10
+    assert big.estimate <= 3 * GB
+    assert "4000x3000: tiles of" in big.describe() and "history" in big.describe()
+    # 8000x6000 in 6 GB: L-BFGS's vectors alone would not leave room for a tile: Adam.
+    huge = _plan(8000, 6000, 6 * GB)
+    assert huge.tiled and huge.optimizer == "adam" and huge.history == 0 and huge.estimate <= 6 * GB
+    with pytest.raises(BudgetError, match="raise --max-memory"):
+        _plan(8000, 6000, 2 * GB)
+
+
+def test_whole_image_estimate_grows_with_pixels_and_halves_in_bf16():
+    fp32 = activation_bytes(1_000_000, "conv5_1", "fp32", "avg", grad=True)
+    assert activation_bytes(4_000_000, "conv5_1", "fp32", "avg", grad=True) == pytest.approx(4 * fp32)
+    assert activation_bytes(1_000_000, "conv5_1", "bf16", "avg", grad=True) < 0.65 * fp32
+    assert activation_bytes(1_000_000, "conv5_1", "fp32", "avg", grad=False) < 0.5 * fp32
+
+
+def test_engine_tiles_a_level_that_does_not_fit_its_budget(starry64):
+    """A 400x300 job given room for only 60% of its untiled pass runs tiled, reports tiles, and converges.
+    (Layers up to conv3_1 keep the halo at 16 px so that this takes seconds.)"""
+    engine = StyleEngine(device="cpu")
+    whole = activation_bytes(400 * 300, "conv3_1", "fp32", "avg", grad=True)
+    engine.max_memory = in_use(engine.device) + int(0.6 * whole / HEADROOM)
+    content = real_image("tubingen").resize((400, 300))
+    params = StyleParams.from_dict({"size": 0, "iterations": 2, "seed": 0, "precision": "fp32", "scales": 1,
+                                    "style_layers": ["conv1_1", "conv2_1", "conv3_1"], "content_layer": "conv3_1"})
+    seen = []
+    result = engine.stylize(content, [starry64], params, progress=seen.append)
+    assert "tiles of" in result.plans[0], result.plans
+    tile_reports = [p for p in seen if p.tile]
+    assert tile_reports and tile_reports[-1].tile == tile_reports[-1].tiles  # both passes, every tile
+    assert result.history[-1]["total"] < result.history[0]["total"]
+    assert result.image.size == content.size
+
+
+def test_cancel_is_honoured_between_tiles(starry64):
+    engine = StyleEngine(device="cpu", tile_size=32)
+    content = real_image("tubingen", 128)
+    tiles_seen = []
+
+    def cancel() -> bool:
+        return len(tiles_seen) >= 3  # cancel in the middle of the first iteration
+
+    params = StyleParams.from_dict({"size": 0, "iterations": 5, "precision": "fp32", "scales": 1})
+    from stylelayer.engine import Cancelled
+
+    with pytest.raises(Cancelled):
+        engine.stylize(content, [starry64], params, progress=lambda p: p.tile and tiles_seen.append(p.tile),
+                       should_cancel=cancel)  # fmt: skip
+    assert len(tiles_seen) == 3  # stopped at the next tile, not at the end of the iteration
+
+
+def test_cli_max_memory_and_budget_errors(tmp_path, capsys):
+    content, style = tmp_path / "c.png", tmp_path / "s.png"
+    real_image("tubingen", 96).save(content)
+    real_image("starry_night", 64).save(style)
+    out = tmp_path / "out.png"
+    code = main(["run", str(content), str(style), "-o", str(out), "--size", "0", "--iterations", "1",
+                 "--device", "cpu", "--max-memory", "300MB"])  # fmt: skip
+    assert code == 2
+    assert "less than the" in capsys.readouterr().err  # the process itself holds more than 300 MB
+    code = main(["run", str(content), str(style), "-o", str(out), "--iterations", "1", "--max-memory", "lots"])
+    assert code == 2 and "not a memory size" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_peak_memory_stays_within_the_budget(tmp_path):
+    """A 1000x750 job (~2.7 GB untiled) in a fresh process capped at 1.4 GB: its peak RSS stays under it."""
+    script = """
+import json, resource, sys
+from testimages import real_image
+from stylelayer.engine import StyleEngine
+from stylelayer.params import StyleParams
+budget = int(sys.argv[1])
+engine = StyleEngine(device="cpu", max_memory=budget)
+params = StyleParams.from_dict({"size": 0, "iterations": 1, "seed": 0, "precision": "fp32", "scales": 1})
+content = real_image("tubingen").resize((1000, 750))
+result = engine.stylize(content, [real_image("starry_night", 500)], params)
+print(json.dumps({"plans": result.plans, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+    budget = int(1.4 * GB)
+    tests_dir = str(__import__("pathlib").Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", script, str(budget)], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "PYTHONPATH": tests_dir}, timeout=900)  # fmt: skip
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "tiles of" in report["plans"][0]
+    assert report["peak"] <= budget, f"peak {report['peak'] / GB:.2f} GB over the {budget / GB:.2f} GB budget"
