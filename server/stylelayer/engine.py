@@ -221,6 +221,23 @@ class StyleEngine:
         assert image is not None
         return image
 
+    def plan_job(self, content_size: tuple[int, int] | None, params: StyleParams) -> list[tuple[LevelPlan, int]]:
+        """How a job would run, without running it: each level's plan and iteration count.
+
+        For estimates before a job starts (time, memory); `content_size` None is texture mode's `output_size`.
+        """
+        if content_size is None:
+            assert params.output_size is not None
+            work_size = params.output_size
+        else:
+            longest = max(content_size) if params.size == 0 else min(params.size, max(content_size))
+            scale = longest / max(content_size)
+            work_size = (max(MIN_SIDE, round(content_size[0] * scale)), max(MIN_SIDE, round(content_size[1] * scale)))
+        levels = _level_sizes(work_size, params.scales)
+        run = _Run(self, params, 0, levels, 0.0, None, None, 0)
+        has_content = content_size is not None
+        return [(run._plan(w, h, has_content), n) for (w, h), n in zip(levels, run.level_iterations, strict=True)]
+
     def budget(self) -> int:
         """Bytes a job may use beyond what the process holds now: from `max_memory`, else the free RAM/VRAM."""
         limit = self.max_memory if self.max_memory is not None else default_budget(self.device)

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 
 import torch
 
-from .tiling import GRID
+from .tiling import GRID, spans
 from .vgg import conv_channels, layer_stride
 from .vgg import receptive_margin as receptive_margin_px
 
 MIN_TILE = 64  # below this the halo dwarfs the core and a tiled iteration costs many times an untiled one
 FAIR_TILE = 256  # smallest tile worth keeping L-BFGS for (a 256 px core with its halo is 2.6x the core's pixels)
 GOOD_TILE = 512  # tile size the planner reserves room for before it gives L-BFGS its history
+FORWARD_SHARE = 0.35  # cost of a pass without gradients relative to one with them
 HEADROOM = 0.85  # share of the budget planned for: the allocator's fragmentation and small tensors take the rest
 MAX_HISTORY = 100  # L-BFGS history when memory allows (PyTorch's default)
 MIN_HISTORY = 3  # shorter than this and Adam does as well with fewer vectors
@@ -140,6 +141,22 @@ class LevelPlan:
     @property
     def tiled(self) -> bool:
         return self.tile is not None
+
+    def work(self) -> float:
+        """Pixels the network processes per iteration, in units of one forward + backward pass over one pixel.
+
+        Whole image: its pixels. Tiled: every crop (core + halo) once with gradients, plus the Gram pass without
+        (a forward pass costs about a third of a forward + backward pass: measured 5.5 s vs 16 s at 1024²).
+        """
+        if self.tile is None:
+            return float(self.width * self.height)
+        crops = 0
+        for y0, y1 in spans(self.height, self.tile, 0):
+            for x0, x1 in spans(self.width, self.tile, 0):
+                h = min(self.height, y1 + self.halo) - max(0, y0 - self.halo)
+                w = min(self.width, x1 + self.halo) - max(0, x0 - self.halo)
+                crops += h * w
+        return crops * (1 + FORWARD_SHARE)
 
     def describe(self) -> str:
         how = f"tiles of {self.tile} px (+{self.halo} px halo)" if self.tile else "whole image"

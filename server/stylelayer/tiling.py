@@ -61,12 +61,12 @@ def tile_grid(height: int, width: int, tile: int, halo: int, offset: tuple[int, 
         raise ValueError(f"tile size must be a positive multiple of {GRID}; got {tile}")
     return [
         Tile(y0, y1, x0, x1, max(0, y0 - halo), min(height, y1 + halo), max(0, x0 - halo), min(width, x1 + halo))
-        for y0, y1 in _spans(height, tile, offset[0])
-        for x0, x1 in _spans(width, tile, offset[1])
+        for y0, y1 in spans(height, tile, offset[0])
+        for x0, x1 in spans(width, tile, offset[1])
     ]
 
 
-def _spans(length: int, tile: int, offset: int) -> Iterator[tuple[int, int]]:
+def spans(length: int, tile: int, offset: int) -> Iterator[tuple[int, int]]:
     """[start, end) spans of one axis: a first span of `offset % tile` (if any), then whole tiles, then the rest."""
     cuts = sorted({0, length, *range(offset % tile or tile, length, tile)})
     yield from zip(cuts, cuts[1:], strict=False)
