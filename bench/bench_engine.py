@@ -49,7 +49,8 @@ def run_engine(size: int, iterations: int, device_name: str, precision: str) -> 
 
     engine = StyleEngine(device=device_name)
     content, style = _images(size)
-    params = StyleParams.from_dict({"size": 0, "iterations": iterations, "seed": 0, "precision": precision})
+    raw = {"size": 0, "scales": 1, "iterations": iterations, "seed": 0, "precision": precision}
+    params = StyleParams.from_dict(raw)
     stamps: list[float] = []
     result = engine.stylize(content, [style], params, progress=lambda p: stamps.append(time.perf_counter()))
     return {"s_per_iter": _steady_rate(stamps), "peak_mb": _peak_memory_mb(engine.device),
@@ -62,7 +63,7 @@ def run_reference(size: int, iterations: int, device_name: str) -> dict:
 
     from stylelayer import imaging
     from stylelayer.engine import resolve_device
-    from stylelayer.losses import content_loss, gram_matrix, style_layer_loss, tv_loss
+    from stylelayer.losses import content_loss, gram_matrix, positions, style_layer_loss, tv_loss
     from stylelayer.params import StyleParams
     from stylelayer.vgg import load_vgg19
 
@@ -103,7 +104,7 @@ def run_reference(size: int, iterations: int, device_name: str) -> dict:
     def closure() -> torch.Tensor:
         opt.zero_grad()
         f = features(image)
-        s = sum(0.2 * style_layer_loss(f[k], g) for k, g in target_g.items())
+        s = sum(0.2 * style_layer_loss(f[k], g / positions(f[k])) for k, g in target_g.items())  # the paper's units
         total = p.content_weight * content_loss(f[p.content_layer], target_c) + p.style_weight * s
         total = total + p.tv_weight * tv_loss(image * 255)
         if not scale:
