@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import sys
 import threading
 import time
@@ -12,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
@@ -110,6 +112,27 @@ def raw(url: str, method: str = "GET", body: bytes | None = None, headers: dict 
     except urllib.error.HTTPError as exc:
         with exc:
             return exc.code, exc.headers, exc.read()
+
+
+def raw_exchange(url: str, payload: bytes, attempts: int = 5) -> bytes:
+    """Send `payload` on a fresh connection and read the answer to the end.
+
+    A server that answers before reading all of a request (headers over its limit) and then closes makes the
+    kernel reset the connection, which can drop the answer on the client's side before it is read: that is TCP,
+    not the server, so such an attempt is repeated.
+    """
+    parts = urlsplit(url)
+    for _ in range(attempts):
+        reply = b""
+        try:
+            with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+                sock.sendall(payload)
+                while chunk := sock.recv(65536):
+                    reply += chunk
+            return reply
+        except ConnectionResetError:
+            continue
+    raise AssertionError(f"every attempt was reset before an answer: {payload[:60]!r}")
 
 
 def error_of(body: bytes) -> dict:

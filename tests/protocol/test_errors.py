@@ -8,7 +8,7 @@ import time
 
 import pytest
 from PIL import Image
-from protocol_helpers import FakeEngine, error_of, gradient, png_bytes, raw, stylelayer_client
+from protocol_helpers import FakeEngine, error_of, gradient, png_bytes, raw, raw_exchange, stylelayer_client
 
 from stylelayer.api import create_app
 from stylelayer.engine import OutOfMemory
@@ -208,18 +208,9 @@ def test_json_params_take_json_types_only(server, params, field) -> None:
     assert err.message.startswith(f"{field}: must be")
 
 
-def raw_socket(srv, payload: bytes, wait: float = 5) -> bytes:
+def raw_socket(srv, payload: bytes) -> bytes:
     """Send raw bytes and read the whole answer (the server closes the connection after an error)."""
-    import socket
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(srv.url)
-    with socket.create_connection((parts.hostname, parts.port), timeout=wait) as sock:
-        sock.sendall(payload)
-        reply = b""
-        while chunk := sock.recv(65536):
-            reply += chunk
-    return reply
+    return raw_exchange(srv.url, payload)
 
 
 def parse_reply(reply: bytes) -> tuple[int, dict[str, str], bytes]:

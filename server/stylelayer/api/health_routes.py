@@ -36,6 +36,7 @@ def get_info() -> Response:
         "max_styles": MAX_STYLES,
         "keep_results": cfg["keep_results"],
         "result_ttl_s": cfg["result_ttl"],
+        "result_bytes": cfg["result_bytes"],
     }
     return jsonify(
         {

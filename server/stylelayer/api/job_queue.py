@@ -330,10 +330,10 @@ class JobQueue:
             png = encode_png(result.image, result.params, result.seed)
         except Cancelled:
             with self._lock:
-                if job.cancel_requested.is_set():
+                if self._stopping and not job.cancel_requested.is_set():
+                    self._requeue(job)  # the server is stopping: the job runs again from the start at the next start
+                else:
                     self._finish(job, CANCELLED)
-                else:  # the server is stopping: the job runs again from the start at the next start
-                    self._requeue(job)
             return
         except OutOfMemory as exc:  # the engine has freed the device's memory; its message says what to lower
             self._fail(job, "out_of_memory", str(exc))
