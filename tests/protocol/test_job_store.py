@@ -3,6 +3,7 @@ and their files with them; file names come from validated ids only; a store fold
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -92,3 +93,17 @@ def test_temporary_store_is_deleted_when_closed() -> None:
     assert (folder / "jobs.sqlite3").is_file()
     store.close()
     assert not folder.exists()
+
+
+def test_a_refused_submission_leaves_no_files(make_server, tmp_path) -> None:
+    engine = FakeEngine()
+    engine.gate = threading.Event()
+    _, client = make_server(engine, data_dir=str(tmp_path / "d"), max_queue=1)
+    running = client.submit(png_bytes(gradient()), STYLE)
+    assert engine.started.wait(5)
+    queued = client.submit(png_bytes(gradient()), STYLE)
+    with pytest.raises(stylelayer_client.StylelayerError) as err:
+        client.submit(png_bytes(gradient()), [STYLE, STYLE])
+    assert err.value.status == 429
+    assert files(tmp_path / "d") == sorted(f"{i}.{n}" for i in (running, queued) for n in ("content", "style0"))
+    engine.gate.set()

@@ -155,17 +155,22 @@ class JobQueue:
         until the job ends, so a restart can run it again."""
         if self.engine_error is not None:
             raise EngineUnavailable(self.engine_error)
-        with self._lock:
-            if self._stopping:  # the worker is gone: a job queued now would never run
-                raise EngineUnavailable("the server is shutting down")
-            self._prune()
-            if len(self._waiting) >= self.max_queue:
-                raise QueueFull(f"{len(self._waiting)} jobs are already waiting (limit {self.max_queue})")
-            job = Job(params=params, preview_every=preview_every, content=content, styles=styles, sync=sync)
-            self.store.add(job, sync, inputs or [])
-            self._jobs[job.id] = job
-            self._waiting.append(job)
-            self._lock.notify_all()
+        job = Job(params=params, preview_every=preview_every, content=content, styles=styles, sync=sync)
+        self.store.save_inputs(job.id, inputs or [])  # outside the lock: uploads can be large
+        try:
+            with self._lock:
+                if self._stopping:  # the worker is gone: a job queued now would never run
+                    raise EngineUnavailable("the server is shutting down")
+                self._prune()
+                if len(self._waiting) >= self.max_queue:
+                    raise QueueFull(f"{len(self._waiting)} jobs are already waiting (limit {self.max_queue})")
+                self.store.add(job, sync, inputs or [])
+                self._jobs[job.id] = job
+                self._waiting.append(job)
+                self._lock.notify_all()
+        except (EngineUnavailable, QueueFull):
+            self.store.discard(job.id)
+            raise
         return job
 
     def get(self, job_id: str) -> Job | None:

@@ -3,14 +3,17 @@
 One folder (`stylelayer serve --data-dir`, by default the per-user data folder) holds
 
     jobs.sqlite3             one row per job (parameters, state, losses, error, seed) and one per loss point;
-                             SQLite in WAL mode, every change one transaction, so a killed server leaves it intact
+                             SQLite in WAL mode, every change one committed transaction: a killed or crashed
+                             server loses nothing committed (synchronous=NORMAL: a power cut may lose the last
+                             moments, never the database)
     files/<id>.content       the uploaded images of a job (bytes as received) until the job ends
     files/<id>.style<N>
     files/<id>.result.png    the result, byte for byte what the client downloads
     lock                     held while a server uses the folder, so two servers never run the same jobs
 
 File names are built from a validated job id only (32 hex digits made by the server), never from a request.
-Files are written whole (temporary name, fsync, rename) before the row that points to them is committed.
+Files are written whole (temporary name, fsync, rename) before the row that points to them is committed, and
+outside the queue's lock (they can be large); the rows are small and written under it, so they are in order.
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ class JobStore:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.directory / "jobs.sqlite3", check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a committed job survives a power cut too, not only a kill
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across crashes and kills, no fsync per commit
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             self.close()
@@ -107,10 +110,18 @@ class JobStore:
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     # ---- jobs ----------------------------------------------------------------------------------------------
-    def add(self, job: Any, sync: bool, inputs: list[tuple[str, bytes]]) -> None:
-        """Record a new queued job with its input images ('content', 'style0', 'style1', ...)."""
+    def save_inputs(self, job_id: str, inputs: list[tuple[str, bytes]]) -> None:
+        """Write a new job's input images ('content', 'style0', 'style1', ...) before `add` records the job."""
         for name, data in inputs:
-            _write_file(self._path(job.id, name), data)
+            _write_file(self._path(job_id, name), data)
+
+    def discard(self, job_id: str) -> None:
+        """Remove the files of a job that was never added (refused after `save_inputs`)."""
+        for path in self.files.glob(f"{_checked(job_id)}.*"):
+            path.unlink(missing_ok=True)
+
+    def add(self, job: Any, sync: bool, inputs: list[tuple[str, bytes]]) -> None:
+        """Record a new queued job whose inputs `save_inputs` has written."""
         summary = {"content": any(n == "content" for n, _ in inputs), "styles": sum(n != "content" for n, _ in inputs)}
         with self._transaction() as db:
             db.execute(
@@ -122,13 +133,17 @@ class JobStore:
     def update(self, job: Any) -> None:
         """Write a job's state, times, counters, losses, error and seed."""
         with self._transaction() as db:
-            db.execute(
-                "UPDATE jobs SET state=?, started=?, finished=?, iteration=?, total=?, elapsed=?, losses=?, error=?,"
-                " seed=?, restarts=?, result_bytes=? WHERE id=?",
-                (job.state, job.started, job.finished, job.iteration, job.total, job.elapsed, json.dumps(job.losses),
-                 None if job.error is None else json.dumps(job.error), job.seed, job.restarts, job.result_bytes,
-                 job.id),
-            )  # fmt: skip
+            self._update(db, job)
+
+    @staticmethod
+    def _update(db: sqlite3.Connection, job: Any) -> None:
+        db.execute(
+            "UPDATE jobs SET state=?, started=?, finished=?, iteration=?, total=?, elapsed=?, losses=?, error=?,"
+            " seed=?, restarts=?, result_bytes=? WHERE id=?",
+            (job.state, job.started, job.finished, job.iteration, job.total, job.elapsed, json.dumps(job.losses),
+             None if job.error is None else json.dumps(job.error), job.seed, job.restarts, job.result_bytes,
+             job.id),
+        )  # fmt: skip
 
     def finish(self, job: Any, history: list[tuple[int, dict[str, float | None]]]) -> None:
         """A job ended: its row and loss history in one transaction, then its inputs go."""
@@ -137,7 +152,7 @@ class JobStore:
                 "INSERT OR REPLACE INTO losses (job_id, iteration, losses) VALUES (?,?,?)",
                 [(job.id, iteration, json.dumps(losses)) for iteration, losses in history],
             )
-        self.update(job)
+            self._update(db, job)
         for path in self.files.glob(f"{_checked(job.id)}.*"):
             if path.name != f"{job.id}.result.png":
                 path.unlink(missing_ok=True)
@@ -146,7 +161,7 @@ class JobStore:
         """A job goes back to the queue (the server stopped while it ran): its old loss points go."""
         with self._transaction() as db:
             db.execute("DELETE FROM losses WHERE job_id=?", (job.id,))
-        self.update(job)
+            self._update(db, job)
 
     def delete(self, job_id: str) -> None:
         with self._transaction() as db:
