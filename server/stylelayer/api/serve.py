@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
 import os
 import signal
+import socket
 import stat
 import sys
 from pathlib import Path
@@ -39,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host",
         default=DEFAULT_HOST,
-        help=f"address to bind (default {DEFAULT_HOST}; any other address requires --token)",
+        help=f"address to bind (default {DEFAULT_HOST}; any other address requires a token: ${TOKEN_ENV} or"
+        " --token-file)",
     )
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help="TCP port (default %(default)s; 0 picks a free one)"
@@ -141,6 +144,39 @@ def read_token(args: argparse.Namespace) -> str | None:
     return os.environ.get(TOKEN_ENV) or None
 
 
+def token_source(args: argparse.Namespace) -> str:
+    """Where the painter finds the token, without printing it (it would end up in logs)."""
+    if args.token_file is not None:
+        return f"the contents of {args.token_file}"
+    if args.token is not None:
+        return "the value given to --token"
+    return f"the value of ${TOKEN_ENV} on this machine"
+
+
+def lan_addresses(bound: str) -> list[str]:
+    """Addresses other machines can use to reach a server bound to `bound` (this machine's own for 0.0.0.0/::)."""
+    if bound not in ("0.0.0.0", "::", ""):
+        return [bound]
+    found: list[str] = []
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: this picks the interface a route would use
+        found.append(probe.getsockname()[0])
+    with contextlib.suppress(OSError):
+        found += socket.gethostbyname_ex(socket.gethostname())[2]
+    addresses = [a for a in dict.fromkeys(found) if not is_loopback(a)]
+    return addresses or [socket.gethostname()]
+
+
+def remote_instructions(bound: str, port: int, token_from: str) -> str:
+    """What to type into the Krita or GIMP plug-in on another machine."""
+    urls = ", ".join(f"http://{f'[{a}]' if ':' in a else a}:{port}" for a in lan_addresses(bound))
+    return (
+        f"From another machine: in the plug-in's dialog (Krita: Tools > Scripts > Style Transfer…; GIMP: Filters >"
+        f" Artistic > Neural Style Transfer…) enter the server URL {urls}, paste {token_from} into its Token field"
+        " and press Test connection. The port must be open in this machine's firewall."
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted. Exit codes: 0 clean stop, 2 refused configuration."""
     try:
@@ -193,6 +229,8 @@ def run(args: argparse.Namespace) -> int:
     server = create_http_server(app, args.host, args.port)
     host = f"[{server.effective_host}]" if ":" in str(server.effective_host) else server.effective_host
     print(f"stylelayer server listening on http://{host}:{server.effective_port}", flush=True)
+    if not is_loopback(args.host):
+        print(remote_instructions(str(server.effective_host), server.effective_port, token_source(args)), flush=True)
     print(f"device {engine.device}, weights {args.weights}; press Ctrl+C to stop", flush=True)
     # Service managers and `kill` send SIGTERM, and a shell starting us in the background ignores SIGINT for us:
     # both must end the same clean way Ctrl+C does.
