@@ -81,7 +81,7 @@ try:
     cfg.set_property("image", img)
     cfg.set_core_object_array("drawables", [layer])
     for key, value in A["props"].items():
-        cfg.set_property(key, Gio.File.new_for_path(value) if key == "style-file" else value)
+        cfg.set_property(key, Gio.File.new_for_path(value) if key in ("style-file", "loss-plot") else value)
     res = proc.run(cfg)
     out["status"] = res.index(0).value_nick
     out["error"] = res.index(1) if res.length() > 1 else None
@@ -343,10 +343,13 @@ def test_new_layer_directly_above_with_the_servers_pixels(gimp3, server_url, cli
 
 
 def test_rgb_layer_without_alpha(gimp3, server_url, client, logic, style_files):
+    """Also saves the run's loss curves where the `loss-plot` argument says."""
     photo = _photo()
     source = gimp3.work / "flat.png"
     photo.save(source)
-    props = _props(style_files["png"], gimp3, server_url, **{"style-strength": 3.0})
+    loss_plot = gimp3.work / "losses.png"
+    extra = {"style-strength": 3.0, "loss-plot": gimp3.inside(loss_plot)}
+    props = _props(style_files["png"], gimp3, server_url, **extra)
 
     out, ora = gimp3.run({"input": gimp3.inside(source), "layer": None, "props": props})
 
@@ -361,6 +364,8 @@ def test_rgb_layer_without_alpha(gimp3, server_url, client, logic, style_files):
     assert expected.mode == "RGB"
     assert _same_pixels(out["pixels"][STYLE_NAME], expected)
     assert not _same_pixels(out["pixels"][STYLE_NAME], photo)
+    with Image.open(loss_plot) as plot:  # the server's losses.png of this run, 800x480
+        assert (plot.format, plot.size) == ("PNG", (800, 480))
 
 
 def test_only_the_selection_bounds_are_stylized(gimp3, server_url, client, logic, style_files):

@@ -82,9 +82,12 @@ def run_dialog(doc, node, captured):
     if "ok" not in done:
         loop.exec_()
     timer.stop()
+    curve = dialog.loss_curve.grab().toImage()  # the live loss curve as painted: more than frame and background
+    colours = {curve.pixel(x, y) for x in range(curve.width()) for y in range(curve.height())}
     result["dialog"] = {"done": done, "messages": messages, "gui_ticks": ticks["n"],
                         "max_progress": max(ticks["progress_values"] or [0]),
-                        "saved_url": app.readSetting("stylelayer", "server_url", "")}  # fmt: skip
+                        "saved_url": app.readSetting("stylelayer", "server_url", ""),
+                        "loss_points": len(dialog.loss_curve.totals), "curve_colours": len(colours)}  # fmt: skip
     if not done.get("ok"):
         raise RuntimeError(done.get("message", "the dialog did not finish in time"))
     return done["message"]

@@ -194,6 +194,8 @@ def test_dialog_with_selection_in_real_krita(krita_home, server, inputs, tmp_pat
     assert dialog["messages"] == [[True, "Style: starry night"]]
     assert dialog["gui_ticks"] >= 2  # the event loop ran during the job: Krita did not freeze
     assert dialog["saved_url"] == server.url  # persisted with Krita.instance().writeSetting
+    assert dialog["loss_points"] == PARAMS["iterations"]  # the live curve got every iteration's loss
+    assert dialog["curve_colours"] > 2  # and drew it (a frame on a background alone is 2 colours)
 
 
 def test_server_down_leaves_document_unchanged(krita_home, inputs, tmp_path):

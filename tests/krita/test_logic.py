@@ -141,3 +141,12 @@ def test_progress():
     assert logic.progress_text({"state": "queued"}) == "Queued on the server…"
     text = logic.progress_text({"state": "running", "iteration": 3, "total": 10, "eta_s": 4.2})
     assert text == "Iteration 3/10, about 5 s left"
+
+
+def test_loss_polyline_is_log_scaled_and_skips_what_cannot_be_drawn():
+    assert logic.loss_polyline([1000.0, 100.0, 10.0], 100, 50, margin=0) == [(0, 0), (50, 25), (100, 50)]
+    # missing, zero and non-finite points are left out; x still counts every iteration
+    assert logic.loss_polyline([100.0, None, 0.0, float("nan"), 1.0], 40, 20, margin=0) == [(0, 0), (40, 20)]
+    line = logic.loss_polyline([5.0, 5.0], 30, 10, margin=2)  # a flat curve stays inside the box
+    assert line == [(2, 2), (28, 2)]
+    assert logic.loss_polyline([], 10, 10) == [] and logic.loss_polyline([None, float("inf")], 10, 10) == []

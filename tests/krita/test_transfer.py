@@ -212,3 +212,46 @@ def test_package_imports_without_krita_or_qt(mock_krita_module):
     assert "stylelayer_krita.extension" not in sys.modules
     assert "PyQt5" not in sys.modules
     assert mock_krita_module.Krita.instance().activeDocument().activeNode().name() == "Sketch"
+
+
+class LossClient(FakeClient):
+    """A job polled while queued, then at iterations 1, 3 and 4; serves its loss points page by page like the
+    server's GET /v1/jobs/{id}/losses?since=N (or fails it, like a server without that route)."""
+
+    def __init__(self, losses_error: Exception | None = None):
+        super().__init__()
+        self.losses_error, self.iteration, self.since_asked = losses_error, 0, []
+
+    def run_job(self, content_png, on_progress=None, **kw):
+        for state, iteration in (("queued", 0), ("running", 1), ("running", 3), ("done", 4)):
+            self.iteration = iteration
+            on_progress({"id": "f" * 32, "state": state, "iteration": iteration, "total": 4}, None)
+        return super().run_job(content_png, **kw)
+
+    def losses(self, job_id, since=0):
+        self.since_asked.append(since)
+        if self.losses_error is not None:
+            raise self.losses_error
+        points = [{"iteration": i, "total": 10.0 / i} for i in range(since + 1, self.iteration + 1)]
+        return {"id": job_id, "since": since, "next": points[-1]["iteration"] if points else since, "points": points}
+
+
+def test_loss_points_follow_the_job_page_by_page(fake_doc, style_file):
+    client, batches = LossClient(), []
+    source = transfer.prepare(fake_doc, fake_doc.active, CODEC)
+    with open(style_file, "rb") as fh:
+        png = transfer.request(source, client, fh.read(), on_losses=batches.append)
+    assert logic.png_size(png) == (8, 6)
+    assert client.since_asked == [0, 1, 3]  # not while queued; each time after the last point it has
+    assert [[p["iteration"] for p in batch] for batch in batches] == [[1], [2, 3], [4]]
+
+
+def test_no_loss_curve_from_the_server_does_not_stop_the_job(fake_doc, style_file):
+    from stylelayer_krita.stylelayer_client import StylelayerError
+
+    client, batches = LossClient(StylelayerError("no route", code="not_found", status=404)), []
+    source = transfer.prepare(fake_doc, fake_doc.active, CODEC)
+    with open(style_file, "rb") as fh:
+        png = transfer.request(source, client, fh.read(), on_losses=batches.append)
+    assert logic.png_size(png) == (8, 6) and batches == []
+    assert client.since_asked == [0]  # tried once, then left alone

@@ -153,19 +153,12 @@ class _CancelWindow:
             self._gtk.main_iteration_do(False)
 
 
-def _run_job(url, content_png, style_png, params, interactive):
-    """Runs the server job off the main thread; returns the result PNG, or None when cancelled."""
+def _run_job(url, content_png, style_png, params, interactive, loss_plot):
+    """Runs the server job off the main thread; returns (result PNG, loss curves PNG or None), or None when
+    cancelled."""
     client_mod = _load_client()
     client = client_mod.StylelayerClient(base_url=url, token=os.environ.get("STYLELAYER_TOKEN") or None)
-
-    def work(on_progress, should_cancel):
-        return client.run_job(
-            content_png,
-            style_png=style_png,
-            params=params,
-            on_progress=on_progress,
-            should_cancel=should_cancel,
-        )
+    work = logic.job_work(client, content_png, style_png, params, loss_plot)
 
     Gimp.progress_init(f"{TITLE}: sending to {url}")
     window = _CancelWindow(TITLE) if interactive else None
@@ -193,9 +186,10 @@ def _run_job(url, content_png, style_png, params, interactive):
 
     error = runner.error
     if error is None:
-        if not isinstance(runner.result, bytes | bytearray):
+        result_png, loss_png = runner.result
+        if not isinstance(result_png, bytes | bytearray):
             raise logic.PluginError("the server returned no image")
-        return bytes(runner.result)
+        return bytes(result_png), loss_png
     if isinstance(error, client_mod.JobCancelled) or runner.cancelled:
         return None
     raise error  # run() turns it into the message both plug-ins show (logic.error_message)
@@ -231,6 +225,8 @@ def stylize(procedure, run_mode, image, drawables, config):
         seed=config.get_property("seed"),
     )
     url = logic.check_server_url(config.get_property("server-url"))
+    loss_file = config.get_property("loss-plot")
+    loss_path = loss_file.get_path() if loss_file is not None else None
 
     intersects, x, y, w, h = drawable.mask_intersect()
     if not intersects or w <= 0 or h <= 0:
@@ -243,9 +239,10 @@ def stylize(procedure, run_mode, image, drawables, config):
         content_png = logic.encode_png(w, h, logic.rgba_to_rgb(rgba), channels=3)
     style_png = _style_png(style_path)
 
-    result_png = _run_job(url, content_png, style_png, params, run_mode == Gimp.RunMode.INTERACTIVE)
-    if result_png is None:
+    outcome = _run_job(url, content_png, style_png, params, run_mode == Gimp.RunMode.INTERACTIVE, bool(loss_path))
+    if outcome is None:
         return False
+    result_png, loss_png = outcome
     result_rgba = _decode_png_with_gimp(result_png, w, h)
 
     ox, oy = drawable.get_offsets()[1:]
@@ -273,6 +270,8 @@ def stylize(procedure, run_mode, image, drawables, config):
     finally:
         image.undo_group_end()
     Gimp.displays_flush()
+    if loss_path:
+        logic.save_loss_plot(loss_png, loss_path)
     return True
 
 
@@ -353,6 +352,11 @@ class StyleLayer(Gimp.PlugIn):
         procedure.add_string_argument(
             "server-url", "Server _URL", "Address of the running stylelayer server (start it with `stylelayer serve`)",
             logic.DEFAULT_SERVER_URL, rw,
+        )  # fmt: skip
+        procedure.add_file_argument(
+            "loss-plot", "Loss cur_ves PNG",
+            "Optional: a PNG file for the loss curves of the run (log scale, one line per term); none: not saved",
+            Gimp.FileChooserAction.SAVE, True, None, rw,
         )  # fmt: skip
         return procedure
 

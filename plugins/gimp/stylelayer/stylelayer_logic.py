@@ -1,7 +1,8 @@
 """Pure logic of the GIMP plug-in: no `gi` import, so it is tested with plain Python.
 
-GIMP-only parts live here: RGBA -> RGB, style image scaling, the progress title and a job runner that keeps the
-HTTP polling off GIMP's main thread so the plug-in can pump its UI and honour Cancel. What the Krita plug-in
+GIMP-only parts live here: RGBA -> RGB, style image scaling, the progress title, the server job (with the loss
+curves when asked) and a job runner that keeps the HTTP polling off GIMP's main thread so the plug-in can pump its
+UI and honour Cancel. What the Krita plug-in
 shares (parameter limits and mapping, PNG encoding, layer naming, URL check, progress text, error messages) is in
 `stylelayer_plugin_logic.py`, which the installer copies next to this file from plugins/common, and is
 re-exported from here, so `logic.build_params` etc. work.
@@ -13,7 +14,7 @@ import threading
 
 # The logic shared with the Krita plug-in (copied into this folder, which is on sys.path), re-exported.
 from stylelayer_plugin_logic import *  # noqa: F403
-from stylelayer_plugin_logic import progress_fraction, progress_text
+from stylelayer_plugin_logic import PluginError, progress_fraction, progress_text
 
 DEFAULT_ITERATIONS = 200
 DEFAULT_SIZE = 512
@@ -36,6 +37,36 @@ def scaled_to_fit(width: int, height: int, max_side: int) -> tuple[int, int]:
         return width, height
     factor = max_side / longest
     return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+def job_work(client, content_png: bytes, style_png: bytes, params: dict, loss_plot: bool = False):
+    """The server job as JobRunner runs it: `work(on_progress, should_cancel)` returns (result PNG, loss curves
+    PNG or None); the loss curves are fetched only when asked (GET /v1/jobs/{id}/losses.png)."""
+
+    def work(on_progress, should_cancel):
+        job = {}
+
+        def progress(status, preview=None):
+            job["id"] = status.get("id")
+            on_progress(status, preview)
+
+        result = client.run_job(
+            content_png, style_png=style_png, params=params, on_progress=progress, should_cancel=should_cancel
+        )
+        return result, client.loss_plot(job["id"]) if loss_plot else None
+
+    return work
+
+
+def save_loss_plot(png: bytes, path: str) -> None:
+    """Write the loss curves PNG; PluginError naming the file when it cannot be written."""
+    try:
+        with open(path, "wb") as out:
+            out.write(png)
+    except OSError as exc:
+        raise PluginError(
+            f"the new layer was added, but the loss curves could not be saved to {path}: {exc.strerror or exc}"
+        ) from exc
 
 
 class JobRunner:

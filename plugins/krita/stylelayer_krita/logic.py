@@ -9,6 +9,7 @@ re-exported from here, so `logic.build_params` etc. work.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 # The logic shared with the GIMP plug-in (copied into this folder when the plug-in is assembled), re-exported.
@@ -133,3 +134,19 @@ def preset_values(name: str) -> tuple[int, int]:
     except KeyError:
         raise PluginError(f"unknown preset {name!r} (choose {', '.join(PRESETS)})") from None
 
+
+# ---- loss curve -------------------------------------------------------------------------------------------
+def loss_polyline(values: list, width: float, height: float, margin: float = 4.0) -> list[tuple[float, float]]:
+    """Widget coordinates of a loss curve: iteration on x, log10(loss) on y (top = highest), within `margin`.
+
+    Losses span orders of magnitude, hence the log scale; values that are missing, 0 or not finite (a diverged
+    loss is null in the server's JSON) are left out, so what is drawn is always a plain polyline.
+    """
+    logs = [(i, math.log10(v)) for i, v in enumerate(values) if isinstance(v, (int, float)) and math.isfinite(v)
+            and v > 0]  # fmt: skip
+    if not logs:
+        return []
+    lo, hi = min(y for _, y in logs), max(y for _, y in logs)
+    span_x, span_y = max(len(values) - 1, 1), (hi - lo) or 1.0
+    inner_w, inner_h = width - 2 * margin, height - 2 * margin
+    return [(margin + inner_w * i / span_x, margin + inner_h * (hi - y) / span_y) for i, y in logs]

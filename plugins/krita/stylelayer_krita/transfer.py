@@ -4,7 +4,7 @@ Split in three steps so the dialog can run the network part on a QThread while K
 touched on the GUI thread:
 
     source = prepare(doc, node, codec)             # GUI thread: reads pixels, encodes the PNG
-    png = request(source, client, style_png, ...)  # any thread: the HTTP job (blocking)
+    png = request(source, client, style_png, ...)  # any thread: the HTTP job (blocking), with loss points
     node = insert_result(source, png, name, codec) # GUI thread: adds the new layer, or leaves doc as it was
 
 `run_style_transfer` chains them synchronously; the end-to-end test and scripts call it directly.
@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from . import logic
 from .logic import PluginError, Rect
+from .stylelayer_client import StylelayerError
 
 
 class Codec(Protocol):
@@ -97,6 +98,31 @@ def make_client(server_url: str, timeout: float = 30) -> Any:
     return StylelayerClient(logic.check_server_url(server_url), timeout=timeout)
 
 
+class LossFollower:
+    """After each poll, fetches the job's new loss points (GET .../losses?since=N) for the dialog's live curve.
+
+    The curve is an extra: if the server cannot give it (an older server without the route), following stops
+    and the job goes on.
+    """
+
+    def __init__(self, client: Any, on_losses: Callable[[list[dict]], None]):
+        self.client, self.on_losses = client, on_losses
+        self.since = 0
+        self.stopped = False
+
+    def __call__(self, status: dict) -> None:
+        if self.stopped or status.get("state") == "queued" or not status.get("id"):
+            return
+        try:
+            page = self.client.losses(status["id"], self.since)
+        except StylelayerError:
+            self.stopped = True
+            return
+        if page["points"]:
+            self.since = page["next"]
+            self.on_losses(page["points"])
+
+
 def request(
     source: Source,
     client: Any,
@@ -105,16 +131,28 @@ def request(
     params: dict | None = None,
     on_progress: Callable[[dict, bytes | None], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    on_losses: Callable[[list[dict]], None] | None = None,
 ) -> bytes:
-    """The server job; blocking, touches no Krita object, so it may run on a worker thread."""
+    """The server job; blocking, touches no Krita object, so it may run on a worker thread.
+
+    on_losses(points) gets each batch of new loss points ({"iteration", "content", "style", "tv", "total"}).
+    """
     if style_png is None and not style_id:
         raise PluginError("Choose a style image (a file, or one from the server's library).")
+    follow = LossFollower(client, on_losses) if on_losses is not None else None
+
+    def progress(status: dict, preview: bytes | None) -> None:
+        if follow is not None:
+            follow(status)
+        if on_progress is not None:
+            on_progress(status, preview)
+
     return client.run_job(
         source.content_png,
         style_png=style_png,
         style_id=style_id,
         params=params,
-        on_progress=on_progress,
+        on_progress=progress,
         should_cancel=should_cancel,
     )
 

@@ -5,8 +5,8 @@ job runs in a QThread that reports progress and previews through signals, so Kri
 """
 
 from krita import Krita
-from PyQt5.QtCore import QSize, Qt, QThread, pyqtSignal
-from PyQt5.QtGui import QIcon, QImage, QPixmap
+from PyQt5.QtCore import QPointF, QSize, Qt, QThread, pyqtSignal
+from PyQt5.QtGui import QIcon, QImage, QPainter, QPen, QPixmap, QPolygonF
 from PyQt5.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -27,6 +27,7 @@ from PyQt5.QtWidgets import (
     QRadioButton,
     QSpinBox,
     QVBoxLayout,
+    QWidget,
 )
 
 from . import logic, transfer
@@ -66,9 +67,11 @@ class CallThread(QThread):
 
 
 class JobThread(QThread):
-    """The server job: progress(status, preview_png_or_None) while it runs, done(ok, png_or_exception)."""
+    """The server job: progress(status, preview_png_or_None) and losses(new_points) while it runs,
+    done(ok, png_or_exception)."""
 
     progress = pyqtSignal(object, object)
+    losses = pyqtSignal(object)
     done = pyqtSignal(bool, object)
 
     def __init__(self, source, client, style_png, style_id, params, parent=None):
@@ -86,11 +89,41 @@ class JobThread(QThread):
                 source, client, style_png, style_id, params,
                 on_progress=lambda status, preview: self.progress.emit(status, preview),
                 should_cancel=lambda: self._cancel,
+                on_losses=self.losses.emit,
             )  # fmt: skip
         except BaseException as exc:  # noqa: BLE001
             self.done.emit(False, exc)
             return
         self.done.emit(True, png)
+
+
+# ---- loss curve ----------------------------------------------------------------------------------------------
+class LossCurve(QWidget):
+    """The total loss of every iteration so far, on a log scale (logic.loss_polyline), drawn as it arrives."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.totals = []
+        self.setToolTip("Total loss per iteration (log scale): it falls fast, then flattens as the style settles.")
+
+    def add(self, points):
+        self.totals.extend(point.get("total") for point in points)
+        self.update()
+
+    def clear(self):
+        self.totals = []
+        self.update()
+
+    def paintEvent(self, _event):  # noqa: N802 - Qt's name
+        painter = QPainter(self)
+        painter.setPen(QPen(self.palette().mid().color()))
+        painter.drawRect(self.rect().adjusted(0, 0, -1, -1))
+        line = logic.loss_polyline(self.totals, self.width(), self.height())
+        if len(line) > 1:
+            painter.setRenderHint(QPainter.Antialiasing)
+            painter.setPen(QPen(self.palette().highlight().color(), 1.5))
+            painter.drawPolyline(QPolygonF([QPointF(x, y) for x, y in line]))
+        painter.end()
 
 
 # ---- dialog --------------------------------------------------------------------------------------------------
@@ -215,6 +248,9 @@ class StyleTransferDialog(QDialog):
         self.preview_label.setFixedSize(PREVIEW_SIDE, PREVIEW_SIDE * 3 // 4)
         self._clear_preview(PREVIEW_HINT)
         preview_layout.addWidget(self.preview_label)
+        self.loss_curve = LossCurve()
+        self.loss_curve.setFixedSize(PREVIEW_SIDE, PREVIEW_SIDE // 4)
+        preview_layout.addWidget(self.loss_curve)
         middle.addWidget(preview)
         layout.addLayout(middle)
 
@@ -376,11 +412,13 @@ class StyleTransferDialog(QDialog):
         self.pending = label
         self.progress_bar.setValue(0)
         self._clear_preview("Waiting for the first preview…")
+        self.loss_curve.clear()
         self.progress_label.setText("Sending the layer to the server…")
         self.run_button.setEnabled(False)
         self.cancel_button.setText("Cancel")
         self.job = JobThread(source, client, style_png, style_id, params, self)
         self.job.progress.connect(self._progress)
+        self.job.losses.connect(self.loss_curve.add)
         self.job.done.connect(self._job_done)
         self._spawn(self.job)
 
