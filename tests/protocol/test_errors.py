@@ -8,7 +8,16 @@ import time
 
 import pytest
 from PIL import Image
-from protocol_helpers import FakeEngine, error_of, gradient, png_bytes, raw, raw_exchange, stylelayer_client
+from protocol_helpers import (
+    OVERSIZE_HEADERS,
+    FakeEngine,
+    error_of,
+    gradient,
+    png_bytes,
+    raw,
+    raw_exchange,
+    stylelayer_client,
+)
 
 from stylelayer.api import create_app
 from stylelayer.engine import OutOfMemory
@@ -223,8 +232,7 @@ def parse_reply(reply: bytes) -> tuple[int, dict[str, str], bytes]:
 @pytest.mark.parametrize(
     ("payload", "status", "code"),
     [
-        (b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"y" * 300_000 + b"\r\n\r\n", 431,
-         "headers_too_large"),
+        (OVERSIZE_HEADERS, 431, "headers_too_large"),
         (b"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -5\r\n\r\n", 400, "bad_request"),
         (b"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "not_implemented"),
     ],
