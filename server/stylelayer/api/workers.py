@@ -1,0 +1,148 @@
+"""Who runs a job: the interface between the job queue and an engine, and the in-process worker.
+
+The queue hands each job to a `Worker`. The in-process worker (the default) calls the engine in this process; the
+Ray workers (`ray_workers.py`, imported only by `stylelayer serve --workers ray`) run it in an actor and stream its
+progress back. Both run a job with `run_on_engine`, report the same `ProgressUpdate`s and return the same
+`JobOutcome`, so the HTTP API, the job store and the plug-ins cannot tell them apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from PIL import Image
+
+from ..engine import Progress
+from ..imaging import encode_png
+from ..params import StyleParams
+
+
+@dataclass
+class JobSpec:
+    """What a worker needs to run one job (picklable: it travels to a Ray actor)."""
+
+    job_id: str
+    content: Image.Image | None
+    styles: list[Image.Image]
+    params: StyleParams
+    preview_every: int
+
+
+@dataclass
+class ProgressUpdate:
+    """One progress report of a running job, its preview already a PNG (encoded where the job runs)."""
+
+    iteration: int
+    total: int
+    losses: dict[str, float]
+    elapsed: float
+    level: int
+    levels: int
+    tile: int
+    tiles: int
+    plan: str
+    preview_png: bytes | None
+
+    @classmethod
+    def of(cls, p: Progress) -> ProgressUpdate:
+        preview = encode_png(p.preview) if p.preview is not None else None
+        return cls(p.iteration, p.total, dict(p.losses), p.elapsed, p.level, p.levels, p.tile, p.tiles, p.plan,
+                   preview)  # fmt: skip
+
+
+@dataclass
+class JobOutcome:
+    """A finished job: its result PNG (parameters and seed in its metadata) and final figures."""
+
+    png: bytes
+    seed: int
+    iterations: int
+    losses: dict[str, float]
+    elapsed: float
+
+
+class WorkerLost(Exception):
+    """The worker's process died under a job (actor killed, node lost, killed for memory): the job itself did not
+    fail, and the worker must be replaced before it takes another."""
+
+
+Report = Callable[[ProgressUpdate], None]
+CancelCheck = Callable[[], bool]
+
+
+class Worker(Protocol):
+    """One place where jobs run, one at a time. `engine` (describe, cache_stats, plan_job) is None until started."""
+
+    name: str
+    engine: Any
+
+    def start(self, stopping: CancelCheck) -> None:
+        """Load the engine (may take a while); raise when it cannot be loaded; give up once `stopping()`."""
+
+    def run(self, spec: JobSpec, report: Report, should_cancel: CancelCheck) -> JobOutcome:
+        """Run a job; raises what the engine raises (Cancelled, OutOfMemory, ValueError, ...) or WorkerLost."""
+
+    def replace(self, stopping: CancelCheck) -> None:
+        """Start afresh after WorkerLost."""
+
+    def describe(self) -> dict[str, Any]:
+        """name, kind, device and where it runs, for /v1/info."""
+
+    def cache_stats(self) -> dict[str, int]: ...
+
+
+def run_on_engine(engine: Any, spec: JobSpec, report: Report, should_cancel: CancelCheck) -> JobOutcome:
+    """Run a job on an engine in this process: what every worker does, wherever it lives."""
+    result = engine.stylize(
+        spec.content,
+        spec.styles,
+        spec.params,
+        progress=lambda p: report(ProgressUpdate.of(p)),
+        should_cancel=should_cancel,
+        preview_every=spec.preview_every,
+    )
+    png = encode_png(result.image, result.params, result.seed)
+    return JobOutcome(png, result.seed, result.iterations, dict(result.losses), result.elapsed)
+
+
+class InProcessWorker:
+    """The engine in this process, on one device: the default, and what a laptop needs."""
+
+    kind = "in-process"
+
+    def __init__(self, engine: Any = None, factory: Callable[[], Any] | None = None, name: str = "local"):
+        if (engine is None) == (factory is None):
+            raise ValueError("give exactly one of engine or factory")
+        self.name = name
+        self.engine = engine
+        self._factory = factory
+
+    def start(self, stopping: CancelCheck) -> None:
+        if self.engine is None:
+            assert self._factory is not None
+            self.engine = self._factory()
+
+    def run(self, spec: JobSpec, report: Report, should_cancel: CancelCheck) -> JobOutcome:
+        return run_on_engine(self.engine, spec, report, should_cancel)
+
+    def replace(self, stopping: CancelCheck) -> None:
+        """Never needed: this process is the worker (if it dies, so does the server)."""
+
+    def describe(self) -> dict[str, Any]:
+        described = self.engine.describe() if self.engine is not None else {}
+        return {"name": self.name, "kind": self.kind, "device": str(described.get("device", "")), "node": None}
+
+    def cache_stats(self) -> dict[str, int]:
+        return dict(self.engine.cache_stats()) if self.engine is not None else {}
+
+
+def style_key(styles: list[Image.Image]) -> str:
+    """A digest of a job's style images: jobs with the same key reuse the Gram targets a worker has cached."""
+    digest = hashlib.blake2b(digest_size=16)
+    for style in styles:
+        digest.update(f"{style.mode}{style.size}".encode())
+        digest.update(style.tobytes())
+    return digest.hexdigest()
