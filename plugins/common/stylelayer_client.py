@@ -20,23 +20,29 @@ __all__ = [
     "ConnectionLost",
     "JobCancelled",
     "JobFailed",
+    "NotStylelayer",
     "ServerUnavailable",
     "StylelayerClient",
     "StylelayerError",
     "TimedOut",
+    "VersionMismatch",
+    "WrongToken",
 ]
 
 DEFAULT_URL = "http://127.0.0.1:8765"  # = stylelayer.limits.DEFAULT_URL (a test checks)
+API_VERSION = 1  # the /v1/ routes; /v1/info says which API a server speaks
+MIN_SERVER_VERSION = "0.1.0"  # the oldest server with every route this client calls (estimate, abandon_after)
 
 
 class StylelayerError(Exception):
     """The server refused or failed a request; `code` is the API's error code, `status` the HTTP status."""
 
-    def __init__(self, message: str, code: str | None = None, status: int | None = None):
+    def __init__(self, message: str, code: str | None = None, status: int | None = None, url: str | None = None):
         super().__init__(message)
         self.message = message
         self.code = code
         self.status = status
+        self.url = url  # the server's address, when the client knows it
 
 
 class ServerUnavailable(StylelayerError):
@@ -50,6 +56,19 @@ class TimedOut(StylelayerError):
 
 class ConnectionLost(StylelayerError):
     """The connection broke in the middle of a request (reset, closed early): the server may have stopped."""
+
+
+class NotStylelayer(StylelayerError):
+    """Something answers at the address, but not a stylelayer server: another web server, a proxy's error page,
+    a wrong port, or a path after host:port."""
+
+
+class WrongToken(StylelayerError):
+    """The server requires a token and the one sent is missing or wrong (HTTP 401)."""
+
+
+class VersionMismatch(StylelayerError):
+    """The server speaks another API version than this client, or is older than the routes it calls."""
 
 
 class JobFailed(StylelayerError):
@@ -82,6 +101,36 @@ class StylelayerClient:
     def info(self) -> dict:
         return self._json("GET", "/v1/info")
 
+    def probe(self) -> dict:
+        """/v1/info of a server this client can work with, checked: raises ServerUnavailable, TimedOut or
+        ConnectionLost (nothing usable answers), NotStylelayer, WrongToken or VersionMismatch."""
+        try:
+            info = self.info()
+        except StylelayerError as exc:
+            if type(exc) is StylelayerError and exc.status == 404:  # a JSON 404: a path after host:port
+                raise NotStylelayer(
+                    f"{self.base_url} has no /v1/info (HTTP 404): the server URL must be the server's address only, "
+                    f"like {DEFAULT_URL}", code="not_stylelayer", status=404, url=self.base_url,
+                ) from None  # fmt: skip
+            raise
+        if not isinstance(info, dict) or not isinstance(info.get("version"), str) or "api" not in info:
+            raise NotStylelayer(f"{self.base_url} answers JSON, but not like a stylelayer server",
+                                code="not_stylelayer", url=self.base_url)  # fmt: skip
+        if info["api"] != API_VERSION or _version(info["version"]) < _version(MIN_SERVER_VERSION):
+            raise VersionMismatch(
+                f"the server runs stylelayer {info['version']} (API {info['api']}); this client needs API "
+                f"{API_VERSION} from version {MIN_SERVER_VERSION} on", code="version_mismatch", url=self.base_url,
+            )  # fmt: skip
+        return info
+
+    def estimate(self, width: int | None, height: int | None, params: dict | None = None) -> dict:
+        """How long a job on a `width`x`height` content would take, and whether it fits the server's memory:
+        {"fits", "problem", "seconds", "iterations", "levels", "device", "speed": {"source", ...}, ...}."""
+        body: dict = {"params": params or {}}
+        if width is not None and height is not None:
+            body.update(width=int(width), height=int(height))
+        return self._json("POST", "/v1/estimate", json.dumps(body).encode("utf-8"), "application/json")
+
     # ---- jobs ------------------------------------------------------------------------------------------------
     def submit(
         self,
@@ -90,9 +139,14 @@ class StylelayerClient:
         style_id: str | Sequence[str] | None = None,
         params: dict | None = None,
         preview_every: int | None = None,
+        abandon_after: float | None = None,
     ) -> str:
-        """Queue a job and return its id. Styles: image bytes and/or library ids, one or a list of each."""
-        body, content_type = _job_form(content_png, style_png, style_id, params, preview_every)
+        """Queue a job and return its id. Styles: image bytes and/or library ids, one or a list of each.
+
+        `abandon_after`: seconds without a status request after which the server cancels the job, so a client
+        that is killed (e.g. by GIMP's progress-bar cancel) does not leave it running; None: never.
+        """
+        body, content_type = _job_form(content_png, style_png, style_id, params, preview_every, abandon_after)
         return self._json("POST", "/v1/jobs", body, content_type)["id"]
 
     def status(self, job_id: str) -> dict:
@@ -136,7 +190,7 @@ class StylelayerClient:
         Waits until the job is done, or at most `timeout` seconds (TimedOut); hanging up cancels the job on the
         server, so giving up here never leaves it running.
         """
-        body, content_type = _job_form(content_png, style_png, style_id, params, None)
+        body, content_type = _job_form(content_png, style_png, style_id, params, None, None)
         return self._request("POST", "/v1/stylize", body, content_type, timeout=timeout)
 
     def run_job(
@@ -150,15 +204,17 @@ class StylelayerClient:
         poll_interval: float = 0.5,
         preview_every: int | None = None,
         timeout: float | None = None,
+        abandon_after: float | None = None,
     ) -> bytes:
         """Submit, poll until the job ends and return the result PNG.
 
         on_progress(status, preview) is called after each poll; preview is PNG bytes when a new preview exists,
         else None. When should_cancel() returns True the job is cancelled on the server and JobCancelled raised.
         `timeout`: seconds to wait for the job, queued and running together (None: until it ends); past it the
-        job is cancelled on the server and TimedOut raised.
+        job is cancelled on the server and TimedOut raised. `abandon_after`: see `submit` (well above
+        `poll_interval`).
         """
-        job_id = self.submit(content_png, style_png, style_id, params, preview_every)
+        job_id = self.submit(content_png, style_png, style_id, params, preview_every, abandon_after)
         deadline = None if timeout is None else time.monotonic() + timeout
         seen_preview = None
         while True:
@@ -205,7 +261,8 @@ class StylelayerClient:
         try:
             return json.loads(data.decode("utf-8"))
         except ValueError:
-            raise StylelayerError("the server sent a reply that is not JSON", code="bad_reply") from None
+            raise NotStylelayer(f"{self.base_url} sent a reply that is not JSON: it is not a stylelayer server",
+                                code="not_stylelayer", url=self.base_url) from None  # fmt: skip
 
     def _request(
         self,
@@ -227,7 +284,7 @@ class StylelayerClient:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.read()
         except urllib.error.HTTPError as exc:
-            raise _http_error(exc) from None
+            raise _http_error(exc, self.base_url, bool(self.token)) from None
         except OSError as exc:  # URLError wraps the socket's error in .reason
             raise self._transport_error(exc, timeout) from None
 
@@ -236,9 +293,10 @@ class StylelayerClient:
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, (ConnectionRefusedError, socket.gaierror)):
             return ServerUnavailable(
-                f"cannot reach the stylelayer server at {self.base_url} ({reason}). Start it with 'stylelayer serve' "
-                "and check the address in the plug-in settings.",
+                f"cannot reach the stylelayer server at {self.base_url} ({_reason(reason)}); start it with "
+                "'stylelayer serve' or check the address",
                 code="server_unavailable",
+                url=self.base_url,
             )
         if isinstance(reason, (socket.timeout, TimeoutError)):
             within = "" if timeout is None else f" within {timeout:g} s"
@@ -246,21 +304,50 @@ class StylelayerClient:
                 f"the stylelayer server at {self.base_url} did not answer{within}; it may be busy or stuck (see its "
                 "window or log)",
                 code="timeout",
+                url=self.base_url,
             )
         return ConnectionLost(
-            f"the connection to the stylelayer server at {self.base_url} broke ({reason}); it may have stopped",
+            f"the connection to the stylelayer server at {self.base_url} broke ({_reason(reason)}); it may have "
+            "stopped, or the address is not a stylelayer server",
             code="connection_lost",
+            url=self.base_url,
         )
 
 
-def _http_error(exc: urllib.error.HTTPError) -> StylelayerError:
+def _http_error(exc: urllib.error.HTTPError, url: str, sent_token: bool) -> StylelayerError:
+    """The API's JSON error as a StylelayerError (WrongToken for 401); any other answer is NotStylelayer."""
     try:
         error = json.loads(exc.read().decode("utf-8"))["error"]
-        return StylelayerError(str(error["message"]), code=str(error["code"]), status=exc.code)
+        message, code = str(error["message"]), str(error["code"])
     except (ValueError, KeyError, TypeError, OSError):
-        return StylelayerError(f"HTTP {exc.code} {exc.reason}", status=exc.code)
+        return NotStylelayer(f"{url} answered HTTP {exc.code} {exc.reason}, not like a stylelayer server",
+                             code="not_stylelayer", status=exc.code, url=url)  # fmt: skip
     finally:
         exc.close()
+    if exc.code == 401:
+        problem = "refused the token it was sent" if sent_token else "requires a token and none was sent"
+        return WrongToken(f"the server at {url} {problem}", code=code, status=401, url=url)
+    return StylelayerError(message, code=code, status=exc.code, url=url)
+
+
+def _reason(reason: object) -> str:
+    """The socket error's own words: 'Connection refused', not '<urlopen error [Errno 111] Connection refused>'."""
+    return str(getattr(reason, "strerror", None) or reason)
+
+
+def _version(text: str) -> tuple:
+    """'0.10.2' -> (0, 10, 2); anything after the numbers is ignored ('0.2.0.dev1' -> (0, 2, 0))."""
+    parts = []
+    for piece in text.split("."):
+        digits = ""
+        for char in piece:
+            if not char.isdigit():
+                break
+            digits += char
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
 
 
 def _quote(part: str) -> str:
@@ -281,10 +368,13 @@ def _job_form(
     style_id: str | Sequence[str] | None,
     params: dict | None,
     preview_every: int | None,
+    abandon_after: float | None = None,
 ) -> tuple:
     fields = [("params", None, json.dumps(params or {}).encode("utf-8"))]
     if preview_every is not None:
         fields.append(("preview_every", None, str(int(preview_every)).encode("ascii")))
+    if abandon_after is not None:
+        fields.append(("abandon_after", None, str(int(abandon_after)).encode("ascii")))
     if content_png is not None:
         fields.append(("content", "content.png", bytes(content_png)))
     for i, image in enumerate(_as_list(style_png)):

@@ -1,9 +1,10 @@
 """Pure logic shared by the Krita and GIMP plug-ins: no Qt, no gi, standard library only, Python 3.8 syntax.
 
-Limits and defaults of the server's parameters, the dialog values -> StyleParams mapping, the stdlib PNG
-encoder, layer naming, server URL checks, progress arithmetic/text and the messages the painter reads for a
-failure. This file is the one source: `stylelayer install-plugin` copies it (with stylelayer_client.py) into
-each plug-in's folder, where the plug-in's own logic module re-exports `__all__`.
+Limits and defaults of the server's parameters, the presets, the dialog values -> StyleParams mapping, the
+stdlib PNG encoder, layer naming, server URL checks, selection masks (with a feathered edge), progress and
+time-estimate text, and the messages the painter reads for a failure. This file is the one source:
+`stylelayer install-plugin` copies it (with stylelayer_client.py) into each plug-in's folder, where the
+plug-in's own logic module re-exports `__all__`.
 """
 from __future__ import annotations
 
@@ -13,23 +14,47 @@ import struct
 import zlib
 
 __all__ = [  # what the plug-ins' own logic modules re-export (`from ... import *`)
-    "BASE_STYLE_WEIGHT", "CANCELLED_MESSAGE", "DEFAULT_SERVER_URL", "LAYER_NAME_MAX", "MAX_ITERATIONS", "MAX_SIZE",
-    "MAX_STRENGTH", "MAX_STYLE_SIDE", "MIN_STRENGTH", "PNG_SIGNATURE", "PluginError", "build_params",
-    "check_server_url", "encode_png", "error_message", "is_png", "png_size", "progress_fraction", "progress_text",
-    "style_label", "style_layer_name",
+    "ABANDON_AFTER_S", "BASE_STYLE_WEIGHT", "CANCELLED_MESSAGE", "DEFAULT_PRESET", "DEFAULT_SERVER_URL",
+    "EDGE_FEATHER", "LAYER_NAME_MAX", "MAX_ITERATIONS", "MAX_PIXELS", "MAX_SIZE", "MAX_STRENGTH", "MAX_STYLE_SIDE",
+    "MIN_STRENGTH", "PNG_SIGNATURE", "PRESETS", "PRESET_LABELS", "PluginError", "STRENGTH_SLIDER", "build_params",
+    "check_server_url", "connection_text", "default_preset", "encode_png", "error_message", "estimate_text",
+    "feather_mask", "format_duration", "is_png", "mask_is_hard", "matching_preset", "png_size", "preset_values",
+    "progress_fraction", "progress_text", "strength_from_slider", "strength_to_slider", "style_label",
+    "style_layer_name",
 ]  # fmt: skip
 
 # Copies of server/stylelayer/limits.py (this file runs in the host's Python without the stylelayer package);
 # tests/protocol/test_plugin_common.py fails when one differs.
 DEFAULT_SERVER_URL = "http://127.0.0.1:8765"
-MAX_SIZE = 4096
+MAX_SIZE = 8192
 MAX_ITERATIONS = 10_000
+MAX_PIXELS = 50_000_000
 MAX_STYLE_SIDE = 2048  # a larger style image is scaled down before it is sent
 BASE_STYLE_WEIGHT = 1e4  # = StyleParams.style_weight default (a test checks): style strength 1.0 means it
 MIN_STRENGTH = 0.01
 MAX_STRENGTH = 100.0
 LAYER_NAME_MAX = 64
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+STRENGTH_SLIDER = (0.1, 10.0, 100)  # the slider's readable range (log scale) and its steps; the box takes the rest
+EDGE_FEATHER = 6  # pixels over which a hard-edged selection fades in, inside its edge
+ABANDON_AFTER_S = 60  # the server cancels a job nobody has asked about for this long (the plug-in was killed)
+
+# name -> (working size, iterations): the size is the longest side the server paints at (0: the layer's own
+# size, with automatic coarse-to-fine levels from about 512 px up, each finer level running half the iterations
+# of the one below); the iterations are those of the coarsest level.
+PRESETS = {
+    "preview": (256, 60),
+    "normal": (512, 200),
+    "high": (1024, 500),
+    "full": (0, 200),
+}
+PRESET_LABELS = {
+    "preview": "Preview: 256 px, quick look",
+    "normal": "Normal: 512 px",
+    "high": "High: 1024 px, finer detail",
+    "full": "Full resolution: the layer's own size",
+}
+DEFAULT_PRESET = "normal"  # until the server says what it runs on (default_preset)
 
 
 CANCELLED_MESSAGE = "The style transfer was cancelled; the image is unchanged."
@@ -40,7 +65,8 @@ class PluginError(Exception):
 
 
 def error_message(exc: BaseException) -> str:
-    """What the painter reads for an exception from the plug-in, the HTTP client or the host, in Krita and GIMP.
+    """What the painter reads for an exception from the plug-in, the HTTP client or the host, in Krita and GIMP:
+    what happened and what to do, in a sentence or two.
 
     The client's exceptions are recognised by class name: this module does not import the client.
     """
@@ -48,15 +74,54 @@ def error_message(exc: BaseException) -> str:
         return str(exc)
     kinds = {cls.__name__ for cls in type(exc).__mro__}
     message = str(getattr(exc, "message", None) or exc) or type(exc).__name__
+    url = getattr(exc, "url", None) or "the server address"
+    code = getattr(exc, "code", None)
     if "JobCancelled" in kinds:
         return CANCELLED_MESSAGE
-    if kinds & {"ServerUnavailable", "TimedOut", "ConnectionLost"}:
-        return message  # the client's own text names the address and says what to check
+    for kind, text in _CONNECTION_MESSAGES:
+        if kind in kinds:
+            return text.format(url=url, message=message)
+    if "WrongToken" in kinds:
+        what = "requires a token" if "none was sent" in message else "did not accept the token"
+        return (
+            f"The server at {url} {what}. Paste the token the server was started with (STYLELAYER_TOKEN or its "
+            "--token-file) into the Token field."
+        )
+    if code in _CODE_MESSAGES:
+        return _CODE_MESSAGES[code].format(message=message)
     if "JobFailed" in kinds:
-        return f"The server could not finish the style transfer: {message}"
+        return (
+            f"The server could not finish the style transfer ({message}). Try again; if it fails again, try a "
+            "smaller working size and look at the server's window."
+        )
     if "StylelayerError" in kinds:
-        return f"The server refused the request: {message}"
+        return f"The server refused the request: {message}."
     return f"Unexpected error ({type(exc).__name__}): {message}"
+
+
+_CONNECTION_MESSAGES = (  # (client exception class, what the painter reads)
+    ("ServerUnavailable", "Cannot reach the stylelayer server at {url}. Start it with 'stylelayer serve' on that "
+     "machine, or correct the server address."),
+    ("TimedOut", "The stylelayer server at {url} did not answer in time. It may be busy with a large job: try "
+     "again in a moment, or look at the server's window for errors."),
+    ("ConnectionLost", "The connection to {url} broke off. If the stylelayer server stopped, start it again; if "
+     "the address belongs to another program, correct it."),
+    ("NotStylelayer", "{url} answers, but it is not a stylelayer server. Check the address and port: the server "
+     "prints its URL when it starts (usually http://127.0.0.1:8765), with nothing after the port."),
+    ("VersionMismatch", "The server at {url} does not match this plug-in ({message}). Install the same stylelayer "
+     "version on both sides: pip install -U stylelayer, then stylelayer install-plugin."),
+)  # fmt: skip
+_CODE_MESSAGES = {  # the server's error codes that need their own words
+    "out_of_memory": "The server ran out of memory for this size. Choose a smaller working size or the Preview "
+    "preset, or give the server more memory (--max-memory) or a GPU.",
+    "engine_unavailable": "The server cannot paint right now ({message}); look at the server's window.",
+    "engine_loading": "The server is still loading its neural network; try again in a few seconds.",
+    "queue_full": "The server is busy with other jobs ({message}).",
+    "too_large": "The layer is too large for this server ({message}). Select a smaller area, or scale the image down.",
+    "too_many_pixels": "The layer is too large for this server ({message}). Select a smaller area, or scale the "
+    "image down.",
+    "abandoned": "The server stopped the job because the plug-in stopped asking about it ({message}).",
+}
 
 
 # ---- PNG ---------------------------------------------------------------------------------------
@@ -117,9 +182,44 @@ def build_params(
         "preserve_colors": bool(preserve_colors),
         "size": size,
     }
-    if seed is not None and seed >= 0:  # seed -1 (or None): let the server pick
+    if seed is not None and seed > 0:  # 0, -1 or None: a new variation each run (the server picks)
         params["seed"] = int(seed)
     return params
+
+
+def preset_values(name: str) -> tuple:
+    """(working size, iterations) of a preset."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise PluginError(f"unknown preset {name!r} (choose {', '.join(PRESETS)})") from None
+
+
+def matching_preset(size: int, iterations: int):
+    """The preset with exactly these values, or None (the painter changed them: "custom")."""
+    for name, values in PRESETS.items():
+        if values == (size, iterations):
+            return name
+    return None
+
+
+def default_preset(device: str) -> str:
+    """The preset a first run starts from: a quick preview on a CPU server, full resolution on a GPU."""
+    return "preview" if (device or "cpu").split(":")[0] == "cpu" else "full"
+
+
+def strength_to_slider(strength: float) -> int:
+    """Slider position (0..steps) of a style strength on the readable log scale STRENGTH_SLIDER."""
+    low, high, steps = STRENGTH_SLIDER
+    value = min(high, max(low, float(strength)))
+    return round(steps * math.log(value / low) / math.log(high / low))
+
+
+def strength_from_slider(position: int) -> float:
+    """The style strength at a slider position: 0.1 … 1 (middle) … 10, two significant digits."""
+    low, high, steps = STRENGTH_SLIDER
+    value = low * (high / low) ** (min(steps, max(0, position)) / steps)
+    return float(f"{value:.2g}")
 
 
 def style_label(style_path: str | None = None, style_name: str | None = None) -> str:
@@ -146,12 +246,101 @@ def style_layer_name(label: str, existing: set[str] | frozenset[str] = frozenset
 
 
 def check_server_url(url: str) -> str:
-    """The server URL without surrounding blanks and trailing slashes; PluginError unless http(s) with a host."""
+    """The server URL without surrounding blanks, trailing slashes or a trailing /v1 (the API's own prefix, which
+    the client adds); PluginError unless http(s) with a host."""
     url = (url or "").strip()
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in ("http", "https") or not rest.strip("/"):
-        raise PluginError(f"the server URL must be http://host:port or https://host:port; got {url!r}")
-    return url.rstrip("/")
+        raise PluginError(f"The server URL must look like http://host:port (e.g. {DEFAULT_SERVER_URL}); got {url!r}.")
+    url = url.rstrip("/")
+    if url.endswith("/v1"):
+        url = url[: -len("/v1")]
+    return url
+
+
+def connection_text(info: dict, url: str) -> str:
+    """The status line after a successful connection check: which server, on what, whether a token is in use."""
+    device = str(info.get("device") or "?")
+    kind = "CPU" if device.split(":")[0] == "cpu" else "GPU" if device.startswith("cuda") else device
+    token = ", token accepted" if info.get("auth_required") else ""
+    return f"Connected to stylelayer {info.get('version', '?')} at {url} ({kind}{token})."
+
+
+# ---- selection masks ------------------------------------------------------------------------------
+def mask_is_hard(mask: bytes) -> bool:
+    """True when a selection mask has only fully selected and unselected pixels (no feather of its own)."""
+    return not mask.translate(None, b"\x00\xff")
+
+
+def feather_mask(mask: bytes, width: int, height: int, radius: int = EDGE_FEATHER) -> bytes:
+    """A hard selection mask (0/255, one byte a pixel, rows top to bottom) faded in over `radius` pixels inside
+    its edge, so the new layer blends into the picture instead of ending in a seam; outside stays 0.
+
+    Pixels beyond the mask's own borders count as selected: the region's border (the layer's edge, the canvas)
+    is not a selection edge. Fast in plain Python: the erosions run on the whole mask as one big integer.
+    """
+    if len(mask) != width * height:
+        raise ValueError(f"mask has {len(mask)} bytes for {width}x{height}")
+    radius = max(0, min(int(radius), min(width, height) // 4))
+    if radius == 0 or not mask_is_hard(mask) or b"\x00" not in mask:
+        return bytes(mask)
+    pad = radius + 1
+    wide = width + 2 * pad  # padded with a copy of the edge pixels, so only selection edges erode
+    rows = []
+    for y in range(height):
+        row = mask[y * width : (y + 1) * width]
+        rows.append(row[:1] * pad + row + row[-1:] * pad)
+    rows = [rows[0]] * pad + rows + [rows[-1]] * pad
+    frame = b"\x00" + b"\x00".join(rows) + b"\x00"  # one 0 column between rows stops sideways wrap-around
+    stride = wide + 1
+    level = int.from_bytes(frame, "big")
+    ones = int.from_bytes(b"\x01" * len(frame), "big")
+    total = level & ones  # per byte: how many erosions the pixel survived (plus one for itself)
+    for _ in range(radius - 1):
+        step = 8 * stride
+        level &= (level << 8) & (level >> 8) & (level << step) & (level >> step)  # 4-neighbour erosion
+        total += level & ones
+    counts = total.to_bytes(len(frame), "big")
+    table = bytes(min(255, (255 * c + radius // 2) // radius) for c in range(256))
+    out = bytearray()
+    for y in range(pad, pad + height):
+        start = 1 + y * stride + pad
+        out += counts[start : start + width]
+    return bytes(out.translate(table))
+
+
+# ---- time ---------------------------------------------------------------------------------------------
+def format_duration(seconds: float) -> str:
+    """'45 s', '3 min', '1 h 20 min': what a painter reads before and while waiting."""
+    seconds = max(0, int(math.ceil(seconds)))
+    if seconds < 90:
+        return f"{seconds} s"
+    minutes = int(round(seconds / 60))
+    if minutes < 90:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def estimate_text(estimate: dict) -> str:
+    """One line from the server's /v1/estimate answer: the time it expects, or why the job would not fit."""
+    if not isinstance(estimate, dict):
+        return ""
+    if estimate.get("fits") is False:
+        return f"Too large for the server's memory: {estimate.get('problem') or 'choose a smaller working size'}."
+    seconds = _num(estimate.get("seconds"))
+    if seconds is None:
+        return ""
+    device = str(estimate.get("device") or "")
+    where = "on the server's CPU" if device == "cpu" else f"on the server's {device.upper()}" if device else ""
+    levels = estimate.get("levels") or []
+    detail = ""
+    if len(levels) > 1:
+        last = levels[-1]
+        tiled = " in tiles" if any(level.get("tiled") for level in levels) else ""
+        detail = f", {len(levels)} levels up to {last.get('width')}x{last.get('height')}{tiled}"
+    measured = (estimate.get("speed") or {}).get("source") == "measured"
+    guess = "" if measured else " (a first guess until the server has finished a job)"
+    return f"Estimated time: about {format_duration(seconds)} {where}{detail}{guess}".replace("  ", " ") + "."
 
 
 # ---- progress ------------------------------------------------------------------------------------
@@ -180,7 +369,8 @@ def progress_fraction(status: dict | None) -> float | None:
 
 
 def progress_text(status: dict | None, title: str = "") -> str:
-    """One status line ("Iteration 3/200, about 12 s left", "Queued on the server (2 ahead)…", "Done").
+    """One status line ("Iteration 3/200, about 12 s left", "Iteration 230/350, level 3/4, tile 13/40, about
+    2 min left", "Queued on the server (2 ahead)…", "Done").
 
     With a `title` the line reads "<title>: iteration 3/200, ..." and is just the title while nothing is known.
     """
@@ -195,9 +385,15 @@ def progress_text(status: dict | None, title: str = "") -> str:
         text = f"queued on the server{ahead_text}…"
     elif isinstance(done, int) and not isinstance(done, bool) and total and (done > 0 or state == "running"):
         text = f"iteration {done}/{int(total)}"
+        level, levels = status.get("level"), status.get("levels")
+        if isinstance(levels, int) and isinstance(level, int) and levels > 1 and level > 0:
+            text += f", level {level}/{levels}"
+        tile, tiles = status.get("tile"), status.get("tiles")
+        if isinstance(tiles, int) and isinstance(tile, int) and tiles > 0 and tile > 0:
+            text += f", tile {tile}/{tiles}"
         eta = _num(status.get("eta_s"))
         if state == "running" and eta is not None and eta > 0:
-            text += f", about {math.ceil(eta)} s left"
+            text += f", about {format_duration(eta)} left"
     elif state:
         text = state + ("…" if state == "running" else "")
     else:

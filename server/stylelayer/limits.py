@@ -11,8 +11,9 @@ DEFAULT_HOST = "127.0.0.1"  # `stylelayer serve` binds only this machine unless 
 DEFAULT_PORT = 8765
 DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"  # where the plug-ins and the client look first
 
-MAX_SIZE = 4096  # longest side of the working image (and of a texture's output size), in pixels
+MAX_SIZE = 8192  # longest side of the working image (and of a texture's output size), in pixels: 8000x6000 canvases
 MAX_ITERATIONS = 10_000  # optimiser steps a job may ask for
 MAX_STYLES = 8  # style images blended in one job
-MAX_PIXELS = 16_000_000  # pixels of one decoded image (content, style or library upload)
+MAX_PIXELS = 50_000_000  # pixels of one decoded image (content, style or library upload): 8000x6000 is 48 MP
+MAX_UPLOAD_BYTES = 256 * 1024**2  # one request: an 8000x6000 RGBA PNG layer is up to ~192 MB (incompressible noise)
 MAX_STYLE_SIDE = 2048  # the plug-ins scale a larger style image down before they send it

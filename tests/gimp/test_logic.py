@@ -68,9 +68,10 @@ def test_build_params_maps_dialog_values_onto_server_params(logic):
     assert (parsed.iterations, parsed.style_weight, parsed.preserve_colors, parsed.size, parsed.seed) == (
         50, weight, True, 256, 7,
     )  # fmt: skip
-    # strength 1 is the engine's default style weight; seed -1 means "let the server pick"
-    default = logic.build_params(iterations=1, strength=1.0, preserve_colors=False, size=0, seed=-1)
+    # strength 1 is the engine's default style weight; seed 0 (or -1, as before) means "a new variation each run"
+    default = logic.build_params(iterations=1, strength=1.0, preserve_colors=False, size=0, seed=0)
     assert "seed" not in default
+    assert "seed" not in logic.build_params(iterations=1, seed=-1)
     assert default["style_weight"] == StyleParams().style_weight
     StyleParams.from_dict(default)
 
@@ -85,7 +86,7 @@ def test_build_params_maps_dialog_values_onto_server_params(logic):
         ({"strength": float("nan")}, "style strength"),
         ({"strength": 101.0}, "style strength"),
         ({"size": -1}, "working size"),
-        ({"size": 5000}, "working size"),
+        ({"size": 8193}, "working size"),
     ],
 )
 def test_build_params_refuses_nonsense(logic, kwargs, field):

@@ -21,6 +21,7 @@ from server_thread import ServerThread
 
 from stylelayer.api import create_app
 from stylelayer.engine import Cancelled, Progress, StyleResult
+from stylelayer.memory import LevelPlan
 from stylelayer.params import StyleParams
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,12 +40,23 @@ class FakeEngine:
         self.calls: list[tuple[Image.Image | None, list[Image.Image], StyleParams]] = []
         self.device = "cpu"
         self.weights_name = "fake"
+        self.plan_error: BaseException | None = None
 
     def describe(self) -> dict[str, object]:
         return {"device": "cpu", "weights": "fake"}
 
     def cache_stats(self) -> dict[str, int]:
         return {"hits": 0, "misses": len(self.calls)}
+
+    def plan_job(self, content_size: tuple[int, int] | None, params: StyleParams) -> list[tuple[LevelPlan, int]]:
+        """One whole-image level at the working size (the identity needs no memory worth counting);
+        `plan_error` set: raised instead, as the real engine raises a BudgetError."""
+        if self.plan_error is not None:
+            raise self.plan_error
+        width, height = content_size or params.output_size
+        scale = min(1.0, params.size / max(width, height)) if params.size else 1.0
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        return [(LevelPlan(*size, tile=None, halo=0, optimizer="lbfgs", history=100, estimate=0), params.iterations)]
 
     def stylize(
         self,

@@ -162,6 +162,10 @@ def test_every_answer_of_every_route_is_as_documented(make_server, tmp_path) -> 
     contract.call(base + f"/styles/{STYLE_ZERO}/thumbnail")  # 404
     contract.call(base + f"/styles/{STYLE_ZERO}", "DELETE")  # 404
 
+    # ---- estimate ----------------------------------------------------------------------------------------------
+    contract.call(base + "/estimate", "POST", *_json({"width": 40, "height": 30, "params": {"size": 20}}))
+    contract.call(base + "/estimate", "POST", *_json({"width": 0, "height": 30}))  # 400
+
     # ---- jobs: submit, follow, results, losses --------------------------------------------------------------
     _, _, data = contract.form(base + "/jobs", params={"iterations": 3, "seed": 2**60}, style_id=style_id)
     done = json.loads(data)["id"]
@@ -224,6 +228,7 @@ def test_every_answer_of_every_route_is_as_documented(make_server, tmp_path) -> 
     contract.call(broken.url + "/v1/health")
     contract.form(broken.url + "/v1/jobs")
     contract.form(broken.url + "/v1/stylize")
+    contract.call(broken.url + "/v1/estimate", "POST", *_json({"width": 40, "height": 30}))
 
     # ---- answers with no operation, and the HTTP server's own errors -----------------------------------------
     contract.call(srv.url + "/v1/nope")  # 404
@@ -233,7 +238,7 @@ def test_every_answer_of_every_route_is_as_documented(make_server, tmp_path) -> 
     assert contract.socket(srv.url, OVERSIZE_HEADERS) == 431
     assert contract.socket(srv.url, b"POST /v1/jobs HTTP/1.1\r\n" + host + b"Content-Length: -5\r\n\r\n") == 400
     assert contract.socket(srv.url, b"POST /v1/jobs HTTP/1.1\r\n" + host + b"Transfer-Encoding: gzip\r\n\r\n") == 501
-    assert contract.socket(srv.url, b"POST /v1/jobs HTTP/1.1\r\n" + host + b"Content-Length: 99999999\r\n\r\n") == 413
+    assert contract.socket(srv.url, b"POST /v1/jobs HTTP/1.1\r\n" + host + b"Content-Length: 999999999\r\n\r\n") == 413
 
     documented = {(method.upper(), template, status)
                   for template, item in SPEC["paths"].items() for method, op in item.items() if method in METHODS
@@ -244,6 +249,10 @@ def test_every_answer_of_every_route_is_as_documented(make_server, tmp_path) -> 
 def _form(content=CONTENT, style=STYLE, params=None) -> tuple[bytes, dict[str, str]]:
     body, ctype = stylelayer_client._job_form(content, style, None, params or {}, None)
     return body, {"Content-Type": ctype}
+
+
+def _json(body: object) -> tuple[bytes, dict[str, str]]:
+    return json.dumps(body).encode(), {"Content-Type": "application/json"}
 
 
 def _style_form(image: bytes | None, name: str) -> tuple[bytes, dict[str, str]]:

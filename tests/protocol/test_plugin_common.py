@@ -78,24 +78,52 @@ def test_plugin_copies_of_the_limits_equal_the_servers() -> None:
     """The plug-ins cannot import stylelayer.limits; when a limit changes there, change their copies too."""
     assert plugin_logic.DEFAULT_SERVER_URL == stylelayer_client.DEFAULT_URL == limits.DEFAULT_URL
     assert plugin_logic.MAX_SIZE == limits.MAX_SIZE
+    assert plugin_logic.MAX_PIXELS == limits.MAX_PIXELS
     assert plugin_logic.MAX_ITERATIONS == limits.MAX_ITERATIONS
     assert plugin_logic.MAX_STYLE_SIDE == limits.MAX_STYLE_SIDE
     assert StyleParams().style_weight == plugin_logic.BASE_STYLE_WEIGHT
 
 
+URL = "http://h:1"
+C = stylelayer_client
+
+
 @pytest.mark.parametrize(("error", "message"), [
     (plugin_logic.PluginError("Select a layer first."), "Select a layer first."),
-    (stylelayer_client.ServerUnavailable("cannot reach the stylelayer server at http://h:1 (refused)."),
-     "cannot reach the stylelayer server at http://h:1 (refused)."),
-    (stylelayer_client.TimedOut("the stylelayer server at http://h:1 did not answer within 30 s; it may be busy"),
-     "the stylelayer server at http://h:1 did not answer within 30 s; it may be busy"),
-    (stylelayer_client.ConnectionLost("the connection to the stylelayer server at http://h:1 broke (reset)"),
-     "the connection to the stylelayer server at http://h:1 broke (reset)"),
-    (stylelayer_client.JobCancelled("the job was cancelled"), plugin_logic.CANCELLED_MESSAGE),
-    (stylelayer_client.JobFailed("GPU out of memory", code="out_of_memory"),
-     "The server could not finish the style transfer: GPU out of memory"),
-    (stylelayer_client.StylelayerError("size: must be at most 4096", code="bad_params", status=400),
-     "The server refused the request: size: must be at most 4096"),
+    (C.ServerUnavailable("cannot reach … (refused)", url=URL),
+     "Cannot reach the stylelayer server at http://h:1. Start it with 'stylelayer serve' on that machine, or correct "
+     "the server address."),
+    (C.TimedOut("did not answer within 30 s", url=URL),
+     "The stylelayer server at http://h:1 did not answer in time. It may be busy with a large job: try again in a "
+     "moment, or look at the server's window for errors."),
+    (C.ConnectionLost("broke (reset)", url=URL),
+     "The connection to http://h:1 broke off. If the stylelayer server stopped, start it again; if the address "
+     "belongs to another program, correct it."),
+    (C.NotStylelayer("answered HTTP 501 Unsupported method", url=URL),
+     "http://h:1 answers, but it is not a stylelayer server. Check the address and port: the server prints its URL "
+     "when it starts (usually http://127.0.0.1:8765), with nothing after the port."),
+    (C.WrongToken("the server at http://h:1 requires a token and none was sent", url=URL),
+     "The server at http://h:1 requires a token. Paste the token the server was started with (STYLELAYER_TOKEN or "
+     "its --token-file) into the Token field."),
+    (C.WrongToken("the server at http://h:1 refused the token it was sent", url=URL),
+     "The server at http://h:1 did not accept the token. Paste the token the server was started with "
+     "(STYLELAYER_TOKEN or its --token-file) into the Token field."),
+    (C.VersionMismatch("the server runs stylelayer 0.0.5 (API 1)", url=URL),
+     "The server at http://h:1 does not match this plug-in (the server runs stylelayer 0.0.5 (API 1)). Install the "
+     "same stylelayer version on both sides: pip install -U stylelayer, then stylelayer install-plugin."),
+    (C.JobCancelled("the job was cancelled"), plugin_logic.CANCELLED_MESSAGE),
+    (C.JobFailed("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.6 GiB total)", code="out_of_memory"),
+     "The server ran out of memory for this size. Choose a smaller working size or the Preview preset, or give "
+     "the server more memory (--max-memory) or a GPU."),
+    (C.JobFailed("the style engine failed: RuntimeError: boom", code="engine_error"),
+     "The server could not finish the style transfer (the style engine failed: RuntimeError: boom). Try again; if "
+     "it fails again, try a smaller working size and look at the server's window."),
+    (C.StylelayerError("content: 9000x9000 is 81000000 pixels; this server's limit is 50000000",
+                       code="too_many_pixels", status=413),
+     "The layer is too large for this server (content: 9000x9000 is 81000000 pixels; this server's limit is "
+     "50000000). Select a smaller area, or scale the image down."),
+    (C.StylelayerError("size: must be at most 8192", code="bad_param", status=400),
+     "The server refused the request: size: must be at most 8192."),
     (RuntimeError("boom"), "Unexpected error (RuntimeError): boom"),
     (RuntimeError(), "Unexpected error (RuntimeError): RuntimeError"),
 ])  # fmt: skip

@@ -11,8 +11,9 @@ from typing import Any
 from flask import Flask
 
 from ..engine import StyleEngine
-from ..limits import MAX_PIXELS
+from ..limits import MAX_PIXELS, MAX_UPLOAD_BYTES
 from .errors import register_error_handlers
+from .estimate_routes import estimate
 from .guard import check_request
 from .health_routes import health
 from .job_queue import JobQueue
@@ -25,7 +26,7 @@ from .style_routes import styles
 DEFAULT_CONFIG: dict[str, Any] = {
     "token": None,  # when set, every request needs "Authorization: Bearer <token>"
     "max_queue": 8,  # jobs waiting (not counting the running one) before submissions get 429
-    "max_content_length": 50 * 1024 * 1024,  # bytes per request
+    "max_content_length": MAX_UPLOAD_BYTES,  # bytes per request, refused by Content-Length before reading
     "max_pixels": MAX_PIXELS,  # per uploaded image
     "styles_dir": None,  # None: a fresh temporary directory (tests); `stylelayer serve` passes a real one
     "data_dir": None,  # the job store (job_store.py); None: a temporary directory deleted at stop (tests)
@@ -70,6 +71,6 @@ def create_app(config: dict[str, Any] | None = None, engine: Any = None) -> Flas
     app.extensions["stylelayer"] = ServerState(config=cfg, queue=queue, library=StyleLibrary(styles_dir))
     register_error_handlers(app)
     app.before_request(check_request)  # on the app, not a blueprint: unknown paths need the token too
-    for blueprint in (health, jobs, styles):
+    for blueprint in (health, estimate, jobs, styles):
         app.register_blueprint(blueprint)
     return app

@@ -23,7 +23,9 @@ from PIL import Image
 from ..engine import Cancelled, OutOfMemory, Progress, StyleResult
 from ..imaging import ImageError, decode_image, encode_png
 from ..limits import MAX_PIXELS
+from ..memory import BudgetError
 from ..params import ParamError, StyleParams
+from .estimate import JobCost, SpeedMeter, job_cost
 from .job_store import JobStore
 
 log = logging.getLogger("stylelayer.api")
@@ -90,6 +92,9 @@ class Job:
     tiles: int = 0
     plan: str = ""  # how the current level runs: size, whole image or tiles, optimiser, memory
     result_bytes: int = 0  # size of the stored result PNG once done
+    cost: JobCost | None = None  # the engine's plan for the job, once it starts: for progress, time left and speed
+    abandon_after: float = 0.0  # seconds without a look at the job after which it is cancelled (0: never)
+    last_seen: float = field(default_factory=time.monotonic)  # when a client last asked about the job
     history: list[LossPoint] = field(default_factory=list)  # while queued or running; the store has it after
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     ended: threading.Event = field(default_factory=threading.Event)
@@ -130,6 +135,7 @@ class JobQueue:
         self._ready = threading.Event()
         if engine is not None:
             self._ready.set()
+        self.speed = SpeedMeter()  # seconds per unit of work on this device, from finished jobs (estimate.py)
         self._restore(max_pixels)
         self._worker = threading.Thread(target=self._run, name="stylelayer-worker", daemon=True)
         self._worker.start()
@@ -150,12 +156,14 @@ class JobQueue:
         preview_every: int = 0,
         inputs: list[tuple[str, bytes]] | None = None,
         sync: bool = False,
+        abandon_after: float = 0.0,
     ) -> Job:
         """Queue a job. `inputs` are the image files as received ('content', 'style0', ...): the store keeps them
         until the job ends, so a restart can run it again."""
         if self.engine_error is not None:
             raise EngineUnavailable(self.engine_error)
-        job = Job(params=params, preview_every=preview_every, content=content, styles=styles, sync=sync)
+        job = Job(params=params, preview_every=preview_every, content=content, styles=styles, sync=sync,
+                  abandon_after=abandon_after)  # fmt: skip
         self.store.save_inputs(job.id, inputs or [])  # outside the lock: uploads can be large
         try:
             with self._lock:
@@ -177,6 +185,21 @@ class JobQueue:
         with self._lock:
             self._prune()
             return self._jobs.get(job_id)
+
+    def touch(self, job: Job) -> None:
+        """A client asked about the job: it is not abandoned."""
+        job.last_seen = time.monotonic()
+
+    def _abandoned(self, job: Job) -> bool:
+        """True once a job that asked for it has gone `abandon_after` seconds without a look (its client died)."""
+        if job.abandon_after <= 0 or time.monotonic() - job.last_seen <= job.abandon_after:
+            return False
+        if not job.cancel_requested.is_set():
+            log.info("job %s cancelled: nobody asked about it for %.0f s", job.id, job.abandon_after)
+            job.error = {"code": "abandoned", "message": f"cancelled: its client stopped asking about it for "
+                         f"{job.abandon_after:g} s"}  # fmt: skip
+            job.cancel_requested.set()
+        return True
 
     def cancel(self, job_id: str) -> Job | None:
         """Queued jobs end at once; a running job stops at its next iteration; finished jobs are unchanged."""
@@ -301,6 +324,9 @@ class JobQueue:
                 if self._stopping:
                     return
                 job = self._waiting.popleft()
+                if self._abandoned(job):
+                    self._finish(job, CANCELLED)
+                    continue
                 job.state = RUNNING
                 job.started = time.time()
                 self.store.update(job)
@@ -310,6 +336,10 @@ class JobQueue:
         if self.engine is None:
             self._fail(job, "engine_unavailable", self.engine_error or "the style engine is not loaded")
             return
+        try:
+            job.cost = job_cost(self.engine, job.content.size if job.content is not None else None, job.params)
+        except Exception:  # noqa: BLE001 - only progress and estimates need it; the engine reports real problems
+            job.cost = None
 
         def on_progress(p: Progress) -> None:
             preview = encode_png(p.preview) if p.preview is not None else None
@@ -329,7 +359,7 @@ class JobQueue:
                 job.styles,
                 job.params,
                 progress=on_progress,
-                should_cancel=lambda: job.cancel_requested.is_set() or self._stopping,
+                should_cancel=lambda: job.cancel_requested.is_set() or self._stopping or self._abandoned(job),
                 preview_every=job.preview_every,
             )
             png = encode_png(result.image, result.params, result.seed)
@@ -342,6 +372,9 @@ class JobQueue:
             return
         except OutOfMemory as exc:  # the engine has freed the device's memory; its message says what to lower
             self._fail(job, "out_of_memory", str(exc))
+            return
+        except BudgetError as exc:  # no plan fits the memory budget (a ValueError: caught before the next clause)
+            self._fail(job, "out_of_memory", f"the job does not fit the server's memory: {exc}")
             return
         except ValueError as exc:  # the engine's input checks (e.g. an image too thin to stylise)
             self._fail(job, "bad_request", str(exc))
@@ -362,6 +395,8 @@ class JobQueue:
             job.losses = _finite(result.losses)
             job.elapsed = result.elapsed
             self._finish(job, DONE)
+        if job.cost is not None:
+            self.speed.record(job.cost.units, result.elapsed)
 
     def _fail(self, job: Job, code: str, message: str) -> None:
         with self._lock:

@@ -20,6 +20,7 @@ from ..limits import MAX_STYLES
 from ..params import ParamError, StyleParams
 from ..plot import loss_plot_png
 from .errors import ApiError
+from .estimate import progress_and_eta
 from .images import load_upload
 from .job_queue import DONE, FAILED, QUEUED, RUNNING, EngineUnavailable, Job, JobQueue, LossPoint, QueueFull
 from .state import server_state
@@ -27,6 +28,7 @@ from .style_library import StyleNotFound
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 MAX_PREVIEW_EVERY = 10_000
+MAX_ABANDON_AFTER = 86_400  # seconds
 SYNC_POLL_S = 0.2  # how often a waiting /v1/stylize checks that its caller is still connected
 # The engine says which image a job lacks; the API says which form field gives it.
 MISSING_IMAGE_MESSAGES = {
@@ -132,12 +134,18 @@ def stylize_sync() -> Response:
 
 
 def job_json(job: Job, queue: JobQueue) -> dict[str, Any]:
-    """A job as clients see it (docs/openapi.yaml, schema Job)."""
-    eta = None
-    if job.state == RUNNING and job.iteration > 0 and job.total:
-        eta = round(job.elapsed / job.iteration * (job.total - job.iteration), 2)
+    """A job as clients see it (docs/openapi.yaml, schema Job).
+
+    `progress` and `eta_s` count work, not iterations: a finer level's iteration costs about four coarser ones.
+    """
+    progress = eta = None
+    if job.state == RUNNING and job.iteration > 0 and job.cost is not None:
+        progress, eta = progress_and_eta(job.cost, job.iteration, job.level, job.tile, job.tiles, job.elapsed)
+    elif job.state == RUNNING and job.iteration > 0 and job.total:  # an engine that could not plan the job
+        progress = job.iteration / job.total
+        eta = job.elapsed / job.iteration * (job.total - job.iteration)
     elif job.state == DONE:
-        eta = 0.0
+        progress, eta = 1.0, 0.0
     return {
         "id": job.id,
         "state": job.state,
@@ -145,7 +153,8 @@ def job_json(job: Job, queue: JobQueue) -> dict[str, Any]:
         "total": job.total or job.params.iterations,
         "losses": job.losses,
         "elapsed_s": round(job.elapsed, 3),
-        "eta_s": eta,
+        "progress": None if progress is None else round(progress, 4),
+        "eta_s": None if eta is None else round(eta, 2),
         "queue_position": queue.queue_position(job) if job.state == QUEUED else None,
         "preview_iteration": job.preview_iteration,
         "level": job.level,
@@ -155,6 +164,7 @@ def job_json(job: Job, queue: JobQueue) -> dict[str, Any]:
         "plan": job.plan,
         "seed": job.seed,
         "restarts": job.restarts,
+        "abandon_after": job.abandon_after,
         "error": job.error,
         "created": job.created,
         "started": job.started,
@@ -179,6 +189,7 @@ def _enqueue(sync: bool = False) -> Job:
         0,
         MAX_PREVIEW_EVERY,
     )
+    abandon_after = _parse_int(request.form.get("abandon_after"), "abandon_after", 0, 0, MAX_ABANDON_AFTER)
     max_pixels = state.config["max_pixels"]
     inputs: list[tuple[str, bytes]] = []  # the files as received, kept by the job store until the job ends
     content = None
@@ -202,7 +213,7 @@ def _enqueue(sync: bool = False) -> Job:
         raise ApiError(400, "too_many_styles", f"at most {MAX_STYLES} style images per job", field="style")
     _check_inputs(content, styles, params)
     try:
-        return state.queue.submit(content, styles, params, preview_every, inputs, sync)
+        return state.queue.submit(content, styles, params, preview_every, inputs, sync, abandon_after)
     except QueueFull as exc:
         retry = state.queue.retry_after()
         raise ApiError(
@@ -251,6 +262,7 @@ def _find_job(job_id: str) -> Job:
     job = server_state().queue.get(job_id) if JOB_ID.fullmatch(job_id) else None
     if job is None:
         raise ApiError(404, "job_not_found", f"no job {job_id!r} (finished jobs are forgotten after a while)")
+    server_state().queue.touch(job)  # its client is alive: see abandon_after
     return job
 
 
