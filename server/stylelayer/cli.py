@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
 
@@ -21,7 +22,7 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one clear line instead of argparse's usage dump
+    def error(self, message: str) -> NoReturn:  # one clear line instead of argparse's usage dump
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 

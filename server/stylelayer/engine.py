@@ -177,8 +177,9 @@ class StyleEngine:
             work = _at_least(imaging.fit_longest_side(content_rgb, longest), "content")
             work_size = work.size
         else:
+            assert params.output_size is not None  # check_inputs: texture mode without content gives output_size
             content_rgb = work = None
-            out_size = work_size = params.output_size  # type: ignore[assignment]
+            out_size = work_size = params.output_size
 
         levels = _level_sizes(work_size, params.scales)
         run = _Run(self, params, seed, levels, started, progress, should_cancel, preview_every)

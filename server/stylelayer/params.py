@@ -136,7 +136,7 @@ class StyleParams:
         values = {f.name: _default(f) for f in dataclasses.fields(cls)}
         values.update(data)
         v = values
-        out = dict(
+        out: dict[str, Any] = dict(
             mode=_choice(v, "mode", MODES),
             size=_int(v, "size", 0, MAX_SIZE),
             iterations=_int(v, "iterations", 1, MAX_ITERATIONS),
@@ -183,7 +183,7 @@ def _check_json_type(name: str, annotation: str, value: Any) -> None:
         return
     if annotation.startswith("tuple"):
         ok, kind = isinstance(value, list), "an array"
-        if ok:
+        if isinstance(value, list):
             item = annotation[len("tuple[") :].split(",")[0].split("]")[0].strip()  # 'tuple[float, ...]' -> float
             for element in value:
                 _check_json_type(name, item, element)

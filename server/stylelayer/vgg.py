@@ -117,6 +117,7 @@ class VGG19Features(nn.Module):
                     f"{name}: expected weight {tuple(conv.weight.shape)} and bias ({c_out},), "
                     f"got {tuple(weight.shape)} and {tuple(bias.shape)}"
                 )
+            assert conv.bias is not None  # nn.Conv2d has a bias unless told otherwise
             with torch.no_grad():
                 conv.weight.copy_(weight)
                 conv.bias.copy_(bias)
