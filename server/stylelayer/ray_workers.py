@@ -202,7 +202,7 @@ class RayPool:
     def use(self, engine_factory: Callable[[], Any]) -> None:
         """Load engines from another factory at the workers' next start (the actors stay)."""
         for worker in self.workers:
-            worker.factory = engine_factory
+            worker.factory, worker.engine = engine_factory, None
 
     def close(self) -> None:
         for worker in self.workers:
@@ -247,7 +247,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def engine_factory(weights: str, device: str, max_memory: int | None) -> Callable[[], Any]:
+def style_engine_factory(weights: str, device: str, max_memory: int | None) -> Callable[[], Any]:
     """What each actor loads: the same engine `stylelayer serve` would load in-process."""
     from .engine import StyleEngine
 

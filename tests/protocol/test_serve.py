@@ -134,7 +134,7 @@ class ConfigSeen(Exception):
 
 
 def test_data_dir_and_result_budget_flags_reach_the_config(tmp_path, monkeypatch) -> None:
-    def fake_create_app(config, engine):
+    def fake_create_app(config, engine, workers=None):
         raise ConfigSeen(config)
 
     monkeypatch.setattr(serve, "StyleEngine", lambda **kw: FakeEngine())

@@ -370,7 +370,7 @@ def test_shutdown_while_jobs_run_and_wait(fake_engine, tmp_path, cases) -> None:
     assert took < 3, f"stop() took {took:.1f} s"
     assert not caller.is_alive() and answer == {"error": (409, "job_cancelled")}
     assert [queue.get(i).state for i in ids] == ["queued"] * 4  # the running one too: it starts over next time
-    assert not queue._worker.is_alive()
+    assert not any(thread.is_alive() for thread in queue._threads)
     leftover = [t.name for t in set(threading.enumerate()) - before if t.name.startswith(("stylelayer", "waitress"))]
     assert leftover == []
     with pytest.raises(stylelayer_client.ServerUnavailable):
@@ -442,5 +442,5 @@ def test_stop_when_the_loop_already_closed_its_sockets(fake_engine, tmp_path, ca
     srv._thread.join(5)  # the loop notices within its 0.5 s poll and closes every socket, the trigger included
     assert not srv._thread.is_alive()
     srv.stop()  # must not raise
-    assert not srv.app.extensions["stylelayer"].queue._worker.is_alive()
+    assert not any(thread.is_alive() for thread in srv.app.extensions["stylelayer"].queue._threads)
     cases()

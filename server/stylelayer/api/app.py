@@ -41,9 +41,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 
-def create_app(config: dict[str, Any] | None = None, engine: Any = None) -> Flask:
+def create_app(config: dict[str, Any] | None = None, engine: Any = None, workers: list[Any] | None = None) -> Flask:
     """Build the app. With `engine=None` a `StyleEngine` is loaded in the worker thread from config's
-    weights/device, so the server answers health checks while VGG loads (a load failure is a 503)."""
+    weights/device, so the server answers health checks while VGG loads (a load failure is a 503). `workers`
+    (job_queue's worker interface, e.g. a `ray_workers.RayPool`'s) run the jobs instead of one in-process engine."""
     cfg = {**DEFAULT_CONFIG, **(config or {})}
     unknown = sorted(set(cfg) - set(DEFAULT_CONFIG))
     if unknown:
@@ -51,8 +52,9 @@ def create_app(config: dict[str, Any] | None = None, engine: Any = None) -> Flas
     queue = JobQueue(
         engine=engine,
         engine_factory=None
-        if engine is not None
+        if engine is not None or workers is not None
         else lambda: StyleEngine(weights=cfg["weights"], device=cfg["device"], max_memory=cfg["max_memory"]),
+        workers=workers,
         store=JobStore(cfg["data_dir"]),  # StoreBusy when another server holds the folder
         max_queue=cfg["max_queue"],
         keep_results=cfg["keep_results"],

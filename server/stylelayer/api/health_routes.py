@@ -51,7 +51,8 @@ def get_info() -> Response:
             "limits": limits,
             "defaults": StyleParams().to_dict(),
             "preview_every": cfg["preview_every"],
-            "cache": engine.cache_stats() if engine is not None else None,
+            "cache": queue.cache_stats() if engine is not None else None,
+            "workers": queue.workers_info(),
             "jobs": queue.counts(),
         }
     )

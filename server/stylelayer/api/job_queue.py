@@ -1,5 +1,9 @@
-"""The job queue: one worker thread owns the engine (one GPU, one job at a time), fed by a bounded FIFO.
+"""The job queue: a bounded queue of jobs handed to workers (workers.py), each running one job at a time.
 
+By default there is one worker, in this process, that owns the engine (one GPU); `stylelayer serve --workers ray`
+gives several Ray actors (ray_workers.py). Each worker has a thread here that runs its jobs. Waiting jobs start in
+arrival order, round robin between clients so that one client's many jobs do not starve another's, each on an idle
+worker that ran its style last when there is one (its Gram cache holds the style's targets).
 Requests only enqueue and read snapshots, so a long optimisation never blocks the HTTP threads. Every job is
 written through to the durable `job_store.JobStore`; finished jobs are kept for a bounded time, count and disk
 budget so a plug-in that polls late (even after a restart) still gets its result, without the server growing
@@ -21,12 +25,13 @@ from typing import Any, Protocol
 from PIL import Image
 
 from ..engine import Cancelled, OutOfMemory, Progress, StyleResult
-from ..imaging import ImageError, decode_image, encode_png
+from ..imaging import ImageError, decode_image
 from ..limits import MAX_PIXELS
 from ..memory import BudgetError
 from ..params import ParamError, StyleParams
 from .estimate import JobCost, SpeedMeter, job_cost
 from .job_store import JobStore
+from .workers import InProcessWorker, JobSpec, ProgressUpdate, Worker, WorkerLost, style_key
 
 log = logging.getLogger("stylelayer.api")
 
@@ -35,6 +40,10 @@ TERMINAL = frozenset({DONE, FAILED, CANCELLED})
 DEFAULT_RETRY_AFTER = 5  # seconds, for a 429 while the running job has not reported progress yet
 MAX_RETRY_AFTER = 600
 PRUNE_EVERY = 60.0  # seconds between clean-ups of expired results while the queue is idle
+WORKER_STARTING, WORKER_IDLE, WORKER_RUNNING, WORKER_FAILED = "starting", "idle", "running", "failed"
+MAX_WORKER_LOSSES = 1  # a job whose worker dies runs again once; losing a second one fails it (it may be the cause)
+RESTART_DELAY = 5.0  # seconds between attempts to replace a lost worker that could not be started
+STYLES_REMEMBERED = 8  # style keys remembered per worker, for style affinity (the engine caches more Gram targets)
 
 LossPoint = tuple[int, dict[str, float | None]]  # (iteration, {"content": ..., "style": ..., "tv": ..., "total": ...})
 
@@ -95,13 +104,29 @@ class Job:
     cost: JobCost | None = None  # the engine's plan for the job, once it starts: for progress, time left and speed
     abandon_after: float = 0.0  # seconds without a look at the job after which it is cancelled (0: never)
     last_seen: float = field(default_factory=time.monotonic)  # when a client last asked about the job
+    client: str = ""  # who sent it (remote address; '' for jobs restored at start): the unit of fairness
+    style_key: str = ""  # digest of its style images (workers.style_key): the unit of style affinity
+    lost_workers: int = 0  # workers that died while running it
     history: list[LossPoint] = field(default_factory=list)  # while queued or running; the store has it after
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     ended: threading.Event = field(default_factory=threading.Event)
 
 
+@dataclass(eq=False)
+class _Slot:
+    """A worker as the queue schedules it."""
+
+    worker: Worker
+    state: str = WORKER_STARTING
+    job: Job | None = None  # handed over by `_dispatch`, until it ends
+    styles: deque[str] = field(default_factory=lambda: deque(maxlen=STYLES_REMEMBERED))  # most recent last
+    idle_since: float = field(default_factory=time.monotonic)
+    jobs_done: int = 0
+    error: str | None = None
+
+
 class JobQueue:
-    """Bounded FIFO of jobs run one at a time by a single worker thread that owns the engine.
+    """Bounded queue of jobs run by workers, one job at a time each (by default one worker owning the engine).
 
     Every job is also in the durable `JobStore`: at start the queue takes back what the store holds, re-queueing
     jobs that were queued or running (running ones start over) and serving the results of finished ones.
@@ -111,6 +136,7 @@ class JobQueue:
         self,
         engine: Engine | None = None,
         engine_factory: Callable[[], Engine] | None = None,
+        workers: list[Worker] | None = None,
         store: JobStore | None = None,
         max_queue: int = 8,
         keep_results: int = 100,
@@ -118,35 +144,55 @@ class JobQueue:
         result_bytes: int = 2 * 1024**3,
         max_pixels: int = MAX_PIXELS,
     ):
-        if (engine is None) == (engine_factory is None):
-            raise ValueError("give exactly one of engine or engine_factory")
-        self.engine = engine
+        if sum(given is not None for given in (engine, engine_factory, workers)) != 1:
+            raise ValueError("give exactly one of engine, engine_factory or workers")
+        if workers is None:
+            workers = [InProcessWorker(engine, engine_factory)]
+        self._slots = [_Slot(worker) for worker in workers]
         self.engine_error: str | None = None
         self.max_queue = max_queue
         self.keep_results = keep_results
         self.result_ttl = result_ttl
         self.result_bytes = result_bytes
         self.store = store if store is not None else JobStore(None)
-        self._factory = engine_factory
         self._jobs: OrderedDict[str, Job] = OrderedDict()  # every known job, oldest first
         self._waiting: deque[Job] = deque()
         self._lock = threading.Condition()
         self._stopping = False
         self._ready = threading.Event()
-        if engine is not None:
-            self._ready.set()
+        self._turn = 0  # jobs started so far...
+        self._turns: dict[str, int] = {}  # ...and the number of each waiting client's latest one
+        for slot in self._slots:
+            if slot.worker.engine is not None:  # given ready-made: serving at once
+                slot.state = WORKER_IDLE
+                self._ready.set()
         self.speed = SpeedMeter()  # seconds per unit of work on this device, from finished jobs (estimate.py)
         self._restore(max_pixels)
-        self._worker = threading.Thread(target=self._run, name="stylelayer-worker", daemon=True)
-        self._worker.start()
+        with self._lock:
+            self._dispatch()
+        self._threads = [
+            threading.Thread(target=self._serve, args=(slot,), name=f"stylelayer-worker-{slot.worker.name}",
+                             daemon=True)
+            for slot in self._slots
+        ]  # fmt: skip
+        for thread in self._threads:
+            thread.start()
 
     # ---- called from request threads -----------------------------------------------------------------------
+    @property
+    def engine(self) -> Engine | None:
+        """An engine to describe and plan jobs with: the first started worker's (None while none is)."""
+        for slot in self._slots:
+            if slot.worker.engine is not None:
+                return slot.worker.engine
+        return None
+
     @property
     def engine_state(self) -> str:
         """'ready', 'loading' or 'failed' (the model loads in the worker so the server answers at once)."""
         if self.engine_error is not None:
             return "failed"
-        return "ready" if self._ready.is_set() else "loading"
+        return "ready" if self._ready.is_set() and self.engine is not None else "loading"
 
     def submit(
         self,
@@ -157,13 +203,14 @@ class JobQueue:
         inputs: list[tuple[str, bytes]] | None = None,
         sync: bool = False,
         abandon_after: float = 0.0,
+        client: str = "",
     ) -> Job:
         """Queue a job. `inputs` are the image files as received ('content', 'style0', ...): the store keeps them
-        until the job ends, so a restart can run it again."""
+        until the job ends, so a restart can run it again. `client`: who sends it, for fairness between clients."""
         if self.engine_error is not None:
             raise EngineUnavailable(self.engine_error)
         job = Job(params=params, preview_every=preview_every, content=content, styles=styles, sync=sync,
-                  abandon_after=abandon_after)  # fmt: skip
+                  abandon_after=abandon_after, client=client, style_key=style_key(styles))  # fmt: skip
         self.store.save_inputs(job.id, inputs or [])  # outside the lock: uploads can be large
         try:
             with self._lock:
@@ -175,7 +222,7 @@ class JobQueue:
                 self.store.add(job, sync, inputs or [])
                 self._jobs[job.id] = job
                 self._waiting.append(job)
-                self._lock.notify_all()
+                self._dispatch()
         except (EngineUnavailable, QueueFull):
             self.store.discard(job.id)
             raise
@@ -228,7 +275,7 @@ class JobQueue:
         """1 for the next job to run; None once the job has left the queue."""
         with self._lock:
             try:
-                return self._waiting.index(job) + 1
+                return self._order().index(job) + 1
             except ValueError:
                 return None
 
@@ -238,8 +285,7 @@ class JobQueue:
             running = [j for j in self._jobs.values() if j.state == RUNNING and j.iteration > 0 and j.total]
             if not running:
                 return DEFAULT_RETRY_AFTER
-            job = running[0]
-            left = job.elapsed / job.iteration * (job.total - job.iteration)
+            left = min(job.elapsed / job.iteration * (job.total - job.iteration) for job in running)
         return int(min(MAX_RETRY_AFTER, max(1, math.ceil(left))))
 
     def counts(self) -> dict[str, int]:
@@ -251,6 +297,28 @@ class JobQueue:
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
+
+    def cache_stats(self) -> dict[str, int] | None:
+        """The Gram caches of all started workers, added up (None while none has started)."""
+        stats = [slot.worker.cache_stats() for slot in self._slots if slot.worker.engine is not None]
+        if not stats:
+            return None
+        total: dict[str, int] = {}
+        for figures in stats:
+            for name, value in figures.items():
+                total[name] = total.get(name, 0) + value
+        return total
+
+    def workers_info(self) -> list[dict[str, Any]]:
+        """For /v1/info: each worker, where it runs, its state and the job it runs."""
+        with self._lock:
+            slots = [(slot, slot.state, slot.job.id if slot.job else None, slot.jobs_done, slot.error)
+                     for slot in self._slots]  # fmt: skip
+        return [
+            {**slot.worker.describe(), "state": state, "job": job_id, "jobs_done": done, "error": error,
+             "cache": slot.worker.cache_stats()}
+            for slot, state, job_id, done, error in slots
+        ]  # fmt: skip
 
     def stop(self, timeout: float = 10.0) -> None:
         """End the worker (server shutdown). Jobs stay queued in the store and run again at the next start, except
@@ -266,9 +334,11 @@ class JobQueue:
                 if job.sync and job.state == RUNNING:
                     job.cancel_requested.set()
             self._lock.notify_all()
-        self._worker.join(timeout)
-        if self._worker.is_alive():  # an engine that ignores cancellation: leave the store to the process exit
-            log.warning("the job worker did not stop within %.0f s", timeout)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if any(thread.is_alive() for thread in self._threads):  # an engine that ignores cancellation: leave the
+            log.warning("the job workers did not stop within %.0f s", timeout)  # store to the process exit
             return
         self.store.close()
 
@@ -303,46 +373,134 @@ class JobQueue:
                 job.error = {"code": "restart_failed", "message": f"the job could not be restarted: {exc}"}
                 self._finish(job, FAILED)
                 continue
+            job.style_key = style_key(job.styles)
             self._requeue(job)
             self._waiting.append(job)
         self._prune()
 
-    # ---- worker thread -------------------------------------------------------------------------------------
-    def _run(self) -> None:
-        if self._factory is not None:
-            try:
-                self.engine = self._factory()
-            except Exception as exc:  # reported by /v1/health and on every submission
-                log.exception("could not load the style engine")
-                self.engine_error = f"the style engine failed to load: {exc}"
-            self._ready.set()
+    # ---- scheduling (callers hold the lock) --------------------------------------------------------------------
+    def _order(self) -> list[Job]:
+        """The waiting jobs in the order they will start: round robin between clients, the client whose latest
+        job started longest ago first (a client with none before all), each client's jobs in arrival order."""
+        pending: dict[str, deque[Job]] = {}
+        for job in self._waiting:
+            pending.setdefault(job.client, deque()).append(job)
+        turns, turn, order = dict(self._turns), self._turn, []
+        while pending:
+            client = min(pending, key=lambda c: (turns.get(c, -1), pending[c][0].created))
+            order.append(pending[client].popleft())
+            turn += 1
+            turns[client] = turn
+            if not pending[client]:
+                del pending[client]
+        return order
+
+    def _dispatch(self) -> None:
+        """Hand waiting jobs to idle workers: the next in `_order` to the idle worker that ran its style most
+        recently, else to the one idle longest."""
+        active = {job.client for job in self._waiting} | {slot.job.client for slot in self._slots if slot.job}
+        self._turns = {c: n for c, n in self._turns.items() if c in active}  # a client who comes back starts afresh
+        while self._waiting and not self._stopping:
+            idle = [slot for slot in self._slots if slot.state == WORKER_IDLE and slot.job is None]
+            if not idle:
+                return
+            job = self._order()[0]
+            self._waiting.remove(job)
+            if self._abandoned(job):
+                self._finish(job, CANCELLED)
+                continue
+            slot = max(idle, key=lambda s: (_recency(s.styles, job.style_key), -s.idle_since))
+            self._turn += 1
+            self._turns[job.client] = self._turn
+            if job.style_key in slot.styles:
+                slot.styles.remove(job.style_key)
+            slot.styles.append(job.style_key)
+            slot.job, slot.state = job, WORKER_RUNNING
+            job.state = RUNNING
+            job.started = time.time()
+            self.store.update(job)
+            self._lock.notify_all()
+
+    def _unassign(self, slot: _Slot) -> None:
+        """The server stops before the slot's thread began its job: back to queued, as if it never started."""
+        job, slot.job = slot.job, None
+        assert job is not None
+        if job.sync:  # its caller's connection ends with the server
+            self._finish(job, CANCELLED)
+            return
+        job.state, job.started = QUEUED, None
+        self.store.update(job)
+        self._waiting.appendleft(job)
+
+    # ---- worker threads: one per worker --------------------------------------------------------------------
+    def _serve(self, slot: _Slot) -> None:
+        """A worker's thread: start its engine, then run the jobs `_dispatch` hands it until the server stops."""
+        if slot.state != WORKER_IDLE and not self._start_worker(slot, replace=False):
+            return
         while True:
             with self._lock:
-                while not self._waiting and not self._stopping:
+                while slot.job is None and not self._stopping:
                     self._lock.wait(PRUNE_EVERY)
                     self._prune()  # expired results go even when nobody asks
                 if self._stopping:
+                    if slot.job is not None:
+                        self._unassign(slot)
                     return
-                job = self._waiting.popleft()
-                if self._abandoned(job):
-                    self._finish(job, CANCELLED)
-                    continue
-                job.state = RUNNING
-                job.started = time.time()
-                self.store.update(job)
-            self._execute(job)
+                job = slot.job
+            lost = self._execute(job, slot)
+            with self._lock:
+                slot.job, slot.jobs_done, slot.idle_since = None, slot.jobs_done + 1, time.monotonic()
+                slot.state = WORKER_STARTING if lost else WORKER_IDLE
+                if not lost:
+                    self._dispatch()
+            if lost and not self._start_worker(slot, replace=True):
+                return
 
-    def _execute(self, job: Job) -> None:
-        if self.engine is None:
-            self._fail(job, "engine_unavailable", self.engine_error or "the style engine is not loaded")
-            return
+    def _start_worker(self, slot: _Slot, replace: bool) -> bool:
+        """Load a worker's engine, or replace a worker that died; False when it cannot serve (its engine failed to
+        load, or the server stops). A worker whose process died while starting is replaced until it starts."""
+        while True:
+            try:
+                if replace:
+                    slot.worker.replace(lambda: self._stopping)
+                else:
+                    slot.worker.start(lambda: self._stopping)
+                break
+            except WorkerLost as exc:
+                with self._lock:
+                    if self._stopping:
+                        return False
+                    log.warning("%s could not start: %s; trying again in %.0f s", slot.worker.name, exc, RESTART_DELAY)
+                    slot.error = str(exc)
+                    self._lock.wait(RESTART_DELAY)  # woken early by stop()
+                replace = True
+            except Exception as exc:  # reported by /v1/health and on every submission once no worker is left
+                log.exception("could not load the style engine (%s)", slot.worker.name)
+                with self._lock:
+                    slot.state, slot.error = WORKER_FAILED, f"the style engine failed to load: {exc}"
+                    if all(other.state == WORKER_FAILED for other in self._slots):
+                        self.engine_error = slot.error
+                        self._ready.set()
+                        for job in list(self._waiting):
+                            self._waiting.remove(job)
+                            job.error = {"code": "engine_unavailable", "message": self.engine_error}
+                            self._finish(job, FAILED)
+                return False
+        with self._lock:
+            slot.state, slot.error, slot.idle_since = WORKER_IDLE, None, time.monotonic()
+            self._ready.set()
+            self._dispatch()
+        return True
+
+    def _execute(self, job: Job, slot: _Slot) -> bool:
+        """Run a job on a slot's worker; True when the worker died under it (the caller replaces the worker)."""
+        worker = slot.worker
         try:
-            job.cost = job_cost(self.engine, job.content.size if job.content is not None else None, job.params)
+            job.cost = job_cost(worker.engine, job.content.size if job.content is not None else None, job.params)
         except Exception:  # noqa: BLE001 - only progress and estimates need it; the engine reports real problems
             job.cost = None
 
-        def on_progress(p: Progress) -> None:
-            preview = encode_png(p.preview) if p.preview is not None else None
+        def on_progress(p: ProgressUpdate) -> None:
             with self._lock:
                 job.iteration, job.total, job.elapsed = p.iteration, p.total, p.elapsed
                 job.level, job.levels, job.tile, job.tiles, job.plan = p.level, p.levels, p.tile, p.tiles, p.plan
@@ -350,53 +508,76 @@ class JobQueue:
                 # A tiled level reports every tile with the iteration before it: one point per iteration.
                 if p.tile == 0 and p.iteration > (job.history[-1][0] if job.history else 0):
                     job.history.append((p.iteration, job.losses))
-                if preview is not None:
-                    job.preview_png, job.preview_iteration = preview, p.iteration
+                if p.preview_png is not None:
+                    job.preview_png, job.preview_iteration = p.preview_png, p.iteration
 
+        spec = JobSpec(job.id, job.content, job.styles, job.params, job.preview_every)
         try:
-            result = self.engine.stylize(
-                job.content,
-                job.styles,
-                job.params,
-                progress=on_progress,
+            outcome = worker.run(
+                spec,
+                on_progress,
                 should_cancel=lambda: job.cancel_requested.is_set() or self._stopping or self._abandoned(job),
-                preview_every=job.preview_every,
             )
-            png = encode_png(result.image, result.params, result.seed)
+        except WorkerLost as exc:
+            self._worker_lost(job, exc)
+            return True
         except Cancelled:
             with self._lock:
                 if self._stopping and not job.cancel_requested.is_set():
                     self._requeue(job)  # the server is stopping: the job runs again from the start at the next start
                 else:
                     self._finish(job, CANCELLED)
-            return
+            return False
         except OutOfMemory as exc:  # the engine has freed the device's memory; its message says what to lower
             self._fail(job, "out_of_memory", str(exc))
-            return
+            return False
         except BudgetError as exc:  # no plan fits the memory budget (a ValueError: caught before the next clause)
             self._fail(job, "out_of_memory", f"the job does not fit the server's memory: {exc}")
-            return
+            return False
         except ValueError as exc:  # the engine's input checks (e.g. an image too thin to stylise)
             self._fail(job, "bad_request", str(exc))
-            return
+            return False
         except Exception as exc:
             log.exception("job %s failed", job.id)
             self._fail(job, "engine_error", f"the style engine failed: {type(exc).__name__}: {exc}")
-            return
+            return False
         try:
-            size = self.store.write_result(job.id, png)
+            size = self.store.write_result(job.id, outcome.png)
         except OSError as exc:  # a full or read-only disk
             log.exception("job %s: could not store its result", job.id)
             self._fail(job, "internal", f"the result could not be stored: {exc}")
-            return
+            return False
         with self._lock:
-            job.seed, job.result_bytes = result.seed, size
-            job.iteration = job.total = result.iterations
-            job.losses = _finite(result.losses)
-            job.elapsed = result.elapsed
+            job.seed, job.result_bytes = outcome.seed, size
+            job.iteration = job.total = outcome.iterations
+            job.losses = _finite(outcome.losses)
+            job.elapsed = outcome.elapsed
             self._finish(job, DONE)
         if job.cost is not None:
-            self.speed.record(job.cost.units, result.elapsed)
+            self.speed.record(job.cost.units, outcome.elapsed)
+        return False
+
+    def _worker_lost(self, job: Job, exc: WorkerLost) -> None:
+        """A job's worker died under it: the job is queued again in its arrival place, to run from its first
+        iteration on another worker, once; a job that loses a second worker fails (it may be what kills them)."""
+        log.warning("job %s: %s", job.id, exc)
+        with self._lock:
+            job.lost_workers += 1
+            if job.cancel_requested.is_set():
+                self._finish(job, CANCELLED)
+            elif self._stopping:
+                self._requeue(job)  # runs again at the next start
+            elif job.lost_workers > MAX_WORKER_LOSSES:
+                job.error = {"code": "worker_lost", "message": f"{exc}; this job has now lost {job.lost_workers}"
+                             " workers, so it may be what kills them (too large for a worker's memory?): reduce"
+                             " size, or give the workers more memory"}  # fmt: skip
+                self._finish(job, FAILED)
+            else:
+                self._requeue(job)
+                place = next((i for i, other in enumerate(self._waiting) if other.created > job.created),
+                             len(self._waiting))  # fmt: skip
+                self._waiting.insert(place, job)
+                self._dispatch()
 
     def _fail(self, job: Job, code: str, message: str) -> None:
         with self._lock:
@@ -438,6 +619,14 @@ class JobQueue:
                 disk -= job.result_bytes
                 del self._jobs[job.id]
                 self.store.delete(job.id)
+
+
+def _recency(styles: deque[str], key: str) -> int:
+    """How recently a worker ran a style: higher is more recent, -1 never (of those it remembers)."""
+    try:
+        return styles.index(key)
+    except ValueError:
+        return -1
 
 
 def _finite(losses: dict[str, float]) -> dict[str, float | None]:

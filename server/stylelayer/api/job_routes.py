@@ -1,6 +1,6 @@
 """/v1/jobs and /v1/stylize: submit a job, follow it, fetch its preview, result and loss curves, cancel it.
 
-The routes only parse, validate and enqueue; the single worker in `job_queue.JobQueue` owns the engine.
+The routes only parse, validate and enqueue; the workers of `job_queue.JobQueue` run the jobs.
 `job_json` is the one mapping from a job to the JSON clients see.
 """
 
@@ -213,7 +213,8 @@ def _enqueue(sync: bool = False) -> Job:
         raise ApiError(400, "too_many_styles", f"at most {MAX_STYLES} style images per job", field="style")
     _check_inputs(content, styles, params)
     try:
-        return state.queue.submit(content, styles, params, preview_every, inputs, sync, abandon_after)
+        return state.queue.submit(content, styles, params, preview_every, inputs, sync, abandon_after,
+                                  client=request.remote_addr or "")  # fmt: skip
     except QueueFull as exc:
         retry = state.queue.retry_after()
         raise ApiError(

@@ -103,6 +103,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_CONFIG["result_bytes"] / 1024**2,
         help="disk for kept results in MiB; the oldest go first (default %(default)g)",
     )
+    parser.add_argument(
+        "--workers",
+        choices=("in-process", "ray"),
+        default="in-process",
+        help="where jobs run: in-process (one engine in this process, the default) or ray (Ray actors, one per GPU"
+        " or per --cpus-per-worker cores, jobs in parallel; needs pip install 'stylelayer[ray]')",
+    )
+    parser.add_argument(
+        "--ray-address",
+        help="the Ray cluster for --workers ray (implies it): auto (the one 'ray start --head' runs here) or"
+        " ray://HOST:PORT (default: start a local one)",
+    )
+    parser.add_argument(
+        "--ray-workers",
+        type=int,
+        help="Ray actors to start (default: one per GPU of the cluster, else as many as its cores hold)",
+    )
+    parser.add_argument(
+        "--cpus-per-worker",
+        type=int,
+        help="CPU cores per Ray actor (default: 4, or a smaller node's all; 1 for GPU actors)",
+    )
 
 
 def _memory_size(text: str) -> int:
@@ -197,12 +219,18 @@ def run(args: argparse.Namespace) -> int:
         ("--result-hours", args.result_hours, 0),
         ("--result-mb", args.result_mb, 0),
     )
+    use_ray = args.workers == "ray" or args.ray_address is not None
+    minimums += (("--ray-workers", args.ray_workers, 1), ("--cpus-per-worker", args.cpus_per_worker, 1))
     for flag, value, least in minimums:
-        if not value >= least:  # also refuses nan
+        if value is not None and not value >= least:  # also refuses nan
             print(f"stylelayer serve: {flag} must be at least {least}", file=sys.stderr)
             return 2
+        if flag in ("--ray-workers", "--cpus-per-worker") and value is not None and not use_ray:
+            print(f"stylelayer serve: {flag} is for --workers ray", file=sys.stderr)
+            return 2
     try:
-        resolve_device(args.device)  # fail now, not in the first job, when the device is absent
+        if not use_ray:  # Ray actors check their own device, on their own nodes
+            resolve_device(args.device)  # fail now, not in the first job, when the device is absent
     except ValueError as exc:
         print(f"stylelayer serve: {exc}", file=sys.stderr)
         return 2
@@ -219,19 +247,32 @@ def run(args: argparse.Namespace) -> int:
         "device": args.device,
         "max_memory": args.max_memory,
     }
-    # Load once, before accepting jobs.
-    engine = StyleEngine(weights=args.weights, device=args.device, max_memory=args.max_memory)
+    pool, engine = None, None
+    if use_ray:  # the actors load their engines while the server already answers (engine "loading")
+        try:
+            pool = start_ray_pool(args)
+        except Exception as exc:  # noqa: BLE001 - Ray missing, no cluster at the address, a cluster without GPUs
+            print(f"stylelayer serve: could not start the Ray workers: {exc}", file=sys.stderr)
+            return 2
+    else:  # load once, before accepting jobs
+        engine = StyleEngine(weights=args.weights, device=args.device, max_memory=args.max_memory)
     try:
-        app = create_app(config, engine=engine)
+        app = create_app(config, engine=engine, workers=pool.workers if pool is not None else None)
     except StoreBusy as exc:
         print(f"stylelayer serve: {exc}", file=sys.stderr)
+        if pool is not None:
+            pool.close()
         return 2
     server = create_http_server(app, args.host, args.port)
     host = f"[{server.effective_host}]" if ":" in str(server.effective_host) else server.effective_host
     print(f"stylelayer server listening on http://{host}:{server.effective_port}", flush=True)
     if not is_loopback(args.host):
         print(remote_instructions(str(server.effective_host), server.effective_port, token_source(args)), flush=True)
-    print(f"device {engine.device}, weights {args.weights}; press Ctrl+C to stop", flush=True)
+    if pool is not None:
+        print(f"{len(pool.workers)} Ray workers with {pool.num_cpus:g} CPU and {pool.num_gpus:g} GPU each, weights"
+              f" {args.weights}; press Ctrl+C to stop", flush=True)  # fmt: skip
+    else:
+        print(f"device {engine.device}, weights {args.weights}; press Ctrl+C to stop", flush=True)
     # Service managers and `kill` send SIGTERM, and a shell starting us in the background ignores SIGINT for us:
     # both must end the same clean way Ctrl+C does.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -244,7 +285,20 @@ def run(args: argparse.Namespace) -> int:
     finally:
         app.extensions["stylelayer"].queue.stop()  # first: ends jobs that waiting /v1/stylize threads hold on to
         close_server(server)
+        if pool is not None:
+            pool.close()
     return 0
+
+
+def start_ray_pool(args: argparse.Namespace) -> Any:
+    """The Ray actors that run the jobs (`--workers ray`): the only place the server imports Ray."""
+    try:
+        from .. import ray_workers
+    except ImportError as exc:
+        raise RuntimeError(f"--workers ray needs Ray: pip install 'stylelayer[ray]' ({exc})") from None
+    factory = ray_workers.style_engine_factory(args.weights, args.device, args.max_memory)
+    return ray_workers.RayPool(factory, address=args.ray_address, workers=args.ray_workers,
+                               cpus_per_worker=args.cpus_per_worker, device=args.device)  # fmt: skip
 
 
 def _interrupt(signum: int, frame: object) -> None:
