@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
+# The Ray worker pool's tests (tests/workers, the [ray] cases of tests/protocol) need the optional extra.
+.venv/bin/python -c "import ray" 2>/dev/null || .venv/bin/python -m pip install --quiet -e '.[ray]'
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     bash tests/hosts/setup_krita.sh
     bash tests/hosts/setup_gimp.sh

@@ -16,6 +16,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import ray_helpers
+from fake_link import Controls, share
 from PIL import Image
 from server_thread import ServerThread
 
@@ -29,10 +31,27 @@ sys.path.insert(0, str(REPO / "plugins" / "common"))  # the plug-ins' client (it
 import stylelayer_client  # noqa: E402, F401  (re-exported for the tests)
 
 
+def _control(name: str) -> property:
+    """An attribute of a fake kept in its `Controls`, so that it also steers a copy in a Ray actor (fake_link)."""
+    return property(lambda self: self._controls.get(name), lambda self, value: self._controls.set(name, value))
+
+
 class FakeEngine:
-    """Identity 'style transfer' with controllable speed, failures and a gate to hold a job in 'running'."""
+    """Identity 'style transfer' with controllable speed, failures and a gate to hold a job in 'running'.
+
+    Pickled into a Ray actor (the protocol suite runs against a Ray pool too), the copy's controls link back to this
+    object: the test steers and watches the copy as it would this one.
+    """
+
+    step_delay = _control("step_delay")
+    fail_with = _control("fail_with")
+    gate = _control("gate")
+    started = _control("started")
+    calls = _control("calls")
+    plan_error = _control("plan_error")
 
     def __init__(self, step_delay: float = 0.0, fail_with: BaseException | None = None):
+        self._controls: Controls = Controls()
         self.step_delay = step_delay
         self.fail_with = fail_with
         self.gate: threading.Event | None = None  # when set to an Event, iteration 1 waits for it
@@ -41,6 +60,9 @@ class FakeEngine:
         self.device = "cpu"
         self.weights_name = "fake"
         self.plan_error: BaseException | None = None
+
+    def __getstate__(self) -> dict[str, object]:
+        return {**self.__dict__, "_controls": share(self._controls)}
 
     def describe(self) -> dict[str, object]:
         return {"device": "cpu", "weights": "fake"}
@@ -75,12 +97,14 @@ class FakeEngine:
             if should_cancel is not None and should_cancel():
                 raise Cancelled()
             self.started.set()
-            if self.gate is not None and i == 1:
-                while not self.gate.wait(0.01):
+            gate = self.gate  # once: the test may take it away meanwhile
+            if gate is not None and i == 1:
+                while not gate.wait(0.01):
                     if should_cancel is not None and should_cancel():
                         raise Cancelled()
-            if self.fail_with is not None:
-                raise self.fail_with
+            failure = self.fail_with
+            if failure is not None:
+                raise failure
             time.sleep(self.step_delay)
             losses = {"content": 1.0 / i, "style": 2.0 / i, "tv": 0.0, "total": 3.0 / i}
             preview = out.convert("RGB") if preview_every and (i % preview_every == 0 or i == total) else None
@@ -167,14 +191,31 @@ def fake_engine() -> FakeEngine:
 
 
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[Callable[..., tuple[ServerThread, stylelayer_client.StylelayerClient]]]:
-    """Factory: start a server with a given engine and config; every one is stopped at teardown."""
+def server_workers() -> object:
+    """Where make_server's jobs run: None, the engine in the server's process (tests/protocol/conftest.py also
+    gives a Ray pool)."""
+    return None
+
+
+@pytest.fixture
+def make_server(
+    tmp_path: Path, server_workers: object
+) -> Iterator[Callable[..., tuple[ServerThread, stylelayer_client.StylelayerClient]]]:
+    """Factory: start a server with a given engine and config; every one is stopped at teardown. With a Ray pool as
+    `server_workers`, the engine (or the one config names) is loaded in the pool's first actor instead."""
     servers: list[ServerThread] = []
 
     def start(engine: object = None, token: str | None = None, **config: object):
         config.setdefault("styles_dir", str(tmp_path / f"styles{len(servers)}"))
         config.setdefault("data_dir", str(tmp_path / f"data{len(servers)}"))
-        srv = ServerThread(create_app({"token": token, **config}, engine=engine)).start()
+        if server_workers is None:
+            app = create_app({"token": token, **config}, engine=engine)
+        else:
+            server_workers.use(ray_helpers.engine_factory(engine, config))
+            app = create_app({"token": token, **config}, workers=server_workers.workers[:1])
+            if engine is not None:  # ready when it is loaded in the actor, as a given engine is ready at once
+                assert app.extensions["stylelayer"].queue.wait_ready(60)
+        srv = ServerThread(app).start()
         servers.append(srv)
         return srv, stylelayer_client.StylelayerClient(srv.url, token=token, timeout=10)
 
