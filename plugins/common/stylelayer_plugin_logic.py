@@ -18,7 +18,8 @@ __all__ = [  # what the plug-ins' own logic modules re-export (`from ... import 
     "EDGE_FEATHER", "LAYER_NAME_MAX", "MAX_ITERATIONS", "MAX_PIXELS", "MAX_SIZE", "MAX_STRENGTH", "MAX_STYLE_SIDE",
     "MIN_STRENGTH", "PNG_SIGNATURE", "PRESETS", "PRESET_LABELS", "PluginError", "STRENGTH_SLIDER", "build_params",
     "check_server_url", "connection_text", "default_preset", "encode_png", "error_message", "estimate_text",
-    "feather_mask", "format_duration", "is_png", "mask_is_hard", "matching_preset", "png_size", "preset_values",
+    "feather_mask", "format_duration", "is_png", "mask_is_hard", "matching_preset", "open_edges", "png_size",
+    "preset_values",
     "progress_fraction", "progress_text", "strength_from_slider", "strength_to_slider", "style_label",
     "style_layer_name",
 ]  # fmt: skip
@@ -272,25 +273,28 @@ def mask_is_hard(mask: bytes) -> bool:
     return not mask.translate(None, b"\x00\xff")
 
 
-def feather_mask(mask: bytes, width: int, height: int, radius: int = EDGE_FEATHER) -> bytes:
+def feather_mask(mask: bytes, width: int, height: int, radius: int = EDGE_FEATHER, open_edges=(False,) * 4) -> bytes:
     """A hard selection mask (0/255, one byte a pixel, rows top to bottom) faded in over `radius` pixels inside
     its edge, so the new layer blends into the picture instead of ending in a seam; outside stays 0.
 
-    Pixels beyond the mask's own borders count as selected: the region's border (the layer's edge, the canvas)
-    is not a selection edge. Fast in plain Python: the erosions run on the whole mask as one big integer.
+    `open_edges` (left, top, right, bottom): True where the selection goes on beyond the mask (the region was cut
+    there by the layer's or the canvas's edge, which is no selection edge); elsewhere beyond the mask is
+    unselected. Fast in plain Python: the erosions run on the whole mask as one big integer.
     """
     if len(mask) != width * height:
         raise ValueError(f"mask has {len(mask)} bytes for {width}x{height}")
     radius = max(0, min(int(radius), min(width, height) // 4))
-    if radius == 0 or not mask_is_hard(mask) or b"\x00" not in mask:
+    if radius == 0 or not mask_is_hard(mask):
         return bytes(mask)
     pad = radius + 1
-    wide = width + 2 * pad  # padded with a copy of the edge pixels, so only selection edges erode
+    wide = width + 2 * pad
+    left, top, right, bottom = open_edges
+    blank = b"\x00" * pad
     rows = []
-    for y in range(height):
+    for y in range(height):  # padded with copies of the edge pixels where open, so only selection edges erode
         row = mask[y * width : (y + 1) * width]
-        rows.append(row[:1] * pad + row + row[-1:] * pad)
-    rows = [rows[0]] * pad + rows + [rows[-1]] * pad
+        rows.append((row[:1] * pad if left else blank) + row + (row[-1:] * pad if right else blank))
+    rows = [rows[0] if top else b"\x00" * wide] * pad + rows + [rows[-1] if bottom else b"\x00" * wide] * pad
     frame = b"\x00" + b"\x00".join(rows) + b"\x00"  # one 0 column between rows stops sideways wrap-around
     stride = wide + 1
     level = int.from_bytes(frame, "big")
@@ -307,6 +311,16 @@ def feather_mask(mask: bytes, width: int, height: int, radius: int = EDGE_FEATHE
         start = 1 + y * stride + pad
         out += counts[start : start + width]
     return bytes(out.translate(table))
+
+
+def open_edges(region: tuple, selection: tuple, canvas: tuple) -> tuple:
+    """(left, top, right, bottom): True where an edge of `region` is no edge of the selection: the selection's
+    bounds go on beyond it (the layer's edge cut it), or it is the canvas's edge. All three are (x, y, w, h)."""
+    rx, ry, rw, rh = region
+    sx, sy, sw, sh = selection
+    cx, cy, cw, ch = canvas
+    return (sx < rx or rx <= cx, sy < ry or ry <= cy, sx + sw > rx + rw or rx + rw >= cx + cw,
+            sy + sh > ry + rh or ry + rh >= cy + ch)  # fmt: skip
 
 
 # ---- time ---------------------------------------------------------------------------------------------

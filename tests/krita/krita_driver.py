@@ -7,6 +7,7 @@ writes what the test checks from outside into `out_dir`. Always ends with os._ex
 says nothing.
 """
 
+import faulthandler
 import hashlib
 import json
 import os
@@ -18,6 +19,9 @@ from PyQt5.QtCore import QEventLoop, QTimer
 
 CONFIG = json.load(open(os.environ["STYLELAYER_KRITA_CONFIG"], encoding="utf-8"))  # noqa: SIM115
 OUT = CONFIG["out_dir"]
+# where each thread was, should Krita hang: written shortly before the test's timeout kills it
+faulthandler.dump_traceback_later(max(5, CONFIG.get("stacks_after_s", 80)), exit=False,
+                                  file=open(os.path.join(OUT, "stacks.txt"), "w"))  # noqa: SIM115  # fmt: skip
 result = {"ok": False, "stage": "start"}
 
 
@@ -37,14 +41,41 @@ def finish(code=0):
     os._exit(code)
 
 
+def settle(ms):
+    loop = QEventLoop()
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec_()
+
+
+def wait_until(condition, timeout_s):
+    end = time.time() + timeout_s
+    while not condition() and time.time() < end:
+        settle(50)
+    return condition()
+
+
+def ellipse_selection(doc, x, y, w, h):
+    """A hard-edged elliptical selection inscribed in (x, y, w, h), as Krita's ellipse tool makes one."""
+    cx, cy, rx, ry = x + w / 2, y + h / 2, w / 2, h / 2
+    width, height = doc.width(), doc.height()
+    mask = bytes(255 if ((i + 0.5 - cx) / rx) ** 2 + ((j + 0.5 - cy) / ry) ** 2 <= 1 else 0
+                 for j in range(height) for i in range(width))  # fmt: skip
+    sel = Selection()
+    sel.select(0, 0, width, height, 0)
+    sel.setPixelData(mask, 0, 0, width, height)
+    write("selection.mask", mask)
+    return sel
+
+
 def run_dialog(doc, node, captured):
     from stylelayer_krita import extension, transfer
 
     real_insert = transfer.insert_result
 
-    def capture(source, png, name, codec=None):
+    def capture(source, png, name, codec=None, ops=None):
         captured["png"] = png
-        return real_insert(source, png, name, codec)
+        captured.setdefault("sources", []).append(source.node.name())
+        return real_insert(source, png, name, codec, ops)
 
     transfer.insert_result = capture
     app = Krita.instance()
@@ -55,14 +86,62 @@ def run_dialog(doc, node, captured):
     messages = []
     dialog.show_message = lambda ok, message: messages.append([ok, message])
     dialog.url_edit.setText(CONFIG["server_url"])
+    dialog.token_edit.setText(CONFIG.get("token", ""))
     dialog.style_edit.setText(CONFIG["style"])
     dialog.file_radio.setChecked(True)
-    dialog.preset_combo.setCurrentText("preview")
+    dialog.set_preset("preview")
+    texts = result["texts"] = {"preset_after_set": dialog.preset_combo.currentText()}
+    if CONFIG.get("test_connection"):  # the "Test connection" button, then the estimate it leads to
+        dialog.check_connection()
+        wait_until(lambda: dialog.test_button.isEnabled(), 20)
+        texts["status"] = dialog.status_label.text()
     params = CONFIG["params"]
     dialog.iterations_spin.setValue(params["iterations"])
     dialog.size_spin.setValue(params["size"])
     dialog.strength_spin.setValue(1.0)
     dialog.preserve_check.setChecked(False)
+    texts["preset_custom"] = dialog.preset_combo.currentText()
+    texts["strength_slider"] = [dialog.strength_slider.value(), dialog.strength_slider.maximum()]
+    if CONFIG.get("test_connection"):
+        dialog.refresh_target()
+        dialog.request_estimate()
+        wait_until(lambda: dialog.estimate_label.text().startswith(("Estimated", "No estimate", "Too large")), 20)
+        texts["estimate"] = dialog.estimate_label.text()
+    texts["target"] = dialog.target_label.text()
+    if CONFIG.get("attempts"):  # one Apply per (url, token): what the painter reads for each failure
+        texts["attempts"] = []
+        for url, token in CONFIG["attempts"]:
+            dialog.url_edit.setText(url)
+            dialog.token_edit.setText(token)
+            done = run_once(dialog, messages)[0]
+            texts["attempts"].append([done.get("ok"), done.get("message"), dialog.status_label.text()])
+        result["dialog"] = {"messages": messages}
+        raise RuntimeError("attempts only")
+    finished = [run_once(dialog, messages)]
+    for _ in range(CONFIG.get("runs", 1) - 1):  # Apply again, as a painter would, with Krita's active layer as it is
+        settle(300)
+        texts.setdefault("targets", []).append(dialog.target_label.text())
+        finished.append(run_once(dialog, messages))
+    texts["status_after"] = dialog.status_label.text()
+    texts["progress"] = sorted(set(dialog_progress))
+    curve = dialog.loss_curve.grab().toImage()  # the live loss curve as painted: more than frame and background
+    colours = {curve.pixel(x, y) for x in range(curve.width()) for y in range(curve.height())}
+    done = finished[-1][0]
+    result["dialog"] = {"done": done, "messages": messages, "gui_ticks": sum(f[1] for f in finished),
+                        "max_progress": max(f[2] for f in finished),
+                        "saved_url": app.readSetting("stylelayer", "server_url", ""),
+                        "loss_points": len(dialog.loss_curve.totals), "curve_colours": len(colours)}  # fmt: skip
+    result["sources"] = captured.get("sources", [])
+    if not done.get("ok"):
+        raise RuntimeError(done.get("message", "the dialog did not finish in time"))
+    return done["message"]
+
+
+dialog_progress = []
+
+
+def run_once(dialog, messages):
+    """Press Apply and wait for the run to end: (done, GUI ticks during it, highest progress bar value)."""
     loop = QEventLoop()
     ticks = {"n": 0, "progress_values": []}
 
@@ -74,23 +153,23 @@ def run_dialog(doc, node, captured):
     timer.timeout.connect(tick)
     timer.start(50)
     done = {}
-    dialog.finished_run.connect(lambda ok, message: (done.update(ok=ok, message=message), loop.quit()))
+
+    def finished(ok, message):
+        done.update(ok=ok, message=message)
+        loop.quit()
+
+    dialog.finished_run.connect(finished)
     QTimer.singleShot(int(CONFIG.get("dialog_timeout_s", 40) * 1000), loop.quit)
     dialog.start()
+    if dialog.job is not None:
+        dialog.job.progress.connect(lambda status, preview: dialog_progress.append(dialog.progress_label.text()))
     if CONFIG.get("cancel_on_progress") and dialog.job is not None:
         dialog.job.progress.connect(lambda status, preview: dialog.cancel_or_close())  # the Cancel button
     if "ok" not in done:
         loop.exec_()
     timer.stop()
-    curve = dialog.loss_curve.grab().toImage()  # the live loss curve as painted: more than frame and background
-    colours = {curve.pixel(x, y) for x in range(curve.width()) for y in range(curve.height())}
-    result["dialog"] = {"done": done, "messages": messages, "gui_ticks": ticks["n"],
-                        "max_progress": max(ticks["progress_values"] or [0]),
-                        "saved_url": app.readSetting("stylelayer", "server_url", ""),
-                        "loss_points": len(dialog.loss_curve.totals), "curve_colours": len(colours)}  # fmt: skip
-    if not done.get("ok"):
-        raise RuntimeError(done.get("message", "the dialog did not finish in time"))
-    return done["message"]
+    dialog.finished_run.disconnect(finished)
+    return done, ticks["n"], max(ticks["progress_values"] or [0])
 
 
 def main():
@@ -109,6 +188,8 @@ def main():
         sel = Selection()
         sel.select(x, y, sw, sh, value)
         doc.setSelection(sel)
+    if CONFIG.get("ellipse"):
+        doc.setSelection(ellipse_selection(doc, *CONFIG["ellipse"]))
     stack_before = [n.name() for n in doc.rootNode().childNodes()]
     captured = {}
     try:
@@ -116,11 +197,13 @@ def main():
             name = run_dialog(doc, node, captured)
         else:
             from stylelayer_krita import transfer
+            from stylelayer_krita.krita_ops import KritaLayerOps
 
             progress = []
             res = transfer.run_style_transfer(  # with its default codec: Krita's QImage one
                 doc, node, CONFIG["style"], CONFIG["params"], CONFIG["server_url"],
                 on_progress=lambda status, preview: progress.append(status.get("iteration")),
+                ops=KritaLayerOps(),
             )  # fmt: skip
             captured["png"], name = res.result_png, res.name
             result["progress_calls"] = len(progress)
@@ -133,9 +216,7 @@ def main():
         result["error_message"] = error_message(exc)
         result["traceback"] = traceback.format_exc()
     result["stage"] = "ran"
-    settle = QEventLoop()  # setActiveNode reaches the view through queued events
-    QTimer.singleShot(300, settle.quit)
-    settle.exec_()
+    settle(300)  # setActiveNode reaches the view through queued events
     if "png" in captured:
         write("server_result.png", captured["png"])
     stack = doc.rootNode().childNodes()
@@ -152,7 +233,21 @@ def main():
             result["new_index"] = i
             x, y, nw, nh = rect_of(n)
             write("new_layer.bgra", bytes(n.pixelData(x, y, nw, nh)))
+            write("new_canvas.bgra", bytes(n.pixelData(0, 0, w, h)))
+            write("new_projection.bgra", bytes(n.projectionPixelData(0, 0, w, h)))
+            result["new_children"] = [[c.name(), c.type()] for c in n.childNodes()]
+            for c in n.childNodes():
+                if c.type() == "transparencymask":
+                    write("new_mask.a8", bytes(c.pixelData(0, 0, w, h)))
     result["size"] = [w, h]
+    if CONFIG.get("undo"):  # Edit > Undo, as often as asked: the stack after each
+        result["after_undo"] = []
+        for _ in range(CONFIG["undo"]):
+            app.action("edit_undo").trigger()
+            doc.waitForDone()
+            settle(300)
+            result["after_undo"].append([[n.name(), [c.type() for c in n.childNodes()]]
+                                         for n in doc.rootNode().childNodes() if n.type() != "selectionmask"])
     app.setBatchmode(True)
     doc.setBatchmode(True)
     result["saved"] = bool(doc.saveAs(os.path.join(OUT, "doc.kra")))

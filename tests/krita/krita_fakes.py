@@ -58,6 +58,9 @@ class FakeNode:
     def name(self) -> str:
         return self._name
 
+    def setName(self, name: str) -> None:  # noqa: N802
+        self._name = name
+
     def type(self) -> str:
         return self._type
 

@@ -65,13 +65,33 @@ def krita_home(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server():
+def cpu_engine():
+    from stylelayer.engine import StyleEngine
+
+    return StyleEngine(weights="caffe", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def server(cpu_engine):
     from server_thread import ServerThread
 
     from stylelayer.api import create_app
-    from stylelayer.engine import StyleEngine
 
-    with ServerThread(create_app({}, engine=StyleEngine(weights="caffe", device="cpu"))) as srv:
+    with ServerThread(create_app({}, engine=cpu_engine)) as srv:
+        yield srv
+
+
+TOKEN = "krita-e2e-token"
+
+
+@pytest.fixture(scope="module")
+def token_server(cpu_engine):
+    """A server that requires a token, as one on another machine does (same engine: the tests run one at a time)."""
+    from server_thread import ServerThread
+
+    from stylelayer.api import create_app
+
+    with ServerThread(create_app({"token": TOKEN}, engine=cpu_engine)) as srv:
         yield srv
 
 
@@ -81,9 +101,9 @@ def inputs(tmp_path_factory):
     return {"content": _image("tubingen", tmp, 96), "style": _image("starry_night", tmp, 128)}
 
 
-def run_krita(home: Path, out: Path, config: dict) -> dict:
+def run_krita(home: Path, out: Path, config: dict, timeout: int = KRITA_TIMEOUT) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    config = {**config, "out_dir": str(out)}
+    config = {"stacks_after_s": timeout - 30, **config, "out_dir": str(out)}
     cfg = out / "config.json"
     cfg.write_text(json.dumps(config))
     env = {
@@ -97,7 +117,7 @@ def run_krita(home: Path, out: Path, config: dict) -> dict:
         "STYLELAYER_KRITA_RESULT": str(out / "result.json"),
     }
     env.pop("PYTHONPATH", None)
-    cmd = ["timeout", "-k", "5", str(KRITA_TIMEOUT), "xvfb-run", "-a", "-s", "-screen 0 1280x1024x24",
+    cmd = ["timeout", "-k", "5", str(timeout), "xvfb-run", "-a", "-s", "-screen 0 1280x1024x24",
            "krita", "--nosplash"]  # fmt: skip
     start = time.time()
     proc = subprocess.run(cmd, env=env, cwd=out, capture_output=True, text=True)
@@ -107,6 +127,9 @@ def run_krita(home: Path, out: Path, config: dict) -> dict:
     if not result_file.is_file():
         crash = out / "result.json.crash.txt"
         detail = crash.read_text() if crash.is_file() else (proc.stdout + proc.stderr)[-3000:]
+        stacks = out / "stacks.txt"
+        if stacks.is_file() and stacks.stat().st_size:
+            detail += "\n--- where Krita's threads were:\n" + stacks.read_text()[-6000:]
         pytest.fail(f"Krita wrote no result file (exit {proc.returncode}, {elapsed:.1f} s):\n{detail}")
     result = json.loads(result_file.read_text())
     result["krita_wall_s"] = round(elapsed, 1)
@@ -143,6 +166,33 @@ def layers(result: dict) -> list:
     return [entry for entry in result["stack"] if entry[1] != "selectionmask"]
 
 
+def crop(data: bytes, size: tuple[int, int], rect: list[int], channels: int) -> bytes:
+    """`rect` (x, y, w, h) out of a row-major buffer of `size` with `channels` bytes a pixel."""
+    x, y, w, h = rect
+    stride = size[0] * channels
+    return b"".join(data[(y + j) * stride + x * channels : (y + j) * stride + (x + w) * channels] for j in range(h))
+
+
+def check_masked(result: dict, out: Path, rect: list[int], mask: bytes):
+    """The new layer has the server's colours, opaque, and a transparency mask named Selection holding `mask`
+    (over `rect`; 0 elsewhere): the layer as Krita shows it is the server's result in the selection's shape."""
+    assert result["new_children"] == [["Selection", "transparencymask"]], result["new_children"]
+    size = tuple(result["size"])
+    server_png = (out / "server_result.png").read_bytes()
+    plain = expected_layer(server_png, (rect[2], rect[3]), None)
+    layer = crop((out / "new_canvas.bgra").read_bytes(), size, rect, 4)
+    assert len(layer) == len(plain)
+    assert layer[3::4] == b"\xff" * (len(layer) // 4)  # the alpha moved into the mask...
+    assert all(layer[i : i + 3] == plain[i : i + 3] for i in range(0, len(plain), 4) if plain[i + 3] > 0)
+    whole = (out / "new_mask.a8").read_bytes()
+    assert crop(whole, size, rect, 1) == mask  # ...exactly
+    assert sum(whole) == sum(mask)  # and nothing outside the selection's bounds
+    projection = crop((out / "new_projection.bgra").read_bytes(), size, rect, 4)
+    assert projection[3::4] == bytes((a * m + 127) // 255 for a, m in zip(plain[3::4], mask, strict=True)) or (
+        max(abs(p - (a * m + 127) // 255) for p, a, m in zip(projection[3::4], plain[3::4], mask, strict=True)) <= 1
+    )  # Krita's own rounding may differ by one
+
+
 def check_success(result: dict, out: Path, inputs: dict, rect: list[int], mask_value: int | None = None):
     assert result["ok"], result.get("traceback") or result.get("error_message")
     name = result["layer_name"]
@@ -152,10 +202,15 @@ def check_success(result: dict, out: Path, inputs: dict, rect: list[int], mask_v
     assert stack_names == [*result["stack_before"][:1], name] and stack_names[0] == original
     assert result["new_index"] == 1  # (Krita 5.1 ignores setActiveNode right after addChildNode: not asserted)
     new_entry = layers(result)[1]
-    assert new_entry[1] == "paintlayer" and new_entry[2] == rect
+    assert new_entry[1] == "paintlayer"
     # pixels: exactly the server's answer (masked), at the same position; the source untouched
     server_png = (out / "server_result.png").read_bytes()
-    assert (out / "new_layer.bgra").read_bytes() == expected_layer(server_png, (rect[2], rect[3]), mask_value)
+    if mask_value is None:
+        assert new_entry[2] == rect
+        assert result["new_children"] == []
+        assert (out / "new_layer.bgra").read_bytes() == expected_layer(server_png, (rect[2], rect[3]), mask_value)
+    else:  # a uniform selection: a transparency mask of that value over the selection (no feather: not hard-edged)
+        check_masked(result, out, rect, bytes([mask_value]) * (rect[2] * rect[3]))
     assert result["original_unchanged"] is True
     assert (out / "orig_after.bgra").read_bytes() == (out / "orig_before.bgra").read_bytes()
     with Image.open(inputs["content"]) as src:
@@ -210,7 +265,8 @@ def test_server_down_leaves_document_unchanged(krita_home, inputs, tmp_path):
     assert result["ok"] is False
     assert result["dialog"]["messages"] and result["dialog"]["messages"][0][0] is False
     message = result["dialog"]["messages"][0][1]
-    assert "cannot reach the stylelayer server" in message and str(port) in message
+    assert message == (f"Cannot reach the stylelayer server at http://127.0.0.1:{port}. Start it with 'stylelayer "
+                       "serve' on that machine, or correct the server address.")
     assert [entry[0] for entry in layers(result)] == result["stack_before"]
     assert result["original_unchanged"] is True
     assert not (out / "server_result.png").exists()
@@ -227,3 +283,135 @@ def test_cancel_in_dialog_leaves_document_unchanged(krita_home, server, inputs, 
     assert result["dialog"]["messages"] == [[False, "The style transfer was cancelled; the image is unchanged."]]
     assert [entry[0] for entry in layers(result)] == result["stack_before"]
     assert result["original_unchanged"] is True
+
+
+def ellipse_region(mask: bytes, size: tuple[int, int]) -> list[int]:
+    """Bounds (x, y, w, h) of the selected pixels of a whole-canvas mask."""
+    w, _h = size
+    xs = [i % w for i, m in enumerate(mask) if m]
+    ys = [i // w for i, m in enumerate(mask) if m]
+    return [min(xs), min(ys), max(xs) - min(xs) + 1, max(ys) - min(ys) + 1]
+
+
+def test_ellipse_with_a_token_server_twice_then_undo(krita_home, token_server, inputs, tmp_path):
+    """A remote-style server (token), Test connection, the estimate, an elliptical selection masked by an editable
+    transparency mask, a second Apply that still paints the original layer, and Undo taking it all back."""
+    from stylelayer_krita import logic
+
+    out = tmp_path / "run"
+    result = run_krita(krita_home, out, {
+        "mode": "dialog", "image": str(inputs["content"]), "style": str(inputs["style"]),
+        "server_url": token_server.url, "token": TOKEN, "params": PARAMS, "ellipse": [12, 10, 60, 44],
+        "test_connection": True, "runs": 2, "undo": 2, "dialog_timeout_s": 60,
+    }, timeout=150)  # fmt: skip
+    assert result["ok"], result.get("traceback") or result.get("error_message")
+    texts, original, size = result["texts"], result["original"]["name"], tuple(result["size"])
+    version = __import__("stylelayer").__version__
+    assert texts["status"] == f"Connected to stylelayer {version} at {token_server.url} (CPU, token accepted)."
+    assert texts["estimate"].startswith("Estimated time: about "), texts["estimate"]
+    selection = (out / "selection.mask").read_bytes()
+    rect = ellipse_region(selection, size)
+    name = Path(inputs["content"]).name
+    where = f"{rect[2]}×{rect[3]} px (the selection's part of it)"
+    assert texts["target"] == f"Paints layer “{original}” of “{name}”: {where}."
+    assert texts["targets"] == [texts["target"]]  # after the first run Krita made the result active: still the photo
+    assert result["sources"] == [original, original]
+    assert [entry[0] for entry in layers(result)] == [original, "Style: starry night #2", "Style: starry night"]
+    # the last result: the server's pixels, shaped by the ellipse with its edge faded in, in an editable mask
+    crop_mask = crop(selection, size, rect, 1)
+    edges = logic.open_edges(rect, rect, (0, 0, *size))
+    want = logic.feather_mask(crop_mask, rect[2], rect[3], open_edges=edges)
+    check_masked(result, out, rect, want)
+    projection = (out / "new_projection.bgra").read_bytes()
+    outside = [i for i, m in enumerate(selection) if m == 0]
+    assert len(outside) > size[0] * size[1] // 2 and all(projection[4 * i + 3] == 0 for i in outside)
+    inside = bytes(crop_mask)
+    assert want.count(255) > inside.count(255) // 2 and min(w for w, m in zip(want, inside, strict=True) if m) > 0
+    assert result["original_unchanged"] is True
+    # Undo: first the mask of the second result (Split Alpha into Mask), then its layer; the first result stays
+    assert result["after_undo"] == [
+        [[original, []], ["Style: starry night #2", []], ["Style: starry night", ["transparencymask"]]],
+        [[original, []], ["Style: starry night", ["transparencymask"]]],
+    ]
+
+
+def test_without_a_selection_undo_removes_the_layer_in_one_step(krita_home, server, inputs, tmp_path):
+    out = tmp_path / "run"
+    result = run_krita(krita_home, out, {
+        "mode": "function", "image": str(inputs["content"]), "style": str(inputs["style"]),
+        "server_url": server.url, "params": PARAMS, "undo": 1,
+    })  # fmt: skip
+    assert result["ok"], result.get("traceback")
+    assert [entry[0] for entry in layers(result)] == [result["original"]["name"], "Style: starry night"]
+    assert result["after_undo"] == [[[result["original"]["name"], []]]]
+
+
+def test_full_resolution_render_has_the_canvas_size(krita_home, server, inputs, tmp_path):
+    """Size 0 on a 640x480 canvas: two levels (320x240, then 640x480), progress naming them, a layer of the
+    canvas's own size with the server's pixels."""
+    canvas = tmp_path / "canvas640.png"
+    real_image("tubingen").resize((640, 480), Image.Resampling.LANCZOS).save(canvas)
+    out = tmp_path / "run"
+    result = run_krita(krita_home, out, {
+        "mode": "dialog", "image": str(canvas), "style": str(inputs["style"]), "server_url": server.url,
+        "params": {"size": 0, "iterations": 1}, "dialog_timeout_s": 200,
+    }, timeout=300)  # fmt: skip
+    assert result["ok"], result.get("traceback") or result.get("error_message")
+    assert result["texts"]["preset_custom"] == "Custom"  # size 0 with 1 iteration is none of the presets
+    assert layers(result)[1][2] == [0, 0, 640, 480]
+    server_png = (out / "server_result.png").read_bytes()
+    assert Image.open(io.BytesIO(server_png)).size == (640, 480)
+    assert (out / "new_layer.bgra").read_bytes() == expected_layer(server_png, (640, 480), None)
+    assert any("level 2/2" in text for text in result["texts"]["progress"]), result["texts"]["progress"]
+
+
+def test_what_the_painter_reads_when_the_server_is_wrong(krita_home, token_server, inputs, tmp_path):
+    """Another web server, no token, a wrong token, another version: each its own text, also in the status line."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Other(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            if self.path.startswith("/v1/info") and self.server.server_port == versioned.server_port:
+                body = json.dumps({"api": 2, "version": "2.0.0"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            else:
+                self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    plain, versioned = HTTPServer(("127.0.0.1", 0), Other), HTTPServer(("127.0.0.1", 0), Other)
+    for httpd in (plain, versioned):
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    plain_url = f"http://127.0.0.1:{plain.server_port}"
+    versioned_url = f"http://127.0.0.1:{versioned.server_port}"
+    try:
+        out = tmp_path / "run"
+        result = run_krita(krita_home, out, {
+            "mode": "dialog", "image": str(inputs["content"]), "style": str(inputs["style"]),
+            "server_url": token_server.url, "params": PARAMS,
+            "attempts": [[plain_url, ""], [token_server.url, ""], [token_server.url, "guess"], [versioned_url, ""]],
+        })  # fmt: skip
+    finally:
+        plain.shutdown()
+        versioned.shutdown()
+    attempts = result["texts"]["attempts"]
+    url = token_server.url
+    assert [a[1] for a in attempts] == [
+        f"{plain_url} answers, but it is not a stylelayer server. Check the address and port: the server prints its "
+        "URL when it starts (usually http://127.0.0.1:8765), with nothing after the port.",
+        f"The server at {url} requires a token. Paste the token the server was started with (STYLELAYER_TOKEN or "
+        "its --token-file) into the Token field.",
+        f"The server at {url} did not accept the token. Paste the token the server was started with "
+        "(STYLELAYER_TOKEN or its --token-file) into the Token field.",
+        f"The server at {versioned_url} does not match this plug-in (the server runs stylelayer 2.0.0 (API 2); this "
+        "client needs API 1 from version 0.1.0 on). Install the same stylelayer version on both sides: pip install "
+        "-U stylelayer, then stylelayer install-plugin.",
+    ]
+    assert all(ok is False and status == "Not connected: " + message for ok, message, status in attempts)
+    assert [entry[0] for entry in layers(result)] == result["stack_before"] and result["original_unchanged"]

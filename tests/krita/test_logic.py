@@ -92,7 +92,8 @@ def test_apply_mask():
 
 
 def test_presets_and_params_validate_on_the_server_side():
-    assert set(logic.PRESETS) == {"preview", "normal", "high"}
+    assert set(logic.PRESETS) == {"preview", "normal", "high", "full"}
+    assert logic.PRESETS["full"][0] == 0  # the layer's own size, coarse to fine
     sizes = [logic.PRESETS[p][0] for p in ("preview", "normal", "high")]
     iterations = [logic.PRESETS[p][1] for p in ("preview", "normal", "high")]
     assert sizes == sorted(sizes) and iterations == sorted(iterations)
@@ -150,3 +151,16 @@ def test_loss_polyline_is_log_scaled_and_skips_what_cannot_be_drawn():
     line = logic.loss_polyline([5.0, 5.0], 30, 10, margin=2)  # a flat curve stays inside the box
     assert line == [(2, 2), (28, 2)]
     assert logic.loss_polyline([], 10, 10) == [] and logic.loss_polyline([None, float("inf")], 10, 10) == []
+
+
+@pytest.mark.parametrize(("target", "active", "created", "expected"), [
+    ("photo", "photo", None, ("photo", None)),  # nothing changed
+    ("photo", "sketch", None, ("sketch", None)),  # the painter picked another layer
+    ("photo", "result", "result", ("photo", "result")),  # Krita activated our result: keep the original
+    ("photo", "sketch", "result", ("sketch", None)),  # a layer of their own: follow, and forget the result
+    ("sketch", "result", None, ("result", None)),  # ...so picking the result later targets it
+    ("photo", None, "result", ("photo", "result")),  # no active layer: keep the target
+    (None, "photo", None, ("photo", None)),
+])  # fmt: skip
+def test_the_target_follows_the_painter_not_the_result(target, active, created, expected):
+    assert logic.follow_target(target, active, created) == expected

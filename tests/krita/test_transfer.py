@@ -21,7 +21,12 @@ class FakeClient:
     """Stands in for StylelayerClient.run_job: inverts RGB, keeps alpha (like the server keeps alpha)."""
 
     def __init__(self, error: Exception | None = None, reply: bytes | None = None):
-        self.error, self.reply, self.calls = error, reply, []
+        self.error, self.reply, self.calls, self.probes = error, reply, [], 0
+
+    def probe(self):
+        """The check before a job (StylelayerClient.probe): a compatible server."""
+        self.probes += 1
+        return {"api": 1, "version": "0.1.0", "device": "cpu", "auth_required": False}
 
     def run_job(self, content_png, style_png=None, style_id=None, params=None, on_progress=None,
                 should_cancel=None, **kw):  # fmt: skip
@@ -255,3 +260,96 @@ def test_no_loss_curve_from_the_server_does_not_stop_the_job(fake_doc, style_fil
         png = transfer.request(source, client, fh.read(), on_losses=batches.append)
     assert logic.png_size(png) == (8, 6) and batches == []
     assert client.since_asked == [0]  # tried once, then left alone
+
+
+class FakeOps:
+    """transfer.LayerOps as Krita's actions behave: a layer added right above, its alpha split into a mask."""
+
+    def __init__(self, can_add: bool = True, can_split: bool = True):
+        self.can_add, self.can_split, self.split = can_add, can_split, []
+
+    def add_layer_above(self, doc, node):
+        if not self.can_add:
+            return None
+        from krita_fakes import FakeNode
+
+        new = FakeNode(doc, "Paint Layer 1", "paintlayer", doc.model, doc.depth)
+        node.parentNode().addChildNode(new, node)
+        return new
+
+    def split_alpha_into_mask(self, doc, layer):
+        self.split.append(layer.name())
+        return self.can_split
+
+
+def test_a_hard_selection_edge_is_feathered_inwards(fake_doc, style_file):
+    """A hard rectangle inside a bigger layer fades in over a few pixels inside its edge, where it is a selection
+    edge; at the layer's own edge (the region's border) it does not."""
+    doc = FakeDoc(40, 30)
+    layer = doc.add_layer("Photo")
+    layer.fill((0, 0, 40, 30), lambda x, y: b"\x10\x20\x30\xff")
+    doc.active = layer
+    doc.sel = FakeSelection((0, 5, 30, 20), lambda x, y: 255)  # touches the canvas's left edge
+    result = run_style_transfer(doc, layer, style_file, {}, client=FakeClient())
+    assert result.rect.as_tuple() == (0, 5, 30, 20)
+    alpha = {xy: px[3] for xy, px in result.node.pixels.items()}
+    row = [alpha[(x, 15)] for x in range(30)]
+    assert row[0] == 255  # the canvas's edge is not the selection's
+    assert row[-logic.EDGE_FEATHER :] == sorted(row[-logic.EDGE_FEATHER :], reverse=True)  # fading out to the edge
+    assert 0 < row[-1] < 255 and row[-logic.EDGE_FEATHER - 1] == 255
+    column = [alpha[(10, y)] for y in range(5, 25)]
+    assert 0 < column[0] < column[3] < 255 and column[10] == 255 and 0 < column[-1] < 255
+
+
+def test_feathering_fades_in_inside_the_edge_and_keeps_soft_masks():
+    hard = bytes(255 if 4 <= x < 16 and 4 <= y < 12 else 0 for y in range(16) for x in range(20))
+    out = logic.feather_mask(hard, 20, 16, radius=3)
+    row = list(out[8 * 20 : 9 * 20])
+    assert row[:4] == [0, 0, 0, 0] and row[16:] == [0, 0, 0, 0]  # outside stays unselected
+    assert row[4:8] == [85, 170, 255, 255]  # a ramp of three pixels inside the edge
+    assert row[8:12] == [255] * 4
+    assert all(o == 0 for o, h in zip(out, hard, strict=True) if h == 0)
+    soft = bytes((x * 13) % 256 for x in range(20 * 16))  # a selection with its own feather is used as it is
+    assert logic.feather_mask(soft, 20, 16) == soft
+
+
+def test_with_krita_actions_a_selection_becomes_a_transparency_mask(fake_doc, style_file):
+    sketch = fake_doc.active
+    fake_doc.sel = FakeSelection((2, 1, 6, 5), lambda x, y: 255 if (x + y) % 2 else 64)
+    ops = FakeOps()
+    result = run_style_transfer(fake_doc, sketch, style_file, {}, client=FakeClient(), ops=ops)
+    assert names(fake_doc) == ["Background", "Sketch", "Style: starry night", "Lines"]
+    assert ops.split == ["Style: starry night"]  # named and painted before its alpha went into the mask
+    assert result.node.pixels[(3, 1)][3] == (sketch.pixels[(3, 1)][3] * 64 + 127) // 255
+
+
+@pytest.mark.parametrize("ops", [FakeOps(can_add=False), None])
+def test_without_krita_actions_the_selection_stays_in_the_alpha(fake_doc, style_file, ops):
+    sketch = fake_doc.active
+    fake_doc.sel = FakeSelection((2, 1, 6, 5), lambda x, y: 255 if (x + y) % 2 else 64)
+    result = run_style_transfer(fake_doc, sketch, style_file, {}, client=FakeClient(), ops=ops)
+    assert names(fake_doc) == ["Background", "Sketch", "Style: starry night", "Lines"]
+    assert result.node.pixels[(3, 1)][3] == (sketch.pixels[(3, 1)][3] * 64 + 127) // 255
+
+
+def test_no_selection_needs_no_krita_actions(fake_doc, style_file):
+    ops = FakeOps()
+    run_style_transfer(fake_doc, fake_doc.active, style_file, {}, client=FakeClient(), ops=ops)
+    assert ops.split == [] and names(fake_doc) == ["Background", "Sketch", "Style: starry night", "Lines"]
+
+
+def test_the_server_is_checked_before_the_layer_is_sent(fake_doc, style_file):
+    from stylelayer_krita.stylelayer_client import NotStylelayer
+
+    class OtherServer(FakeClient):
+        def probe(self):
+            raise NotStylelayer("answered HTTP 404", url="http://h:1")
+
+    client = OtherServer()
+    before = fake_doc.snapshot()
+    with pytest.raises(NotStylelayer):
+        run_style_transfer(fake_doc, fake_doc.active, style_file, {}, client=client)
+    assert client.calls == [] and fake_doc.snapshot() == before
+    ok = FakeClient()
+    run_style_transfer(fake_doc, fake_doc.active, style_file, {}, client=ok)
+    assert ok.probes == 1 and len(ok.calls) == 1

@@ -1,8 +1,9 @@
 """Pure logic of the Krita plug-in: no `krita` or Qt import, so the tests run it with a plain Python.
 
 Krita-only parts live here: pixel conversions (Krita's BGRA <-> RGBA, 16 -> 8 bit), the region to send (layer
-bounds, canvas and selection), selection masking and the presets. What the GIMP plug-in shares (parameter limits
-and mapping, PNG encoding, layer naming, URL check, progress text, error messages) is in
+bounds, canvas and selection), selection masking, which layer the dialog targets and the loss curve's geometry.
+What the GIMP plug-in shares (parameter limits, presets and mapping, PNG encoding, layer naming, URL check,
+selection feathering, progress and estimate text, error messages) is in
 `stylelayer_plugin_logic.py`, which the installer copies into this folder from plugins/common, and is
 re-exported from here, so `logic.build_params` etc. work.
 """
@@ -15,15 +16,6 @@ from dataclasses import dataclass
 # The logic shared with the GIMP plug-in (copied into this folder when the plug-in is assembled), re-exported.
 from .stylelayer_plugin_logic import *  # noqa: F403
 from .stylelayer_plugin_logic import PluginError
-
-# name -> (working size, iterations); the dialog's spin boxes start from these and may be edited.
-PRESETS: dict[str, tuple[int, int]] = {
-    "preview": (256, 60),
-    "normal": (512, 200),
-    "high": (1024, 500),
-}
-DEFAULT_PRESET = "normal"
-
 
 # ---- pixel formats ---------------------------------------------------------------------------------------
 SUPPORTED_DEPTHS = {"U8": 1, "U16": 2}
@@ -126,13 +118,19 @@ def apply_mask(rgba: bytes, mask: bytes | None) -> bytes:
     return bytes(out)
 
 
-# ---- presets ------------------------------------------------------------------------------------------------
-def preset_values(name: str) -> tuple[int, int]:
-    """(working size, iterations) of a preset."""
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise PluginError(f"unknown preset {name!r} (choose {', '.join(PRESETS)})") from None
+# ---- the dialog's target -------------------------------------------------------------------------------------
+def follow_target(target: str | None, active: str | None, created: str | None) -> tuple[str | None, str | None]:
+    """(target, created) after Krita's active layer is seen to be `active` (ids of layers).
+
+    The dialog processes the layer the painter chose: it follows the active layer, except to the layer its own
+    last run `created` (Krita may make that one active), so a second Apply stylises the original again, not the
+    result. Once the painter picks another layer, that exception ends: picking the result later targets it.
+    """
+    if active is None or active == target:
+        return target, created
+    if active == created:
+        return target, created
+    return active, None
 
 
 # ---- loss curve -------------------------------------------------------------------------------------------

@@ -5,10 +5,11 @@ touched on the GUI thread:
 
     source = prepare(doc, node, codec)             # GUI thread: reads pixels, encodes the PNG
     png = request(source, client, style_png, ...)  # any thread: the HTTP job (blocking), with loss points
-    node = insert_result(source, png, name, codec) # GUI thread: adds the new layer, or leaves doc as it was
+    node = insert_result(source, png, name, codec, ops)  # GUI thread: adds the new layer, or leaves doc as it was
 
 `run_style_transfer` chains them synchronously; the end-to-end test and scripts call it directly.
-The Krita objects are used duck-typed (Document, Node, Selection from libkis), so tests pass fakes.
+The Krita objects are used duck-typed (Document, Node, Selection from libkis), so tests pass fakes; `ops` (Krita's
+own layer actions, krita_ops.py) is what gives a selection's shape an editable transparency mask.
 """
 
 from __future__ import annotations
@@ -20,6 +21,14 @@ from typing import Any, Protocol
 from . import logic
 from .logic import PluginError, Rect
 from .stylelayer_client import StylelayerError
+
+
+class LayerOps(Protocol):
+    """Krita's own layer actions, for what libkis 5.1 cannot do from Python (krita_ops.KritaLayerOps)."""
+
+    def add_layer_above(self, doc: Any, node: Any) -> Any | None: ...
+
+    def split_alpha_into_mask(self, doc: Any, layer: Any) -> bool: ...
 
 
 class Codec(Protocol):
@@ -39,7 +48,7 @@ class Source:
     doc: Any
     node: Any
     rect: Rect
-    mask: bytes | None  # selection mask over `rect`, None when there is no selection
+    mask: bytes | None  # selection mask over `rect` (a hard edge feathered inwards), None without a selection
     content_png: bytes
     channel_bytes: int  # 1 for U8, 2 for U16 (of the document, which new layers inherit)
 
@@ -56,8 +65,9 @@ def _rect(qrect: Any) -> Rect:
     return Rect(int(qrect.x()), int(qrect.y()), int(qrect.width()), int(qrect.height()))
 
 
-def prepare(doc: Any, node: Any, codec: Codec) -> Source:
-    """Read the active layer (or the selection's bounds of it) as an RGBA PNG; changes nothing."""
+def region(doc: Any, node: Any) -> tuple[Rect, Any]:
+    """(the pixels a run would send, the selection or None): the layer's extent on the canvas, cut to the
+    selection's bounds; PluginError naming the problem when there is nothing to send."""
     if doc is None:
         raise PluginError("Open an image first: there is no active document.")
     if node is None:
@@ -66,22 +76,31 @@ def prepare(doc: Any, node: Any, codec: Codec) -> Source:
         raise PluginError("The active node is the image's root; select a layer.")
     if node.type() in ("transparencymask", "filtermask", "selectionmask", "transformmask", "colorizemask"):
         raise PluginError(f"The active node is a mask ({node.type()}); select a layer instead.")
-    logic.bytes_per_channel(doc.colorModel(), doc.colorDepth(), "The image")
-    channel_bytes = logic.bytes_per_channel(node.colorModel(), node.colorDepth())
     canvas = Rect(0, 0, int(doc.width()), int(doc.height()))
     selection = doc.selection()
     sel_rect = None
     if selection is not None and selection.width() > 0 and selection.height() > 0:
         sel_rect = Rect(int(selection.x()), int(selection.y()), int(selection.width()), int(selection.height()))
-    rect = logic.source_region(_rect(node.bounds()), canvas, sel_rect)
+    return logic.source_region(_rect(node.bounds()), canvas, sel_rect), selection if sel_rect is not None else None
+
+
+def prepare(doc: Any, node: Any, codec: Codec) -> Source:
+    """Read the layer (or the selection's bounds of it) as an RGBA PNG, and the selection's mask; changes nothing."""
+    rect, selection = region(doc, node)
+    logic.bytes_per_channel(doc.colorModel(), doc.colorDepth(), "The image")
+    channel_bytes = logic.bytes_per_channel(node.colorModel(), node.colorDepth())
     raw = bytes(node.pixelData(*rect.as_tuple()))
     expected = rect.width * rect.height * 4 * channel_bytes
     if len(raw) != expected:
         raise PluginError(f"Krita returned {len(raw)} bytes of pixels for the layer; expected {expected}.")
     rgba = logic.from_krita(raw, channel_bytes)
-    mask = bytes(selection.pixelData(*rect.as_tuple())) if sel_rect is not None else None
+    mask = bytes(selection.pixelData(*rect.as_tuple())) if selection is not None else None
     if mask is not None and mask.count(0) == len(mask):
-        raise PluginError("Nothing is selected inside the active layer.")
+        raise PluginError("Nothing is selected inside the layer.")
+    if mask is not None:  # a hard edge fades in; a feathered one is kept
+        bounds = (selection.x(), selection.y(), selection.width(), selection.height())
+        edges = logic.open_edges(rect.as_tuple(), bounds, (0, 0, int(doc.width()), int(doc.height())))
+        mask = logic.feather_mask(mask, rect.width, rect.height, open_edges=edges)
     return Source(
         doc=doc,
         node=node,
@@ -92,10 +111,10 @@ def prepare(doc: Any, node: Any, codec: Codec) -> Source:
     )
 
 
-def make_client(server_url: str, timeout: float = 30) -> Any:
+def make_client(server_url: str, token: str | None = None, timeout: float = 30) -> Any:
     from .stylelayer_client import StylelayerClient
 
-    return StylelayerClient(logic.check_server_url(server_url), timeout=timeout)
+    return StylelayerClient(logic.check_server_url(server_url), token=(token or "").strip() or None, timeout=timeout)
 
 
 class LossFollower:
@@ -135,10 +154,13 @@ def request(
 ) -> bytes:
     """The server job; blocking, touches no Krita object, so it may run on a worker thread.
 
-    on_losses(points) gets each batch of new loss points ({"iteration", "content", "style", "tv", "total"}).
+    The server is checked first (client.probe: another web server, a wrong token or version are told as such
+    before the layer is uploaded). on_losses(points) gets each batch of new loss points ({"iteration",
+    "content", "style", "tv", "total"}).
     """
     if style_png is None and not style_id:
         raise PluginError("Choose a style image (a file, or one from the server's library).")
+    client.probe()
     follow = LossFollower(client, on_losses) if on_losses is not None else None
 
     def progress(status: dict, preview: bytes | None) -> None:
@@ -154,11 +176,18 @@ def request(
         params=params,
         on_progress=progress,
         should_cancel=should_cancel,
+        abandon_after=logic.ABANDON_AFTER_S,  # Krita closed or crashed mid-job: the server stops by itself
     )
 
 
-def insert_result(source: Source, result_png: bytes, layer_name: str, codec: Codec) -> Any:
-    """Add the result as a new paint layer directly above the source layer; on failure the document is as before."""
+def insert_result(source: Source, result_png: bytes, layer_name: str, codec: Codec, ops: LayerOps | None = None) -> Any:
+    """Add the result as a new paint layer directly above the source layer; on failure the document is as before.
+
+    Without a selection: one libkis insertion, one undo step. With one, the selection's (feathered) shape goes into
+    the layer's alpha; with `ops`, Krita's own actions add the layer and move that alpha into a transparency mask
+    the painter can edit (two undo steps: the mask, then the layer). Where they cannot (another document or
+    layer active), the shape stays in the alpha.
+    """
     rect = source.rect
     width, height = logic.png_size(result_png)  # PluginError unless it is a PNG
     if (width, height) != (rect.width, rect.height):
@@ -170,6 +199,13 @@ def insert_result(source: Source, result_png: bytes, layer_name: str, codec: Cod
     parent = node.parentNode()
     if parent is None:
         raise PluginError("The source layer was removed while the style transfer ran; nothing was added.")
+    if source.mask is not None and ops is not None:
+        new = ops.add_layer_above(doc, node)
+        if new is not None:
+            _fill(new, layer_name, data, source)
+            ops.split_alpha_into_mask(doc, new)
+            doc.refreshProjection()
+            return new
     new = doc.createNode(layer_name, "paintlayer")
     if new is None:
         raise PluginError("Krita could not create a new paint layer.")
@@ -186,6 +222,19 @@ def insert_result(source: Source, result_png: bytes, layer_name: str, codec: Cod
     doc.setActiveNode(new)
     doc.refreshProjection()
     return new
+
+
+def _fill(new: Any, layer_name: str, data: bytes, source: Source) -> None:
+    """Name and paint a layer Krita's action added (neither is an undo step of its own); removed on failure."""
+    rect = source.rect
+    try:
+        if logic.bytes_per_channel(new.colorModel(), new.colorDepth(), "The new layer") != source.channel_bytes:
+            raise PluginError("The new layer's colour depth differs from the image's; nothing was added.")
+        new.setName(layer_name)
+        new.setPixelData(data, rect.x, rect.y, rect.width, rect.height)
+    except BaseException:
+        new.remove()
+        raise
 
 
 def sibling_names(node: Any) -> set[str]:
@@ -206,12 +255,13 @@ def run_style_transfer(
     should_cancel: Callable[[], bool] | None = None,
     client: Any = None,
     codec: Codec | None = None,
+    ops: LayerOps | None = None,
 ) -> TransferResult:
     """Stylise `node` of `doc` with a style file (or a server library `style_id`); returns the new layer.
 
     Synchronous: fine for scripts and tests; the dialog runs `request` on a QThread instead. Raises
     PluginError (or the client's StylelayerError) with the document unchanged. `codec` defaults to Krita's
-    QImage codec.
+    QImage codec; `ops` (krita_ops.KritaLayerOps()) turns a selection into a transparency mask.
     """
     if codec is None:
         from .qtcodec import QtCodec  # imported here: the rest of this module runs without Qt
@@ -223,5 +273,5 @@ def run_style_transfer(
     png = request(source, client, style_png, style_id, params, on_progress, should_cancel)
     label = logic.style_label(style_path, style_name or (style_id if not style_path else None))
     name = logic.style_layer_name(label, sibling_names(node))
-    new = insert_result(source, png, name, codec)
+    new = insert_result(source, png, name, codec, ops)
     return TransferResult(node=new, name=name, rect=source.rect, result_png=png)

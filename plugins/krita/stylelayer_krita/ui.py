@@ -1,11 +1,14 @@
 """PyQt5 side of the plug-in: worker threads and the "Style Transfer" dialog.
 
-Krita objects are only touched on the GUI thread (`transfer.prepare` / `transfer.insert_result`); the HTTP
-job runs in a QThread that reports progress and previews through signals, so Krita keeps painting.
+Krita objects are only touched on the GUI thread (`transfer.prepare` / `transfer.insert_result`); every HTTP
+request (the job, the connection check, estimates, the library) runs in a QThread that reports back through
+signals, so Krita keeps painting.
 """
 
+import os
+
 from krita import Krita
-from PyQt5.QtCore import QPointF, QSize, Qt, QThread, pyqtSignal
+from PyQt5.QtCore import QPointF, QSize, Qt, QThread, QTimer, pyqtSignal
 from PyQt5.QtGui import QIcon, QImage, QPainter, QPen, QPixmap, QPolygonF
 from PyQt5.QtWidgets import (
     QButtonGroup,
@@ -25,18 +28,25 @@ from PyQt5.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
+    QSlider,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from . import logic, transfer
+from .krita_ops import KritaLayerOps, node_id
 from .logic import PluginError
 from .qtcodec import QtCodec
 
 SETTINGS_GROUP = "stylelayer"
 PREVIEW_SIDE = 256
 PREVIEW_HINT = "A live preview appears here while the style is applied."
+NOT_CHECKED = "Not checked yet: press Test connection."
+WATCH_MS = 500  # how often the dialog looks at Krita's active document, layer and selection
+ESTIMATE_DELAY_MS = 400  # the estimate is asked for once the painter stops changing values
+CONNECTION_ERRORS = ("ServerUnavailable", "TimedOut", "ConnectionLost", "NotStylelayer", "WrongToken",
+                     "VersionMismatch")  # fmt: skip
 
 
 def read_setting(key, default):
@@ -128,7 +138,11 @@ class LossCurve(QWidget):
 
 # ---- dialog --------------------------------------------------------------------------------------------------
 class StyleTransferDialog(QDialog):
-    """Non-modal: Krita stays usable while a job runs. `finished_run(ok, message)` after each run."""
+    """Non-modal: Krita stays usable while a job runs. `finished_run(ok, message)` after each run.
+
+    It names the layer it will paint and keeps to the layer the painter chose (logic.follow_target), tests the
+    server (reachable, stylelayer, token, version) and shows how long the job would take before Apply.
+    """
 
     finished_run = pyqtSignal(bool, str)
 
@@ -136,13 +150,26 @@ class StyleTransferDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Style Transfer")
         self.codec = QtCodec()
+        self.ops = KritaLayerOps()
         self.job = None
         self.source = None
         self.pending = None  # (layer name)
         self._threads = set()
         self.show_message = self._message_box  # tests replace this to record instead of blocking
+        self.target_doc = self.target_node = None
+        self.created = None  # id of the layer the last run added (the target does not follow Krita onto it)
+        self.server_info = None  # /v1/info of the server as last checked; None: not checked or not reachable
+        self._check_seq = self._estimate_seq = 0
+        self._syncing = False  # preset, size and iterations set each other: no echo
+        self._estimate_timer = QTimer(self)
+        self._estimate_timer.setSingleShot(True)
+        self._estimate_timer.timeout.connect(self.request_estimate)
         self._build()
         self._load_settings()
+        self._watch = QTimer(self)
+        self._watch.timeout.connect(self.refresh_target)
+        self._watch.start(WATCH_MS)
+        self.refresh_target()
 
     # -- layout
     def _build(self):
@@ -153,18 +180,41 @@ class StyleTransferDialog(QDialog):
         row = QHBoxLayout()
         self.url_edit = QLineEdit()
         self.url_edit.setPlaceholderText(logic.DEFAULT_SERVER_URL)
-        self.url_edit.setToolTip("Address of the stylelayer server (start it with `stylelayer serve`).")
-        self.url_edit.setMinimumWidth(self.url_edit.fontMetrics().horizontalAdvance("https://127.0.0.1:87650") + 16)
-        self.connect_button = QPushButton("Connect")
-        self.connect_button.setToolTip("Check the server and load its style library.")
-        self.connect_button.clicked.connect(self.check_connection)
-        row.addWidget(self.url_edit, 1)
-        row.addWidget(self.connect_button)
+        self.url_edit.setToolTip(
+            "Address of the stylelayer server: http://127.0.0.1:8765 on this machine (start it with "
+            "`stylelayer serve`), or the URL `stylelayer serve --host 0.0.0.0` prints on another machine."
+        )
+        self.url_edit.setMinimumWidth(self.url_edit.fontMetrics().horizontalAdvance("http://192.168.100.100:8765") + 16)
+        self.token_edit = QLineEdit()
+        self.token_edit.setEchoMode(QLineEdit.Password)
+        self.token_edit.setPlaceholderText("only for a server on another machine")
+        self.token_edit.setToolTip(
+            "The token the server was started with (its STYLELAYER_TOKEN or --token-file). Kept in Krita's "
+            "settings (kritarc) and never shown."
+        )
+        self.test_button = QPushButton("Test connection")
+        self.test_button.setToolTip("Check the address and token, and load the server's style library.")
+        self.test_button.clicked.connect(self.check_connection)
+        row.addWidget(QLabel("URL"))
+        row.addWidget(self.url_edit, 2)
+        row.addWidget(QLabel("Token"))
+        row.addWidget(self.token_edit, 1)
+        row.addWidget(self.test_button)
         server_layout.addLayout(row)
-        self.status_label = QLabel("Not connected: press Connect to check the server and load its styles.")
+        self.status_label = QLabel(NOT_CHECKED)
         self.status_label.setWordWrap(True)
         server_layout.addWidget(self.status_label)
         layout.addWidget(server)
+        self.url_edit.textEdited.connect(self._server_changed)
+        self.token_edit.textEdited.connect(self._server_changed)
+
+        self.target_label = QLabel()
+        self.target_label.setWordWrap(True)
+        self.target_label.setToolTip(
+            "The layer a run paints: the active layer when you choose it; the dialog stays with it when Krita "
+            "activates the new layer after a run."
+        )
+        layout.addWidget(self.target_label)
 
         style = QGroupBox("Style")
         style_layout = QVBoxLayout(style)
@@ -180,64 +230,92 @@ class StyleTransferDialog(QDialog):
         self.style_edit.textChanged.connect(self.style_edit.setToolTip)  # the full path, when it is cut
         browse = QPushButton("Browse…")
         browse.clicked.connect(self.browse_style)
+        self.add_button = QPushButton("Add to library")
+        self.add_button.setToolTip("Store this image in the server's style library, to pick it again later.")
+        self.add_button.clicked.connect(self.add_to_library)
         file_row.addWidget(self.file_radio)
         file_row.addWidget(self.style_edit, 1)
         file_row.addWidget(browse)
+        file_row.addWidget(self.add_button)
         style_layout.addLayout(file_row)
         style_layout.addWidget(self.library_radio)
         self.library = QListWidget()
         self.library.setViewMode(QListWidget.IconMode)
-        self.library.setIconSize(QSize(96, 96))
-        self.library.setGridSize(QSize(112, 124))  # room for the name under the thumbnail
+        self.library.setIconSize(QSize(80, 80))
+        self.library.setGridSize(QSize(96, 108))  # room for the name under the thumbnail
         self.library.setWordWrap(True)
         self.library.setMovement(QListWidget.Static)
         self.library.setResizeMode(QListWidget.Adjust)
-        self.library.setFixedHeight(124 + 2 * self.library.frameWidth() + 8)  # one full row, then it scrolls
-        self.library.setToolTip("Styles stored on the server (press Connect to load them).")
+        self.library.setFixedHeight(108 + 2 * self.library.frameWidth() + 8)  # one full row, then it scrolls
+        self.library.setToolTip("Styles stored on the server.")
         self.library.itemSelectionChanged.connect(lambda: self.library_radio.setChecked(True))
+        self.library_hint = QLabel("The server's library is empty: choose an image file, then Add to library.")
+        self.library_hint.setWordWrap(True)
         style_layout.addWidget(self.library)
+        style_layout.addWidget(self.library_hint)
+        self.library.hide()
         layout.addWidget(style)
 
         middle = QHBoxLayout()
         options = QGroupBox("Options")
         form = QFormLayout(options)
         self.preset_combo = QComboBox()
-        self.preset_combo.addItems(list(logic.PRESETS))
+        for key in logic.PRESETS:
+            self.preset_combo.addItem(logic.PRESET_LABELS[key], key)
+        self.preset_combo.addItem("Custom", "")
         self.preset_combo.setToolTip(
-            "Fills in working size and iterations: preview (256 px, 60) is a quick look, "
-            "normal (512 px, 200) a good result, high (1024 px, 500) fine detail but slow."
+            "Fills in working size and iterations. Preview is a quick look; Full resolution paints the layer at "
+            "its own size, coarse to fine, so it has the canvas's detail at 100% zoom (and takes longest)."
         )
-        self.preset_combo.currentTextChanged.connect(self.apply_preset)
+        self.preset_combo.activated.connect(lambda _index: self.set_preset(self.preset_combo.currentData()))
         self.iterations_spin = QSpinBox()
         self.iterations_spin.setRange(1, logic.MAX_ITERATIONS)
         self.iterations_spin.setSingleStep(10)
         self.iterations_spin.setToolTip(
-            "How long the server paints: more iterations take the style further and take longer "
-            "(time grows in step with this number)."
+            "How long the server paints: more iterations take the style further and take longer. With levels "
+            "(full resolution), this is the first level's count; each finer level runs half as many."
         )
+        self.strength_slider = QSlider(Qt.Horizontal)
+        self.strength_slider.setRange(0, logic.STRENGTH_SLIDER[2])
         self.strength_spin = QDoubleSpinBox()
         self.strength_spin.setRange(logic.MIN_STRENGTH, logic.MAX_STRENGTH)
+        self.strength_spin.setDecimals(2)
         self.strength_spin.setSingleStep(0.1)
-        self.strength_spin.setToolTip(
-            "How much of the style's brushwork and texture takes over your picture. 1.0 is the usual balance; "
-            "2-5 paints over more of it, 0.2-0.5 keeps more of your shapes and detail."
-        )
+        self.strength_spin.setPrefix("×")
+        tip = ("How much of the style's brushwork takes over your picture: ×1 is the usual balance, toward ×10 "
+               "paints over more of it, toward ×0.1 keeps more of your shapes and detail.")  # fmt: skip
+        self.strength_slider.setToolTip(tip)
+        self.strength_spin.setToolTip(tip + " Type a value for the full range (0.01 to 100).")
+        self.strength_slider.valueChanged.connect(self._strength_from_slider)
+        self.strength_spin.valueChanged.connect(self._strength_to_slider)
+        strength = QHBoxLayout()
+        strength.addWidget(QLabel("subtle"))
+        strength.addWidget(self.strength_slider, 1)
+        strength.addWidget(QLabel("strong"))
+        strength.addWidget(self.strength_spin)
         self.preserve_check = QCheckBox("Keep the layer's own colours")
         self.preserve_check.setToolTip("Take only the style's strokes and texture, not its palette.")
         self.size_spin = QSpinBox()
         self.size_spin.setRange(0, logic.MAX_SIZE)
         self.size_spin.setSingleStep(64)
-        self.size_spin.setSpecialValueText("full size")
+        self.size_spin.setSpecialValueText("full resolution")
         self.size_spin.setSuffix(" px")
         self.size_spin.setToolTip(
             "The longest side the server paints at; the result is scaled back to the layer's size. Smaller is "
-            "much faster and gives bigger strokes, larger keeps finer detail. 0 (full size) uses the layer as it is."
+            "much faster and gives bigger strokes; 0 (full resolution) paints at the layer's own size."
         )
+        for spin in (self.iterations_spin, self.size_spin):
+            spin.valueChanged.connect(self._values_changed)
+        self.preserve_check.toggled.connect(lambda _on: self.schedule_estimate())
         form.addRow("Preset", self.preset_combo)
         form.addRow("Iterations", self.iterations_spin)
-        form.addRow("Style strength", self.strength_spin)
+        form.addRow("Style strength", strength)
         form.addRow("Colours", self.preserve_check)
         form.addRow("Working size", self.size_spin)
+        self.estimate_label = QLabel("")
+        self.estimate_label.setWordWrap(True)
+        self.estimate_label.setToolTip("From the server's own speed on its last jobs (before the first one, a guess).")
+        form.addRow(self.estimate_label)
         middle.addWidget(options, 1)
 
         preview = QGroupBox("Preview")
@@ -266,7 +344,7 @@ class StyleTransferDialog(QDialog):
         buttons = QHBoxLayout()
         buttons.addStretch(1)
         self.run_button = QPushButton("Apply style")
-        self.run_button.setToolTip("Paint the active layer in the chosen style, as a new layer above it.")
+        self.run_button.setToolTip("Paint the layer named above in the chosen style, as a new layer above it.")
         self.run_button.setDefault(True)
         self.run_button.clicked.connect(self.start)
         self.cancel_button = QPushButton("Close")
@@ -279,30 +357,77 @@ class StyleTransferDialog(QDialog):
         self.preview_label.clear()
         self.preview_label.setText(text)
 
+    def _clear_stale(self):
+        """The last run's preview, curve and progress belong to another document or server: gone."""
+        if self.job is not None:
+            return
+        self._clear_preview(PREVIEW_HINT)
+        self.loss_curve.clear()
+        self.progress_bar.setValue(0)
+        self.progress_label.setText("")
+
+    # -- settings
     def _load_settings(self):
         self.url_edit.setText(read_setting("server_url", logic.DEFAULT_SERVER_URL))
+        self.token_edit.setText(read_setting("token", ""))
         self.style_edit.setText(read_setting("style_path", ""))
-        preset = read_setting("preset", logic.DEFAULT_PRESET)
-        self.preset_combo.setCurrentText(preset if preset in logic.PRESETS else logic.DEFAULT_PRESET)
-        self.apply_preset(self.preset_combo.currentText())
+        preset = read_setting("preset", "")
+        self.set_preset(preset if preset in logic.PRESETS else logic.DEFAULT_PRESET)
         self.iterations_spin.setValue(_int(read_setting("iterations", ""), self.iterations_spin.value()))
         self.size_spin.setValue(_int(read_setting("size", ""), self.size_spin.value()))
         self.strength_spin.setValue(_float(read_setting("strength", "1.0"), 1.0))
+        self._strength_to_slider(self.strength_spin.value())
         self.preserve_check.setChecked(read_setting("preserve_colors", "false") == "true")
 
     def save_settings(self):
         write_setting("server_url", self.url_edit.text().strip())
+        write_setting("token", self.token_edit.text().strip())
         write_setting("style_path", self.style_edit.text().strip())
-        write_setting("preset", self.preset_combo.currentText())
+        write_setting("preset", self.preset_combo.currentData() or "custom")
         write_setting("iterations", self.iterations_spin.value())
         write_setting("size", self.size_spin.value())
         write_setting("strength", self.strength_spin.value())
         write_setting("preserve_colors", "true" if self.preserve_check.isChecked() else "false")
 
-    def apply_preset(self, name):
+    # -- options
+    def set_preset(self, name):
+        """Select a preset by key ('preview', 'normal', 'high', 'full') and fill in its values."""
+        if name not in logic.PRESETS:
+            return
         size, iterations = logic.preset_values(name)
+        self._syncing = True
         self.size_spin.setValue(size)
         self.iterations_spin.setValue(iterations)
+        self.preset_combo.setCurrentIndex(self.preset_combo.findData(name))
+        self._syncing = False
+        self.schedule_estimate()
+
+    def _values_changed(self):
+        if not self._syncing:
+            key = logic.matching_preset(self.size_spin.value(), self.iterations_spin.value()) or ""
+            self.preset_combo.setCurrentIndex(self.preset_combo.findData(key))
+        self.schedule_estimate()
+
+    def _strength_from_slider(self, position):
+        if not self._syncing:
+            self._syncing = True
+            self.strength_spin.setValue(logic.strength_from_slider(position))
+            self._syncing = False
+        self.schedule_estimate()
+
+    def _strength_to_slider(self, value):
+        if not self._syncing:
+            self._syncing = True
+            self.strength_slider.setValue(logic.strength_to_slider(value))
+            self._syncing = False
+
+    def params(self):
+        return logic.build_params(
+            self.iterations_spin.value(),
+            self.strength_spin.value(),
+            self.preserve_check.isChecked(),
+            self.size_spin.value(),
+        )
 
     # -- helpers
     def _message_box(self, ok, message):
@@ -316,48 +441,112 @@ class StyleTransferDialog(QDialog):
         thread.start()
         return thread
 
-    def client(self):
-        return transfer.make_client(self.url_edit.text())
+    def client(self, timeout=30):
+        return transfer.make_client(self.url_edit.text(), self.token_edit.text(), timeout)
+
+    def _server_key(self):
+        return (self.url_edit.text().strip(), self.token_edit.text().strip())
+
+    # -- the layer to paint
+    def refresh_target(self):
+        """Follow Krita's active document and layer (see logic.follow_target) and name the target."""
+        doc = Krita.instance().activeDocument()
+        node = doc.activeNode() if doc is not None else None
+        if node is not None and node.type().endswith("mask") and node.parentNode() is not None:
+            node = node.parentNode()  # a mask is active (Krita activates a new one): its layer is the active layer
+        same_doc = doc is not None and self.target_doc is not None and doc == self.target_doc
+        if not same_doc:
+            self.target_doc, self.target_node, self.created = doc, node, None
+            self._clear_stale()
+        elif self.target_node is None or self.target_node.parentNode() is None:  # none yet, or deleted
+            self.target_node = node
+        else:
+            target_id, self.created = logic.follow_target(node_id(self.target_node), node_id(node), self.created)
+            if target_id != node_id(self.target_node):
+                self.target_node = node
+        text = self._target_text()
+        if text != self.target_label.text():
+            self.target_label.setText(text)
+            self.schedule_estimate()
+
+    def _target_text(self):
+        doc, node = self.target_doc, self.target_node
+        if doc is None:
+            return "Open an image in Krita: the style is applied to one of its layers."
+        name = os.path.basename(doc.fileName() or "") or doc.name() or "Untitled"
+        try:
+            rect, selection = transfer.region(doc, node)
+        except PluginError as exc:
+            return f"Nothing to paint in “{name}”: {exc}"
+        where = " (the selection's part of it)" if selection is not None else ""
+        return f"Paints layer “{node.name()}” of “{name}”: {rect.width}×{rect.height} px{where}."
 
     # -- server
+    def _server_changed(self):
+        """Another address or token: what was known about the old one no longer holds."""
+        self._check_seq += 1
+        self.server_info = None
+        self.status_label.setText(NOT_CHECKED)
+        self.status_label.setToolTip("")
+        self.library.clear()
+        self._show_library()
+        self._clear_stale()
+        self.schedule_estimate()
+
     def check_connection(self):
+        self._check_seq += 1
+        seq, key = self._check_seq, self._server_key()
         try:
-            client = self.client()
-        except Exception as exc:  # noqa: BLE001
-            self.status_label.setText(logic.error_message(exc))
+            client = self.client(timeout=5)
+        except Exception as exc:  # noqa: BLE001 - a malformed URL
+            self._connected(seq, key, False, exc)
             return
-        client.timeout = 5
-        self.status_label.setText("Connecting…")
-        self.connect_button.setEnabled(False)
+        self.status_label.setText("Testing the connection…")
+        self.test_button.setEnabled(False)
 
         def fetch():
-            info = client.info()
-            styles = client.styles()
-            thumbs = []
-            for style in styles[:60]:
-                try:
-                    thumbs.append(client.style_thumbnail(style["id"]))
-                except Exception:  # noqa: BLE001 - a missing thumbnail is not fatal
-                    thumbs.append(None)
-            return info, styles, thumbs
+            info = client.probe()
+            return info, *self._fetch_library(client)
 
         thread = CallThread(fetch, self)
-        thread.done.connect(self._connected)
+        thread.done.connect(lambda ok, value: self._connected(seq, key, ok, value))
         self._spawn(thread)
 
-    def _connected(self, ok, value):
-        self.connect_button.setEnabled(True)
+    @staticmethod
+    def _fetch_library(client):
+        styles = client.styles()
+        thumbs = []
+        for style in styles[:60]:
+            try:
+                thumbs.append(client.style_thumbnail(style["id"]))
+            except Exception:  # noqa: BLE001 - a missing thumbnail is not fatal
+                thumbs.append(None)
+        return styles, thumbs
+
+    def _connected(self, seq, key, ok, value):
+        self.test_button.setEnabled(True)
+        if seq != self._check_seq or key != self._server_key():
+            return  # an answer about an address or token that has changed since
         if not ok:
             message = logic.error_message(value)
-            self.status_label.setText("Not connected: " + message[:1].lower() + message[1:])
+            self.server_info = None
+            self.status_label.setText("Not connected: " + message)
             self.status_label.setToolTip(message)
-            self.library.clear()  # the server's styles cannot be used while it is out of reach
+            self.library.clear()
+            self._show_library()
+            self.schedule_estimate()
             return
         info, styles, thumbs = value
-        device = info.get("device", "") if isinstance(info, dict) else ""
-        count = f"{len(styles)} style{'' if len(styles) == 1 else 's'} in the library"
-        self.status_label.setText(f"Connected{' (' + str(device) + ')' if device else ''}: {count}.")
-        self.status_label.setToolTip(str(info))
+        self.server_info = info
+        self.status_label.setText(logic.connection_text(info, logic.check_server_url(key[0])))
+        self.status_label.setToolTip(f"{info.get('device')}, weights {info.get('weights')}")
+        self._fill_library(styles, thumbs)
+        if read_setting("preset", "") == "":  # a first run: the preset this server's device is good for
+            self.set_preset(logic.default_preset(str(info.get("device", ""))))
+        self.save_settings()
+        self.schedule_estimate()
+
+    def _fill_library(self, styles, thumbs, select=None):
         self.library.clear()
         for i, style in enumerate(styles):
             thumb = thumbs[i] if i < len(thumbs) else None
@@ -368,7 +557,17 @@ class StyleTransferDialog(QDialog):
                 if not image.isNull():
                     item.setIcon(QIcon(QPixmap.fromImage(image)))
             self.library.addItem(item)
-        self.save_settings()
+            if style["id"] == select:
+                self.library.setCurrentItem(item)
+        self._show_library()
+
+    def _show_library(self):
+        has = self.library.count() > 0
+        self.library.setVisible(has)
+        self.library_hint.setVisible(not has)
+        self.library_radio.setEnabled(has)
+        if not has and self.library_radio.isChecked():
+            self.file_radio.setChecked(True)
 
     def browse_style(self):
         path, _ = QFileDialog.getOpenFileName(
@@ -378,33 +577,82 @@ class StyleTransferDialog(QDialog):
             self.style_edit.setText(path)
             self.file_radio.setChecked(True)
 
-    # -- run
-    def params(self):
-        return logic.build_params(
-            self.iterations_spin.value(),
-            self.strength_spin.value(),
-            self.preserve_check.isChecked(),
-            self.size_spin.value(),
-        )
+    def add_to_library(self):
+        """Upload the style file to the server's library, then show the library with it selected."""
+        path = self.style_edit.text().strip()
+        try:
+            png, name, client = self.codec.load_style(path), logic.style_label(path), self.client()
+        except Exception as exc:  # noqa: BLE001
+            self.show_message(False, logic.error_message(exc))
+            return
+        self.add_button.setEnabled(False)
+        self.status_label.setText(f"Adding “{name}” to the server's library…")
 
+        def upload():
+            added = client.add_style(name, png)
+            return added, *self._fetch_library(client)
+
+        thread = CallThread(upload, self)
+        thread.done.connect(self._added)
+        self._spawn(thread)
+
+    def _added(self, ok, value):
+        self.add_button.setEnabled(True)
+        if not ok:
+            message = logic.error_message(value)
+            self.status_label.setText("Not added to the library: " + message)
+            self.show_message(False, message)
+            return
+        added, styles, thumbs = value
+        self._fill_library(styles, thumbs, select=added["id"])
+        self.status_label.setText(f"Added “{added.get('name')}” to the server's library.")
+
+    # -- estimate
+    def schedule_estimate(self):
+        self._estimate_timer.start(ESTIMATE_DELAY_MS)
+
+    def request_estimate(self):
+        """Ask the server how long a run with the current values would take (in the background)."""
+        self._estimate_seq += 1
+        seq = self._estimate_seq
+        if self.server_info is None:
+            self.estimate_label.setText("Test the connection to see how long this will take.")
+            return
+        try:
+            rect, _selection = transfer.region(self.target_doc, self.target_node)
+            params, client = self.params(), self.client(timeout=10)
+        except Exception:  # noqa: BLE001 - the target line already says why nothing can be painted
+            self.estimate_label.setText("")
+            return
+        thread = CallThread(lambda: client.estimate(rect.width, rect.height, params), self)
+        thread.done.connect(lambda ok, value: self._estimated(seq, ok, value))
+        self._spawn(thread)
+
+    def _estimated(self, seq, ok, value):
+        if seq != self._estimate_seq:
+            return  # the values changed since this was asked
+        self.estimate_label.setText(logic.estimate_text(value) if ok else "No estimate: " + logic.error_message(value))
+
+    # -- run
     def start(self):
         if self.job is not None:
             return
-        app = Krita.instance()
-        doc = app.activeDocument()
+        self.refresh_target()
+        doc, node = self.target_doc, self.target_node
         try:
             params = self.params()
             client = self.client()
-            source = transfer.prepare(doc, doc.activeNode() if doc is not None else None, self.codec)
+            source = transfer.prepare(doc, node, self.codec)
             if self.library_radio.isChecked():
                 item = self.library.currentItem()
                 if item is None:
-                    raise PluginError("Pick a style in the server library (press Connect to load it).")
+                    raise PluginError("Pick a style in the server library (press Test connection to load it).")
                 style_png, style_id, label = None, item.data(Qt.UserRole), logic.style_label(style_name=item.text())
             else:
                 path = self.style_edit.text().strip()
                 style_png, style_id, label = self.codec.load_style(path), None, logic.style_label(path)
         except Exception as exc:  # noqa: BLE001
+            self.save_settings()  # what the painter chose is remembered, even when it cannot run
             self._finish(False, logic.error_message(exc))
             return
         self.save_settings()
@@ -444,14 +692,21 @@ class StyleTransferDialog(QDialog):
             self.progress_label.setText("")
             self.progress_bar.setValue(0)
             self._clear_preview(PREVIEW_HINT)
-            self._finish(False, logic.error_message(value))
+            message = logic.error_message(value)
+            if {cls.__name__ for cls in type(value).__mro__} & set(CONNECTION_ERRORS):
+                self.server_info = None
+                self.status_label.setText("Not connected: " + message)
+            self._finish(False, message)
             return
         try:
             name = logic.style_layer_name(label, transfer.sibling_names(source.node))
-            transfer.insert_result(source, value, name, self.codec)
+            new = transfer.insert_result(source, value, name, self.codec, self.ops)
         except Exception as exc:  # noqa: BLE001
             self._finish(False, logic.error_message(exc))
             return
+        self.created = node_id(new)  # Krita may activate it: the next run still paints the original
+        if self.server_info is None:
+            self.status_label.setText(f"Connected to the stylelayer server at {self.client().base_url}.")
         self.progress_bar.setValue(1000)
         self.progress_label.setText(f"Added the layer “{name}”.")
         self._finish(True, name)
@@ -466,6 +721,11 @@ class StyleTransferDialog(QDialog):
             self.progress_label.setText("Cancelling…")
         else:
             self.close()
+
+    def showEvent(self, event):  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if self.server_info is None and self.test_button.isEnabled():
+            self.check_connection()  # the status line says at once whether the server is there
 
     def closeEvent(self, event):  # noqa: N802 - Qt's name
         if self.job is not None:
