@@ -1,4 +1,5 @@
-"""Shared fixtures: real test images (see testimages.py) and one loaded engine."""
+"""Shared fixtures: real test images (see testimages.py), one loaded engine, and one Ray pool for the session
+(ray_helpers.py: defined here once, so tests/protocol and tests/workers share it)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 
 import pytest
 from PIL import Image
+from ray_helpers import ray_pool  # noqa: F401  (fixture)
 from testimages import real_image
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import pytest
 from protocol_helpers import client, fake_engine, make_server, server  # noqa: F401  (fixtures)
-from ray_helpers import ray_pool  # noqa: F401  (fixture)
 
 
 @pytest.fixture(params=["in-process", "ray"])

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "protocol"))
 from protocol_helpers import stylelayer_client  # noqa: E402
-from ray_helpers import engine_factory, ray_pool  # noqa: E402, F401  (fixture)
+from ray_helpers import engine_factory  # noqa: E402
 from server_thread import ServerThread  # noqa: E402
 
 from stylelayer.api import create_app  # noqa: E402
@@ -39,7 +39,7 @@ def serve_workers(tmp_path: Path) -> Iterator[Callable[..., Started]]:
 
 
 @pytest.fixture
-def serve_pool(ray_pool, serve_workers) -> Callable[..., Started]:  # noqa: F811 - the fixture above
+def serve_pool(ray_pool, serve_workers) -> Callable[..., Started]:
     """Factory: a server on the session's two Ray actors, each with a copy of `engine` (steered from the test)."""
 
     def start(engine: object, workers: int = 2, **config: object) -> Started:
