@@ -161,7 +161,7 @@ class JobQueue:
         self._stopping = False
         self._ready = threading.Event()
         self._turn = 0  # jobs started so far...
-        self._turns: dict[str, int] = {}  # ...and the number of each waiting client's latest one
+        self._turns: dict[str, int] = {}  # ...and the number of each active client's latest one
         for slot in self._slots:
             if slot.worker.engine is not None:  # given ready-made: serving at once
                 slot.state = WORKER_IDLE
