@@ -2,7 +2,7 @@
 a few more), with a pool of two one-CPU actors whose engines each server chooses (`RayPool.use`).
 
 Nothing here imports Ray until the `ray_pool` fixture runs, and it skips (saying why) where Ray is not installed:
-`pip install -e '.[test,ray]'`, which scripts/setup.sh and so CI do.
+`pip install -e '.[ray]'`, which scripts/test.sh and so CI do.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _no_engine() -> Any:
 @pytest.fixture(scope="session")
 def ray_pool() -> Iterator[Any]:
     """A `RayPool` of two one-CPU actors on a local Ray cluster of three (logical) CPUs."""
-    reason = "Ray is not installed: pip install -e '.[test,ray]' (scripts/setup.sh does)"
+    reason = "Ray is not installed: pip install -e '.[ray]' (scripts/test.sh does)"
     ray = pytest.importorskip("ray", reason=reason)
     from stylelayer.ray_workers import RayPool
 
