@@ -14,14 +14,13 @@ import struct
 import zlib
 
 __all__ = [  # what the plug-ins' own logic modules re-export (`from ... import *`)
-    "ABANDON_AFTER_S", "BASE_STYLE_WEIGHT", "CANCELLED_MESSAGE", "DEFAULT_PRESET", "DEFAULT_SERVER_URL",
-    "EDGE_FEATHER", "LAYER_NAME_MAX", "MAX_ITERATIONS", "MAX_PIXELS", "MAX_SIZE", "MAX_STRENGTH", "MAX_STYLE_SIDE",
-    "MIN_STRENGTH", "PNG_SIGNATURE", "PRESETS", "PRESET_LABELS", "PluginError", "STRENGTH_SLIDER", "build_params",
-    "check_server_url", "connection_text", "default_preset", "encode_png", "error_message", "estimate_text",
-    "feather_mask", "format_duration", "is_png", "mask_is_hard", "matching_preset", "open_edges", "png_size",
-    "preset_values",
-    "progress_fraction", "progress_text", "strength_from_slider", "strength_to_slider", "style_label",
-    "style_layer_name",
+    "ABANDON_AFTER_ENV", "ABANDON_AFTER_S", "BASE_STYLE_WEIGHT", "CANCELLED_MESSAGE", "DEFAULT_PRESET",
+    "DEFAULT_SERVER_URL", "EDGE_FEATHER", "LAYER_NAME_MAX", "MAX_ITERATIONS", "MAX_PIXELS", "MAX_SIZE",
+    "MAX_STRENGTH", "MAX_STYLE_SIDE", "MIN_STRENGTH", "PNG_SIGNATURE", "PRESETS", "PRESET_LABELS", "PluginError",
+    "STRENGTH_SLIDER", "abandon_after_s", "build_params", "check_server_url", "connection_text", "default_preset",
+    "encode_png", "error_message", "estimate_text", "feather_mask", "format_duration", "is_png", "mask_is_hard",
+    "matching_preset", "open_edges", "png_size", "preset_values", "progress_fraction", "progress_text",
+    "strength_from_slider", "strength_to_slider", "style_label", "style_layer_name",
 ]  # fmt: skip
 
 # Copies of server/stylelayer/limits.py (this file runs in the host's Python without the stylelayer package);
@@ -39,6 +38,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 STRENGTH_SLIDER = (0.1, 10.0, 100)  # the slider's readable range (log scale) and its steps; the box takes the rest
 EDGE_FEATHER = 6  # pixels over which a hard-edged selection fades in, inside its edge
 ABANDON_AFTER_S = 60  # the server cancels a job nobody has asked about for this long (the plug-in was killed)
+ABANDON_AFTER_ENV = "STYLELAYER_ABANDON_AFTER"  # overrides it (a slow network: more; tests: less)
 
 # name -> (working size, iterations): the size is the longest side the server paints at (0: the layer's own
 # size, with automatic coarse-to-fine levels from about 512 px up, each finer level running half the iterations
@@ -186,6 +186,16 @@ def build_params(
     if seed is not None and seed > 0:  # 0, -1 or None: a new variation each run (the server picks)
         params["seed"] = int(seed)
     return params
+
+
+def abandon_after_s(environ=None) -> int:
+    """Seconds without a poll after which the server cancels a plug-in's job: $STYLELAYER_ABANDON_AFTER (at least
+    5) or ABANDON_AFTER_S."""
+    text = (os.environ if environ is None else environ).get(ABANDON_AFTER_ENV, "")
+    try:
+        return max(5, int(text))
+    except ValueError:
+        return ABANDON_AFTER_S
 
 
 def preset_values(name: str) -> tuple:

@@ -72,6 +72,13 @@ try:
         img.convert_grayscale()
     if A.get("select"):
         img.select_rectangle(Gimp.ChannelOps.REPLACE, *A["select"])
+    if A.get("ellipse"):
+        img.select_ellipse(Gimp.ChannelOps.REPLACE, *A["ellipse"])
+        sel = img.get_selection()
+        rect = Gegl.Rectangle.new(0, 0, img.get_width(), img.get_height())
+        out["selection"] = list(bytes(sel.get_buffer().get(rect, 1.0, "Y u8", Gegl.AbyssPolicy.NONE)))
+    if A.get("indexed"):
+        img.convert_indexed(Gimp.ConvertDitherType.NONE, Gimp.ConvertPaletteType.GENERATE, 16, False, False, "")
     out["before"] = [item.get_name() for item in img.get_layers()]
     before = {item.get_name(): digest(item) for item in img.get_layers()}
     proc = Gimp.get_pdb().lookup_procedure("plug-in-stylelayer")
@@ -96,16 +103,27 @@ try:
     }
     out["precision"] = img.get_precision().value_nick
     out["selected"] = [item.get_name() for item in img.get_selected_layers()]
+    if A.get("indexed"):
+        img.convert_rgb()  # the per-layer PNG export below needs RGB
     if A.get("export_precision"):
         img.convert_precision(getattr(Gimp.Precision, A["export_precision"]))
     out["saved"] = Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, img, Gio.File.new_for_path(A["ora"]), None)
     # GIMP 3.0.4's .ora export writes a layer with offsets (x, y) shifted by (x, y) inside its own PNG (it exports
     # a layer-sized image without resetting the copy's offsets), so pixels are also exported layer by layer.
     out["layer_files"] = {}
+    out["mask_files"] = {}
     for i, item in enumerate(img.get_layers()):
+        mask = item.get_mask()
+        if mask is not None:  # its bytes as they are ("Y u8"); the layer below is exported without it
+            rect = Gegl.Rectangle.new(0, 0, mask.get_width(), mask.get_height())
+            with open(A["layers_dir"] + "/%d.mask" % i, "wb") as f:
+                f.write(bytes(mask.get_buffer().get(rect, 1.0, "Y u8", Gegl.AbyssPolicy.NONE)))
+            out["mask_files"][item.get_name()] = A["layers_dir"] + "/%d.mask" % i
         tmp = Gimp.Image.new(item.get_width(), item.get_height(), img.get_base_type())
         copy = Gimp.Layer.new_from_drawable(item, tmp)
         tmp.insert_layer(copy, None, 0)
+        if copy.get_mask() is not None:
+            copy.remove_mask(Gimp.MaskApplyMode.DISCARD)
         copy.set_offsets(0, 0)
         path = A["layers_dir"] + "/%d.png" % i
         if not Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, tmp, Gio.File.new_for_path(path), None):
@@ -136,6 +154,15 @@ class Gimp3:
     def inside(self, path: Path) -> str:
         """The path as GIMP sees it from inside the chroot."""
         return "/" + str(Path(path).resolve().relative_to(self.root.resolve()))
+
+    def last_values(self) -> Path:
+        """The plug-in's remembered dialog values (stylelayer_logic.LAST_VALUES_FILE in GIMP's folder)."""
+        return self.work / "cfg" / "stylelayer-last-values.json"
+
+    def forget(self) -> None:
+        """No values of earlier interactive runs (GIMP's own or the plug-in's) override a test's."""
+        shutil.rmtree(self.work / "cfg" / "plug-in-settings", ignore_errors=True)
+        self.last_values().unlink(missing_ok=True)
 
     def run(self, args: dict, timeout: int = 300, env: tuple[str, ...] = ()) -> tuple[dict, Path]:
         self.runs += 1
@@ -173,6 +200,7 @@ class Gimp3:
         out["pixels"] = {
             name: Image.open(self.root / path.lstrip("/")).convert("RGBA") for name, path in out["layer_files"].items()
         }
+        out["masks"] = {name: (self.root / path.lstrip("/")).read_bytes() for name, path in out["mask_files"].items()}
         return out, ora
 
     def close(self):
@@ -197,6 +225,20 @@ def gimp3():
     gimp = Gimp3(root)
     yield gimp
     gimp.close()
+
+
+TOKEN = "gimp-e2e-token"
+
+
+@pytest.fixture(scope="session")
+def token_server_url(engine):
+    """A server that requires a token, as one on another machine does."""
+    from server_thread import ServerThread
+
+    from stylelayer.api import create_app
+
+    with ServerThread(create_app({"token": TOKEN}, engine=engine)) as server:
+        yield server.url
 
 
 def _free_port() -> int:
@@ -385,6 +427,13 @@ def test_only_the_selection_bounds_are_stylized(gimp3, server_url, client, logic
     assert _same_pixels(out["pixels"]["Photo"], photo)
     crop = photo.crop((20, 8, 96, 48))
     assert _same_pixels(out["pixels"][STYLE_NAME], _expected(client, logic, crop, style_files["png"], props))
+    # a layer mask of the selection's shape: its edges fade in over a few pixels, except on the right, where the
+    # layer's own edge cut it
+    edges = logic.open_edges((30, 20, 76, 40), (30, 20, 100, 40), (0, 0, 120, 100))
+    assert edges == (False, False, True, False)
+    assert out["masks"] == {STYLE_NAME: logic.feather_mask(b"\xff" * (76 * 40), 76, 40, open_edges=edges)}
+    row = out["masks"][STYLE_NAME][20 * 76 : 21 * 76]
+    assert row[0] < row[3] < row[10] == 255 == row[-1]
 
 
 def test_16_bit_image_and_a_jpeg_style(gimp3, server_url, style_files):
@@ -442,8 +491,8 @@ def test_server_down_is_an_execution_error_and_leaves_the_image_alone(gimp3, sty
     out, ora = gimp3.run({"input": gimp3.inside(source), "layer": "Photo", "props": props})
 
     assert out["status"] == "execution-error", out
-    assert "cannot reach the stylelayer server" in (out["error"] or ""), out
-    assert url in out["error"]
+    assert out["error"] == (f"Neural Style Transfer: Cannot reach the stylelayer server at {url}. Start it with "
+                            "'stylelayer serve' on that machine, or correct the server address."), out
     assert out["after"] == out["before"] == ["Photo"]
     assert out["saved"] is True
     _check_ora(ora, out)
@@ -467,17 +516,20 @@ def test_a_style_file_gimp_cannot_open_is_a_clear_execution_error(gimp3, server_
     assert _same_pixels(out["pixels"]["Source"], photo)
 
 
-def test_gimp_itself_refuses_a_missing_style_file(gimp3, server_url):
-    """GIMP checks file arguments before the plug-in runs: a calling error, and nothing changes."""
+def test_a_style_file_that_does_not_exist_is_named(gimp3, server_url):
+    """A PDB call naming a style file that is not there: the plug-in says so (GIMP's own check of an OPEN file
+    argument said "'<not transformable to string>' ... out of range"), and nothing changes."""
     photo = _photo()
     source = gimp3.work / "missing.png"
     photo.save(source)
-    props = _props(gimp3.work / "no-such-style.png", gimp3, server_url)
+    missing = gimp3.work / "no-such-style.png"
+    props = _props(missing, gimp3, server_url)
 
     out, _ = gimp3.run({"input": gimp3.inside(source), "layer": None, "props": props})
 
-    assert out["status"] == "calling-error", out
-    assert "style-file" in out["error"]
+    assert out["status"] == "execution-error", out
+    assert out["error"] == (f"Neural Style Transfer: the style image {gimp3.inside(missing)} does not exist: choose "
+                            "another file")
     assert out["after"] == ["Source"]
 
 
@@ -541,9 +593,10 @@ def test_dialog_then_cancel_while_the_server_works(gimp3, server_url, style_file
     photo = _photo()
     source = gimp3.work / "dialog.png"
     photo.save(source)
-    shutil.rmtree(gimp3.work / "cfg" / "plug-in-settings", ignore_errors=True)  # no "last values" override ours
+    gimp3.forget()  # no "last values" override ours...
     props = _props(style_files["png"], gimp3, server_url, iterations=5000)
-    args = {"input": gimp3.inside(source), "layer": None, "interactive": True, "props": props}
+    gimp3.last_values().write_text(json.dumps({**props, "preset": "custom"}))  # ...but a run before: no first-run
+    args = {"input": gimp3.inside(source), "layer": None, "interactive": True, "props": props}  # preset
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         running = pool.submit(gimp3.run, args, 180, (f"DISPLAY=127.0.0.1:{xdisplay}",))
@@ -559,3 +612,194 @@ def test_dialog_then_cancel_while_the_server_works(gimp3, server_url, style_file
     assert time.monotonic() - started < 30
     assert out["status"] == "cancel", out
     assert out["after"] == out["before"] == ["Source"]
+
+
+def test_ellipse_selection_becomes_a_layer_mask(gimp3, token_server_url, client_mod, logic, style_files):
+    """An elliptical selection: the result layer gets a layer mask of the ellipse (its hard edge faded in), so only
+    the ellipse shows the result, in one undo group; the server needs a token, given as the token argument."""
+    photo = _photo()
+    source = gimp3.work / "ellipse.png"
+    photo.save(source)
+    props = _props(style_files["png"], gimp3, token_server_url, **{"server-token": TOKEN})
+
+    out, ora = gimp3.run({"input": gimp3.inside(source), "layer": None, "ellipse": [10, 8, 60, 44], "props": props})
+
+    assert out["status"] == "success", out
+    assert out["after"] == [STYLE_NAME, "Source"], out
+    assert out["layers"][STYLE_NAME] == {"has_alpha": False, "offsets": [10, 8], "size": [60, 44]}
+    width, height = photo.size
+    selection = bytes(out["selection"])
+    crop = b"".join(selection[(8 + j) * width + 10 : (8 + j) * width + 70] for j in range(44))
+    assert not logic.mask_is_hard(crop)  # GIMP antialiases the ellipse: its own soft edge is used as it is
+    assert out["masks"] == {STYLE_NAME: logic.feather_mask(crop, 60, 44)} == {STYLE_NAME: crop}
+    outside = sum(1 for m in selection if m == 0)
+    assert outside > width * height // 2  # the ellipse is less than half the picture...
+    assert sum(1 for m in out["masks"][STYLE_NAME] if m) == sum(1 for m in selection if m)  # ...and only it shows
+    token_client = client_mod.StylelayerClient(token_server_url, token=TOKEN, timeout=60)
+    expected = _expected(token_client, logic, photo.crop((10, 8, 70, 52)), style_files["png"], props)
+    assert _same_pixels(out["pixels"][STYLE_NAME], expected.convert("RGB").convert("RGBA"))
+
+
+def test_a_wrong_token_and_another_server_are_told_apart(gimp3, token_server_url, style_files):
+    photo = _photo()
+    source = gimp3.work / "token.png"
+    photo.save(source)
+    import http.server
+    import threading
+
+    class NotFound(http.server.BaseHTTPRequestHandler):  # another web server on the port
+        def do_GET(self):  # noqa: N802
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        runs = {
+            "wrong token": _props(style_files["png"], gimp3, token_server_url, **{"server-token": "guess"}),
+            "no token": _props(style_files["png"], gimp3, token_server_url),
+            "not stylelayer": _props(style_files["png"], gimp3, f"http://127.0.0.1:{httpd.server_port}"),
+            "url with /v1": _props(style_files["png"], gimp3, token_server_url + "/v1/", **{"server-token": TOKEN}),
+        }
+        outs = {what: gimp3.run({"input": gimp3.inside(source), "layer": None, "props": props})[0]
+                for what, props in runs.items()}  # fmt: skip
+    finally:
+        httpd.shutdown()
+    title = "Neural Style Transfer: "
+    assert outs["wrong token"]["error"] == title + (
+        f"The server at {token_server_url} did not accept the token. Paste the token the server was started with "
+        "(STYLELAYER_TOKEN or its --token-file) into the Token field.")
+    assert outs["no token"]["error"] == title + (
+        f"The server at {token_server_url} requires a token. Paste the token the server was started with "
+        "(STYLELAYER_TOKEN or its --token-file) into the Token field.")
+    assert outs["not stylelayer"]["error"] == title + (
+        f"http://127.0.0.1:{httpd.server_port} answers, but it is not a stylelayer server. Check the address and "
+        "port: the server prints its URL when it starts (usually http://127.0.0.1:8765), with nothing after the port.")
+    assert outs["url with /v1"]["status"] == "success", outs["url with /v1"]  # the API's own prefix is dropped
+    for what in ("wrong token", "no token", "not stylelayer"):
+        assert outs[what]["status"] == "execution-error" and outs[what]["after"] == ["Source"]
+
+
+def test_indexed_image_is_explained(gimp3, server_url, style_files):
+    """The menu entry is no longer greyed out on an indexed image: running it says why, and what to do."""
+    photo = _photo()
+    source = gimp3.work / "indexed.png"
+    photo.save(source)
+    props = _props(style_files["png"], gimp3, server_url)
+
+    out, _ = gimp3.run({"input": gimp3.inside(source), "layer": None, "indexed": True, "props": props})
+
+    assert out["status"] == "execution-error", out
+    assert out["error"] == ("Neural Style Transfer: this image is indexed (a palette of colours), and style transfer "
+                            "paints new colours: convert it with Image > Mode > RGB first")
+    assert out["after"] == ["Source"]
+
+
+def test_full_resolution_preset_gives_a_layer_of_the_canvas_size(gimp3, server_url, style_files):
+    """The "full" preset on a 640x480 canvas with 1 iteration: two levels, a result of the canvas's own size."""
+    canvas = real_image("tubingen").resize((640, 480), Image.Resampling.LANCZOS)
+    source = gimp3.work / "canvas640.png"
+    canvas.save(source)
+    log = gimp3.work / "full.log"
+    props = _props(style_files["png"], gimp3, server_url, preset="custom", size=0, iterations=1)
+
+    out, _ = gimp3.run({"input": gimp3.inside(source), "layer": None, "props": props}, timeout=400,
+                       env=(f"STYLELAYER_GIMP_LOG={gimp3.inside(log)}",))  # fmt: skip
+
+    assert out["status"] == "success", out
+    assert out["layers"][STYLE_NAME] == {"has_alpha": False, "offsets": [0, 0], "size": [640, 480]}
+    progress = [line for line in log.read_text().splitlines() if line.startswith("progress: ")]
+    assert any("level 2/2" in line for line in progress), progress
+
+
+def test_a_killed_plugin_leaves_no_job_running(gimp3, engine, style_files):
+    """GIMP's progress-bar Cancel kills the plug-in (SIGKILL): its job stops on the server once it goes unpolled
+    for abandon_after seconds ($STYLELAYER_ABANDON_AFTER, 5 here; 60 by default)."""
+
+    from server_thread import ServerThread
+
+    from stylelayer.api import create_app
+
+    with ServerThread(create_app({}, engine=engine)) as server:
+        _kill_the_plugin_mid_job(gimp3, server, style_files)
+
+
+def _kill_the_plugin_mid_job(gimp3, server, style_files):
+    import concurrent.futures
+    import signal
+
+    queue = server.app.extensions["stylelayer"].queue
+    server_url = server.url
+    photo = _photo()
+    source = gimp3.work / "killed.png"
+    photo.save(source)
+    props = _props(style_files["png"], gimp3, server_url, iterations=5000)
+    args = {"input": gimp3.inside(source), "layer": None, "props": props}
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(gimp3.run, args, 180, ("STYLELAYER_ABANDON_AFTER=5",))
+        deadline = time.monotonic() + 60
+        job = None
+        while job is None and time.monotonic() < deadline:  # the plug-in's job, running on this test's server
+            running_jobs = [j for j in list(queue._jobs.values()) if j.state == "running"]
+            job = running_jobs[0] if running_jobs else None
+            time.sleep(0.2)
+        assert job is not None and job.abandon_after == 5
+        run_of_plugin = "plug-ins/stylelayer/stylelayer.py -gimp .* -run"  # its run, not its query at GIMP's start
+        found = subprocess.run(["pgrep", "-f", run_of_plugin], capture_output=True, text=True)
+        assert len(found.stdout.split()) == 1, found
+        pid = int(found.stdout.split()[0])
+        os.kill(pid, signal.SIGKILL)  # what GIMP does to a plug-in whose progress is cancelled
+        killed = time.monotonic()
+        out, _ = running.result(timeout=120)
+    assert out["status"] != "success"
+    while job.state == "running":
+        assert time.monotonic() - killed < 30, "the job kept running after its plug-in was killed"
+        time.sleep(0.5)
+    assert job.state == "cancelled" and job.error["code"] == "abandoned"
+
+
+def test_dialog_tests_the_token_server_and_shows_the_estimate(gimp3, token_server_url, style_files, xdisplay):
+    """INTERACTIVE: the dialog names the layer, tests the server (token accepted) and shows the estimate before
+    OK; after OK the layer is added and the values (token included, readable by the user only) are remembered.
+    $STYLELAYER_SCREENSHOT_DIR: where to save the screen with the dialog (docs/screenshots)."""
+    import concurrent.futures
+
+    photo = _photo()
+    source = gimp3.work / "estimate.png"
+    photo.save(source)
+    gimp3.forget()
+    log = gimp3.work / "dialog.log"
+    log.unlink(missing_ok=True)
+    props = _props(style_files["png"], gimp3, token_server_url, **{"server-token": TOKEN})
+    gimp3.last_values().write_text(json.dumps({**props, "preset": "custom"}))  # a run before: no first-run preset
+    args = {"input": gimp3.inside(source), "layer": None, "interactive": True, "props": props}
+    env = (f"DISPLAY=127.0.0.1:{xdisplay}", f"STYLELAYER_GIMP_LOG={gimp3.inside(log)}")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(gimp3.run, args, 240, env)
+        x, y, w, h = _wait_window(xdisplay, "Neural Style Transfer", lambda g: g[3] > 200)
+        deadline = time.monotonic() + 60
+        while "estimate: Estimated time" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, log.read_text() if log.exists() else "no log"
+            time.sleep(0.2)
+        shots = os.environ.get("STYLELAYER_SCREENSHOT_DIR")
+        if shots:
+            time.sleep(0.5)
+            subprocess.run(["import", "-display", f":{xdisplay}", "-window", "root", "-crop",
+                            f"{w + 2}x{h + 30}+{max(0, x - 1)}+{max(0, y - 28)}",
+                            str(Path(shots) / "gimp-dialog.png")], check=True)  # fmt: skip
+        _click(xdisplay, x + w - 39, y + h - 19)  # OK
+        out, _ = running.result(timeout=200)
+    lines = log.read_text().splitlines()
+    version = __import__("stylelayer").__version__
+    targets = [line for line in lines if line.startswith("target: ")]
+    assert targets and targets[0].startswith("target: Paints layer “Source” of “")
+    assert targets[0].endswith(": 96×72 px.")
+    assert f"status: Connected to stylelayer {version} at {token_server_url} (CPU, token accepted)." in lines
+    assert any(line.startswith("estimate: Estimated time: about ") for line in lines), lines
+    assert out["status"] == "success", out
+    assert out["after"] == [STYLE_NAME, "Source"]
+    remembered = json.loads(gimp3.last_values().read_text())
+    assert remembered["server-token"] == TOKEN and remembered["iterations"] == props["iterations"]
+    assert gimp3.last_values().stat().st_mode & 0o777 == 0o600

@@ -186,10 +186,61 @@ def test_plugin_main_file_is_executable_and_named_like_its_folder(plugin_dir):
 
 
 def test_plugin_uses_only_stdlib_and_gi(plugin_dir):
-    allowed = {"gi", "stylelayer_logic", "stylelayer_client", "stylelayer_plugin_logic"}
+    allowed = {"gi", "stylelayer_logic", "stylelayer_client", "stylelayer_plugin_logic", "stylelayer_dialog"}
     files = sorted(plugin_dir.glob("*.py"))
-    assert [f.name for f in files] == ["stylelayer.py", "stylelayer_client.py", "stylelayer_logic.py",
-                                       "stylelayer_plugin_logic.py"]  # fmt: skip
+    assert [f.name for f in files] == ["stylelayer.py", "stylelayer_client.py", "stylelayer_dialog.py",
+                                       "stylelayer_logic.py", "stylelayer_plugin_logic.py"]  # fmt: skip
     assert foreign_imports(files, allowed) == []
     logic_src = (plugin_dir / "stylelayer_logic.py").read_text()
     assert "import gi" not in logic_src
+
+
+def test_presets_decide_size_and_iterations_unless_custom(logic):
+    assert logic.preset_size_iterations("full", 512, 7) == (0, 200)  # the layer's own size, coarse to fine
+    assert logic.preset_size_iterations("preview", 512, 7) == (256, 60)
+    assert logic.preset_size_iterations(logic.CUSTOM, 512, 7) == (512, 7)  # a script's own values
+    assert logic.preset_of(512, 200) == "normal" and logic.preset_of(512, 7) == logic.CUSTOM
+
+
+def test_last_values_survive_a_failed_run_and_only_the_user_reads_them(logic, tmp_path):
+    path = str(tmp_path / logic.LAST_VALUES_FILE)
+    assert logic.load_last_values(path) == {}
+    values = {"style-file": "/x/starry.png", "preset": "full", "server-token": "s3cret", "server-url": "http://h:1",
+              "run-mode": "interactive"}  # fmt: skip
+    logic.save_last_values(path, values)
+    assert logic.load_last_values(path) == {k: v for k, v in values.items() if k != "run-mode"}
+    assert (tmp_path / logic.LAST_VALUES_FILE).stat().st_mode & 0o777 == 0o600
+    (tmp_path / logic.LAST_VALUES_FILE).write_text("{not json")
+    assert logic.load_last_values(path) == {}
+
+
+def test_status_lines_go_to_the_log_only_when_asked(logic, tmp_path):
+    log = tmp_path / "status.log"
+    logic.log_status("status: Connected", {})
+    assert not log.exists()
+    logic.log_status("status: Connected\nto it", {logic.LOG_ENV: str(log)})
+    logic.log_status("estimate: about 3 min", {logic.LOG_ENV: str(log)})
+    assert log.read_text().splitlines() == ["status: Connected to it", "estimate: about 3 min"]
+
+
+def test_abandon_after_from_the_environment(logic):
+    assert logic.abandon_after_s({}) == logic.ABANDON_AFTER_S == 60
+    assert logic.abandon_after_s({logic.ABANDON_AFTER_ENV: "7"}) == 7
+    assert logic.abandon_after_s({logic.ABANDON_AFTER_ENV: "1"}) == 5  # never below five seconds
+    assert logic.abandon_after_s({logic.ABANDON_AFTER_ENV: "soon"}) == 60
+
+
+def test_the_job_checks_the_server_first_and_asks_to_be_abandoned(logic):
+    calls = []
+
+    class Client:
+        def probe(self):
+            calls.append("probe")
+            return {"api": 1}
+
+        def run_job(self, content_png, **kw):
+            calls.append(("run_job", kw["abandon_after"]))
+            return b"png"
+
+    assert logic.job_work(Client(), b"c", b"s", {})(lambda *a: None, lambda: False) == (b"png", None)
+    assert calls == ["probe", ("run_job", 60)]

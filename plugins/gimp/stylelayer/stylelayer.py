@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """stylelayer for GIMP 3: Filters > Artistic > Neural Style Transfer…
 
-Sends the active layer (or the part of it inside the selection's bounds) and a style image to a local
-stylelayer server, shows progress while the server works, and inserts the result as a NEW layer named after
-the style directly above the source layer, at the same offsets, in one undo group. The source layer is never
-written to. Also callable from scripts through the PDB as `plug-in-stylelayer`.
+Sends the active layer (or the part of it inside the selection's bounds) and a style image to a stylelayer
+server (this machine's, or another's with a token), shows progress while the server works, and inserts the result
+as a NEW layer named after the style directly above the source layer, at the same offsets, in one undo group; with
+a selection the new layer gets a layer mask of the selection's shape (a hard edge faded in over a few pixels). The
+source layer is never written to. Also callable from scripts through the PDB as `plug-in-stylelayer`.
 
-Only the standard library and gi are used; the HTTP client and the pure logic live next to this file.
+Only the standard library and gi are used; the HTTP client, the pure logic and the dialog live next to this file.
 """
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -24,6 +26,7 @@ import stylelayer_logic as logic  # noqa: E402
 
 PROC_NAME = "plug-in-stylelayer"
 PIXEL_FORMAT = "R'G'B'A u8"
+MASK_FORMAT = "Y u8"
 TITLE = "Neural Style Transfer"
 
 
@@ -58,6 +61,8 @@ def _load_image(path, what):
 
 def _style_png(path):
     """PNG bytes of the style image: a PNG file as it is, anything else GIMP can open converted to PNG."""
+    if not os.path.isfile(path):
+        raise logic.PluginError(f"the style image {path} does not exist: choose another file")
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -153,11 +158,17 @@ class _CancelWindow:
             self._gtk.main_iteration_do(False)
 
 
-def _run_job(url, content_png, style_png, params, interactive, loss_plot):
+def _make_client(url, token, timeout=30):
+    """The HTTP client for the server at `url`; the token argument, else $STYLELAYER_TOKEN (scripts)."""
+    token = (token or "").strip() or os.environ.get("STYLELAYER_TOKEN") or None
+    return _load_client().StylelayerClient(base_url=logic.check_server_url(url), token=token, timeout=timeout)
+
+
+def _run_job(client, content_png, style_png, params, interactive, loss_plot):
     """Runs the server job off the main thread; returns (result PNG, loss curves PNG or None), or None when
     cancelled."""
     client_mod = _load_client()
-    client = client_mod.StylelayerClient(base_url=url, token=os.environ.get("STYLELAYER_TOKEN") or None)
+    url = client.base_url
     work = logic.job_work(client, content_png, style_png, params, loss_plot)
 
     Gimp.progress_init(f"{TITLE}: sending to {url}")
@@ -174,6 +185,7 @@ def _run_job(url, content_png, style_png, params, interactive, loss_plot):
             if (fraction, text) != last:
                 if text != last[1]:
                     Gimp.progress_set_text(text)
+                    logic.log_status("progress: " + text)
                 if fraction is not None:
                     Gimp.progress_update(fraction)
                 last = (fraction, text)
@@ -201,7 +213,10 @@ def _layer_type(image, with_alpha):
         return Gimp.ImageType.RGBA_IMAGE if with_alpha else Gimp.ImageType.RGB_IMAGE
     if base == Gimp.ImageBaseType.GRAY:
         return Gimp.ImageType.GRAYA_IMAGE if with_alpha else Gimp.ImageType.GRAY_IMAGE
-    raise logic.PluginError("indexed images are not supported: convert it with Image > Mode > RGB first")
+    raise logic.PluginError(
+        "this image is indexed (a palette of colours), and style transfer paints new colours: convert it with "
+        "Image > Mode > RGB first"
+    )
 
 
 def stylize(procedure, run_mode, image, drawables, config):
@@ -217,20 +232,23 @@ def stylize(procedure, run_mode, image, drawables, config):
     style_path = style_file.get_path() if style_file is not None else None
     if not style_path:
         raise logic.PluginError("choose a style image (a local file)")
+    size, iterations = logic.preset_size_iterations(
+        config.get_property("preset"), config.get_property("size"), config.get_property("iterations")
+    )
     params = logic.build_params(
-        iterations=config.get_property("iterations"),
+        iterations=iterations,
         strength=config.get_property("style-strength"),
         preserve_colors=config.get_property("preserve-colors"),
-        size=config.get_property("size"),
+        size=size,
         seed=config.get_property("seed"),
     )
-    url = logic.check_server_url(config.get_property("server-url"))
+    client = _make_client(config.get_property("server-url"), config.get_property("server-token"))
     loss_file = config.get_property("loss-plot")
     loss_path = loss_file.get_path() if loss_file is not None else None
 
-    intersects, x, y, w, h = drawable.mask_intersect()
-    if not intersects or w <= 0 or h <= 0:
-        raise logic.PluginError("the selection does not touch the active layer")
+    x, y, w, h = _region(drawable)
+    ox, oy = drawable.get_offsets()[1:]
+    mask = _selection_mask(image, ox + x, oy + y, w, h)
     has_alpha = drawable.has_alpha()
     rgba = _read_rgba(drawable, x, y, w, h)
     if has_alpha:
@@ -239,13 +257,12 @@ def stylize(procedure, run_mode, image, drawables, config):
         content_png = logic.encode_png(w, h, logic.rgba_to_rgb(rgba), channels=3)
     style_png = _style_png(style_path)
 
-    outcome = _run_job(url, content_png, style_png, params, run_mode == Gimp.RunMode.INTERACTIVE, bool(loss_path))
+    outcome = _run_job(client, content_png, style_png, params, run_mode == Gimp.RunMode.INTERACTIVE, bool(loss_path))
     if outcome is None:
         return False
     result_png, loss_png = outcome
     result_rgba = _decode_png_with_gimp(result_png, w, h)
 
-    ox, oy = drawable.get_offsets()[1:]
     existing = {layer.get_name() for layer in image.get_layers()}
     name = logic.style_layer_name(logic.style_label(style_path), existing)
     image.undo_group_start()
@@ -261,6 +278,14 @@ def stylize(procedure, run_mode, image, drawables, config):
         buffer = new_layer.get_buffer()
         buffer.set(_rect(0, 0, w, h), PIXEL_FORMAT, result_rgba)
         buffer.flush()
+        if mask is not None:  # the selection's shape, editable as a layer mask
+            layer_mask = new_layer.create_mask(Gimp.AddMaskType.WHITE)
+            if layer_mask is None or not new_layer.add_mask(layer_mask):
+                raise logic.PluginError("GIMP could not add the selection's layer mask")
+            mask_buffer = layer_mask.get_buffer()
+            mask_buffer.set(_rect(0, 0, w, h), MASK_FORMAT, mask)
+            mask_buffer.flush()
+            layer_mask.update(0, 0, w, h)
         new_layer.update(0, 0, w, h)
         image.set_selected_layers([new_layer])
     except Exception:
@@ -275,22 +300,78 @@ def stylize(procedure, run_mode, image, drawables, config):
     return True
 
 
+def _region(drawable):
+    """(x, y, w, h) in the drawable's own coordinates: the part of it inside the selection's bounds."""
+    intersects, x, y, w, h = drawable.mask_intersect()
+    if not intersects or w <= 0 or h <= 0:
+        raise logic.PluginError("the selection does not touch the active layer")
+    return x, y, w, h
+
+
+def _selection_mask(image, x, y, w, h):
+    """The selection over (x, y, w, h) in image coordinates, one byte a pixel with a hard edge faded in (see
+    logic.feather_mask); None without a selection."""
+    if Gimp.Selection.is_empty(image):
+        return None
+    selection = image.get_selection()
+    raw = bytes(selection.get_buffer().get(_rect(x, y, w, h), 1.0, MASK_FORMAT, Gegl.AbyssPolicy.NONE))
+    sx1, sy1, sx2, sy2 = Gimp.Selection.bounds(image)[-4:]  # (success, non-empty, x1, y1, x2, y2)
+    edges = logic.open_edges((x, y, w, h), (sx1, sy1, sx2 - sx1, sy2 - sy1), (0, 0, image.get_width(),
+                                                                              image.get_height()))  # fmt: skip
+    return logic.feather_mask(raw, w, h, open_edges=edges)
+
+
+def _last_values_path():
+    return os.path.join(Gimp.directory(), logic.LAST_VALUES_FILE)
+
+
+def _restore_last_values(config):
+    """The values of the last run, failed ones included (GIMP restores only a successful run's); True when there
+    were any."""
+    values = logic.load_last_values(_last_values_path())
+    for name, value in values.items():
+        try:
+            config.set_property(name, Gio.File.new_for_path(value) if name == "style-file" else value)
+        except (TypeError, ValueError, OverflowError):
+            continue  # written by another version of the plug-in
+    return bool(values)
+
+
+def _remember_values(config):
+    values = {name: config.get_property(name) for name in logic.REMEMBERED}
+    style = values.get("style-file")
+    values["style-file"] = style.get_path() if style is not None else None
+    with contextlib.suppress(OSError):  # GIMP's own folder not writable: not remembered, the run goes on
+        logic.save_last_values(_last_values_path(), values)
+
+
+def _target_text(image, drawable):
+    try:
+        _x, _y, w, h = _region(drawable)
+    except logic.PluginError as exc:
+        return f"Nothing to paint: {exc}."
+    image_file = image.get_file() or image.get_imported_file()  # an .xcf, else the file it was opened from
+    name = os.path.basename(image_file.get_path() or "") if image_file is not None else ""
+    where = " (the selection's part of it)" if not Gimp.Selection.is_empty(image) else ""
+    return f"Paints layer “{drawable.get_name()}” of “{name or image.get_name()}”: {w}×{h} px{where}."
+
+
 def _error(procedure, status, message):
     return procedure.new_return_values(status, GLib.Error(message))
 
 
 def run(procedure, run_mode, image, drawables, config, _data):
     if run_mode == Gimp.RunMode.INTERACTIVE:
-        gi.require_version("GimpUi", "3.0")
-        from gi.repository import GimpUi
+        from stylelayer_dialog import StyleDialog
 
-        GimpUi.init(PROC_NAME)
-        dialog = GimpUi.ProcedureDialog.new(procedure, config, TITLE)
-        dialog.fill(None)
-        ok = dialog.run()
-        dialog.destroy()
-        if not ok:
+        first_run = not _restore_last_values(config)
+        drawable = drawables[0] if len(drawables) == 1 else None
+        target = _target_text(image, drawable) if isinstance(drawable, Gimp.Layer) else "Select one layer."
+        region = _region(drawable)[2:] if isinstance(drawable, Gimp.Layer) and target.startswith("Paints") else None
+        dialog = StyleDialog(procedure, config, TITLE, _make_client, target, region, first_run)
+        if not dialog.run():
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+        _remember_values(config)  # kept even when the run fails below
     try:
         done = stylize(procedure, run_mode, image, drawables, config)
     except Exception as exc:  # a PluginError, a server error, a bug or a GIMP failure: a clear message, no traceback
@@ -309,7 +390,7 @@ class StyleLayer(Gimp.PlugIn):
 
     def do_create_procedure(self, name):
         procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
-        procedure.set_image_types("RGB*, GRAY*")
+        procedure.set_image_types("*")  # indexed images too: the plug-in says why it cannot paint them
         procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
         procedure.set_menu_label("_Neural Style Transfer…")
         procedure.add_menu_path("<Image>/Filters/Artistic")
@@ -323,7 +404,16 @@ class StyleLayer(Gimp.PlugIn):
         rw = GObject.ParamFlags.READWRITE
         procedure.add_file_argument(
             "style-file", "Style ima_ge", "A painting or picture whose look (brushwork, texture, colours) is applied",
-            Gimp.FileChooserAction.OPEN, False, None, rw,
+            Gimp.FileChooserAction.ANY, True, None, rw,
+        )  # fmt: skip
+        presets = Gimp.Choice.new()
+        for number, (key, label) in enumerate((*logic.PRESET_LABELS.items(), (logic.CUSTOM, "Custom"))):
+            presets.add(key, number, label, "")
+        procedure.add_choice_argument(
+            "preset", "_Preset",
+            "preview, normal, high or full (resolution: the layer's own size, coarse to fine, with the canvas's detail "
+            "at 100% zoom) set working size and iterations; custom uses them as given",
+            presets, logic.CUSTOM, rw,
         )  # fmt: skip
         procedure.add_int_argument(
             "iterations", "_Iterations", "How long the server paints: more takes the style further and takes longer",
@@ -346,12 +436,21 @@ class StyleLayer(Gimp.PlugIn):
             0, logic.MAX_SIZE, logic.DEFAULT_SIZE, rw,
         )  # fmt: skip
         procedure.add_int_argument(
-            "seed", "Ran_dom seed", "The same seed gives the same result again; -1 picks a new one each time",
-            -1, 2**31 - 1, -1, rw,
+            "seed", "_Variation",
+            "0: a new variation each run; any other number gives the same result again for the same settings",
+            -1, 2**31 - 1, 0, rw,
         )  # fmt: skip
         procedure.add_string_argument(
-            "server-url", "Server _URL", "Address of the running stylelayer server (start it with `stylelayer serve`)",
+            "server-url", "Server _URL",
+            "Address of the stylelayer server: http://127.0.0.1:8765 on this machine (`stylelayer serve`), or the URL "
+            "`stylelayer serve --host 0.0.0.0` prints on another",
             logic.DEFAULT_SERVER_URL, rw,
+        )  # fmt: skip
+        procedure.add_string_argument(
+            "server-token", "_Token",
+            "The token the server was started with (its STYLELAYER_TOKEN or --token-file); empty: none, or "
+            "$STYLELAYER_TOKEN. Kept in GIMP's settings, shown as dots",
+            "", rw,
         )  # fmt: skip
         procedure.add_file_argument(
             "loss-plot", "Loss cur_ves PNG",

@@ -176,7 +176,7 @@ def request(
         params=params,
         on_progress=progress,
         should_cancel=should_cancel,
-        abandon_after=logic.ABANDON_AFTER_S,  # Krita closed or crashed mid-job: the server stops by itself
+        abandon_after=logic.abandon_after_s(),  # Krita closed or crashed mid-job: the server stops by itself
     )
 
 

@@ -1,0 +1,219 @@
+"""The plug-in's dialog: GIMP's own procedure dialog for the arguments, plus what a painter needs before OK: the
+layer it paints, a connection test that says what is wrong (not reachable, not stylelayer, token, version), and
+how long the job would take on that server (its /v1/estimate), updated as size, iterations or preset change.
+
+Every request runs on a thread; its answer comes back to GTK's main loop through GLib.idle_add.
+"""
+
+import threading
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("GimpUi", "3.0")
+gi.require_version("Gtk", "3.0")
+import stylelayer_logic as logic  # noqa: E402
+from gi.repository import Gimp, GimpUi, GLib, Gtk, Pango  # noqa: E402
+
+FIELDS = ["preset", "iterations", "size", "style-strength", "preserve-colors", "seed", "server-url", "server-token",
+          "loss-plot"]  # fmt: skip  (the style file has its own chooser, above them)
+NOT_CHECKED = "Not checked yet: press Test connection."
+ESTIMATE_DELAY_MS = 400  # the estimate is asked for once the painter stops changing values
+STRENGTH_GAMMA = 3.46  # puts x1 in the middle of the slider's 0.1 to 10 (a log-like scale)
+
+
+class StyleDialog:
+    """run() -> True when the painter pressed OK. `make_client(url, token, timeout)` builds the HTTP client."""
+
+    def __init__(self, procedure, config, title, make_client, target_text, region, first_run):
+        GimpUi.init(procedure.get_name())
+        self.config, self.make_client, self.region, self.first_run = config, make_client, region, first_run
+        self.info = None  # the server's /v1/info once a test succeeded
+        self._syncing = False
+        self._check_seq = self._estimate_seq = 0
+        self._estimate_source = None
+        self.dialog = GimpUi.ProcedureDialog.new(procedure, config, title)
+        token = self.dialog.get_widget("server-token", GimpUi.LabelEntry.__gtype__).get_entry()
+        token.set_visibility(False)  # never shown
+        token.set_placeholder_text("only for a server on another machine")
+        strength = self.dialog.get_widget("style-strength", GimpUi.SpinScale.__gtype__)
+        strength.set_scale_limits(0.1, 10.0)  # the readable range on the slider; typing gives 0.01 to 100
+        strength.set_gamma(STRENGTH_GAMMA)
+        self.dialog.fill(FIELDS)
+        self._add_style_chooser()
+        self._add_panel(target_text)
+        self._sync_preset()  # the preset that matches the values GIMP restored
+        for name in ("preset", "iterations", "size", "style-strength", "preserve-colors"):
+            config.connect(f"notify::{name}", self._changed)
+        for name in ("server-url", "server-token"):
+            config.connect(f"notify::{name}", self._server_changed)
+
+    def _add_style_chooser(self):
+        """The style file, chosen among files that exist. The argument itself takes any path (FileChooserAction.ANY),
+        so that a script naming a missing file hears so from the plug-in, not GIMP's "out of range"."""
+        chooser = GimpUi.FileChooser.new(
+            Gimp.FileChooserAction.OPEN, "Style ima_ge", "Style image", self.config.get_property("style-file")
+        )
+        chooser.set_tooltip_text("A painting or picture whose look (brushwork, texture, colours) is applied")
+        chooser.connect("notify::file", self._style_chosen)
+        chooser.set_margin_start(12)
+        chooser.set_margin_end(12)
+        area = self.dialog.get_content_area()
+        area.pack_start(chooser, False, False, 4)
+        area.reorder_child(chooser, 0)
+        chooser.show_all()
+
+    def _style_chosen(self, chooser, _pspec):
+        self.config.set_property("style-file", chooser.get_file())
+
+    def _add_panel(self, target_text):
+        area = self.dialog.get_content_area()
+        target = Gtk.Label(label=target_text, xalign=0.0)
+        target.set_line_wrap(True)
+        row = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=8)
+        self.test_button = Gtk.Button.new_with_mnemonic("_Test connection")
+        self.test_button.set_tooltip_text("Check the server URL and token")
+        self.test_button.connect("clicked", lambda _button: self.test_connection())
+        self.status = Gtk.Label(label=NOT_CHECKED, xalign=0.0)
+        self.status.set_line_wrap(True)
+        self.status.set_line_wrap_mode(Pango.WrapMode.WORD_CHAR)
+        self.status.set_max_width_chars(60)
+        row.pack_start(self.test_button, False, False, 0)
+        row.pack_start(self.status, True, True, 0)
+        self.estimate = Gtk.Label(label="", xalign=0.0)
+        self.estimate.set_line_wrap(True)
+        self.estimate.set_max_width_chars(70)
+        for widget in (target, row, self.estimate):
+            widget.set_margin_start(12)
+            widget.set_margin_end(12)
+            area.pack_start(widget, False, False, 4)
+            widget.show_all()
+        logic.log_status("target: " + target_text)
+
+    def run(self):
+        GLib.idle_add(self.test_connection)  # the status line says at once whether the server is there
+        ok = self.dialog.run()
+        self.dialog.destroy()
+        return bool(ok)
+
+    # -- values
+    def _sync_preset(self):
+        size, iterations = self.config.get_property("size"), self.config.get_property("iterations")
+        self._syncing = True
+        self.config.set_property("preset", logic.preset_of(size, iterations))
+        self._syncing = False
+
+    def _changed(self, config, pspec):
+        if not self._syncing:
+            self._syncing = True
+            if pspec.name == "preset":  # a preset fills in size and iterations
+                preset = config.get_property("preset")
+                if preset in logic.PRESETS:
+                    size, iterations = logic.PRESETS[preset]
+                    config.set_property("size", size)
+                    config.set_property("iterations", iterations)
+            elif pspec.name in ("size", "iterations"):  # edited values: the preset that matches them, or custom
+                config.set_property("preset", logic.preset_of(config.get_property("size"),
+                                                              config.get_property("iterations")))  # fmt: skip
+            self._syncing = False
+        self._schedule_estimate()
+
+    def params(self):
+        size, iterations = logic.preset_size_iterations(
+            self.config.get_property("preset"), self.config.get_property("size"), self.config.get_property("iterations")
+        )
+        return logic.build_params(
+            iterations=iterations,
+            strength=self.config.get_property("style-strength"),
+            preserve_colors=self.config.get_property("preserve-colors"),
+            size=size,
+        )
+
+    def _client(self, timeout):
+        return self.make_client(self.config.get_property("server-url"), self.config.get_property("server-token"),
+                                timeout)  # fmt: skip
+
+    # -- server
+    def _set_status(self, text):
+        self.status.set_text(text)
+        logic.log_status("status: " + text)
+
+    def _server_changed(self, _config, _pspec):
+        self._check_seq += 1
+        self.info = None
+        self._set_status(NOT_CHECKED)
+        self._schedule_estimate()
+
+    def test_connection(self):
+        self._check_seq += 1
+        seq = self._check_seq
+        try:
+            client = self._client(5)
+        except Exception as exc:  # noqa: BLE001 - a malformed URL
+            self._tested(seq, False, exc)
+            return False
+        self._set_status("Testing the connection…")
+        self.test_button.set_sensitive(False)
+        self._in_thread(client.probe, lambda ok, value: self._tested(seq, ok, value))
+        return False  # (GLib.idle_add: once)
+
+    def _tested(self, seq, ok, value):
+        self.test_button.set_sensitive(True)
+        if seq != self._check_seq:
+            return  # about a URL or token that has changed since
+        if not ok:
+            self.info = None
+            self._set_status("Not connected: " + logic.error_message(value))
+        else:
+            self.info = value
+            url = logic.check_server_url(self.config.get_property("server-url"))
+            self._set_status(logic.connection_text(value, url))
+            if self.first_run:  # no values of an earlier run: the preset this server's device is good for
+                self.first_run = False
+                self.config.set_property("preset", logic.default_preset(str(value.get("device", ""))))
+        self._schedule_estimate()
+
+    # -- estimate
+    def _schedule_estimate(self):
+        if self._estimate_source is not None:
+            GLib.source_remove(self._estimate_source)
+        self._estimate_source = GLib.timeout_add(ESTIMATE_DELAY_MS, self._request_estimate)
+
+    def _request_estimate(self):
+        self._estimate_source = None
+        self._estimate_seq += 1
+        seq = self._estimate_seq
+        if self.info is None:
+            self._set_estimate("Test the connection to see how long this will take.")
+            return False
+        try:
+            params, client = self.params(), self._client(10)
+        except Exception as exc:  # noqa: BLE001 - a value the server would refuse
+            self._set_estimate(logic.error_message(exc))
+            return False
+        width, height = self.region
+        self._in_thread(
+            lambda: client.estimate(width, height, params), lambda ok, value: self._estimated(seq, ok, value)
+        )
+        return False
+
+    def _estimated(self, seq, ok, value):
+        if seq == self._estimate_seq:  # else the values changed since this was asked
+            self._set_estimate(logic.estimate_text(value) if ok else "No estimate: " + logic.error_message(value))
+
+    def _set_estimate(self, text):
+        self.estimate.set_text(text)
+        logic.log_status("estimate: " + text)
+
+    @staticmethod
+    def _in_thread(call, done):
+        """call() on a thread; done(ok, value_or_exception) back on GTK's main loop."""
+
+        def work():
+            try:
+                value, ok = call(), True
+            except Exception as exc:  # noqa: BLE001 - handed to `done`
+                value, ok = exc, False
+            GLib.idle_add(lambda: done(ok, value) and False)
+
+        threading.Thread(target=work, name="stylelayer-dialog", daemon=True).start()
