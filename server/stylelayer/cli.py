@@ -221,21 +221,44 @@ def _save_result(result, path: Path) -> None:  # noqa: ANN001 - engine.StyleResu
 
 
 def _install_plugin(args: argparse.Namespace) -> int:
-    if args.host == "krita":
-        from .install import krita
+    """Install (or zip) a plug-in and say where it went and how to reach it; a --dest the host would not read is
+    refused with exit code 2."""
+    from .install import InstallError
 
-        if args.zip is not None:
-            print(f"wrote {krita.build_zip(args.zip)}")
-            return 0
-        where = krita.install(args.dest)
-        print(f"installed the Krita plug-in into {where}; restart Krita, then Tools > Scripts > Style Transfer…")
+    try:
+        if args.host == "krita":
+            return _install_krita(args)
+        return _install_gimp(args)
+    except InstallError as exc:
+        print(f"stylelayer install-plugin: {exc}", file=sys.stderr)
+        return 2
+
+
+def _install_krita(args: argparse.Namespace) -> int:
+    from .install import krita
+
+    if args.zip is not None:
+        zipped = krita.build_zip(args.zip)
+        print(f"wrote {zipped}. In Krita: Tools > Scripts > Import Python Plugin from File…, choose it, restart "
+              "Krita; then Tools > Scripts > Style Transfer…")  # fmt: skip
         return 0
+    resources, kritarc = (None, None) if args.dest is None else krita.resource_dir_for(args.dest)
+    where = krita.install(resources, kritarc=kritarc)
+    kritarc = kritarc or krita.kritarc_used(resources)
+    print(f"installed the Krita plug-in into {where} and enabled it in {kritarc}.\n"
+          "Restart Krita, then Tools > Scripts > Style Transfer… (if it is not there: Settings > Configure Krita > "
+          "Python Plugin Manager, tick 'Stylelayer Style Transfer', restart Krita).")  # fmt: skip
+    return 0
+
+
+def _install_gimp(args: argparse.Namespace) -> int:
     from .install import gimp
 
     if args.zip is not None:
         raise UsageError("--zip is for Krita; GIMP plug-ins are installed as a folder")
-    where = gimp.install(args.dest)
-    print(f"installed the GIMP plug-in into {where}; restart GIMP, then Filters > Artistic > Neural Style Transfer…")
+    where = gimp.install(None if args.dest is None else gimp.plugin_dir_for(args.dest))
+    print(f"installed the GIMP plug-in into {where}.\nRestart GIMP (it registers new plug-ins as it starts), then "
+          "Filters > Artistic > Neural Style Transfer…")  # fmt: skip
     return 0
 
 

@@ -94,9 +94,11 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path, capsys, args, message):
 
 
 def test_install_plugin_commands(tmp_path, capsys):
-    assert main(["install-plugin", "gimp", "--dest", str(tmp_path / "gimp")]) == 0
-    gimp_main = tmp_path / "gimp" / "stylelayer" / "stylelayer.py"
+    assert main(["install-plugin", "gimp", "--dest", str(tmp_path / "plug-ins")]) == 0
+    gimp_main = tmp_path / "plug-ins" / "stylelayer" / "stylelayer.py"
     assert gimp_main.is_file() and gimp_main.stat().st_mode & 0o111
+    out = capsys.readouterr().out
+    assert f"into {tmp_path / 'plug-ins' / 'stylelayer'}" in out and "Filters > Artistic > Neural Style Transfer" in out
     assert main(["install-plugin", "krita", "--dest", str(tmp_path / "krita")]) == 0
     assert (tmp_path / "krita" / "pykrita" / "stylelayer_krita" / "__init__.py").is_file()
     assert "enable_stylelayer_krita=true" in (tmp_path / "kritarc").read_text()
@@ -105,3 +107,28 @@ def test_install_plugin_commands(tmp_path, capsys):
     assert zip_path.stat().st_size > 1000
     assert main(["install-plugin", "gimp", "--zip", str(zip_path)]) == 2
     assert "--zip is for Krita" in capsys.readouterr().err
+
+
+def test_install_plugin_refuses_a_folder_the_host_does_not_read(tmp_path, capsys, monkeypatch):
+    """GIMP runs plug-ins only from its plug-ins folders, Krita only from <resource folder>/pykrita: another --dest
+    would install a plug-in that never appears. A GIMP settings folder gets its plug-ins folder."""
+    monkeypatch.setenv("GIMP3_DIRECTORY", str(tmp_path / "gimp-settings"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    for host in ("gimp", "krita"):
+        assert main(["install-plugin", host, "--dest", str(tmp_path / "somewhere")]) == 2
+        err = capsys.readouterr().err
+        assert f"would not load a plug-in from {tmp_path / 'somewhere'}" in err, err
+    assert not (tmp_path / "somewhere").exists()
+    settings = tmp_path / "GIMP" / "3.0"  # the folder that holds gimprc: the plug-in goes into its plug-ins
+    assert main(["install-plugin", "gimp", "--dest", str(settings)]) == 0
+    assert (settings / "plug-ins" / "stylelayer" / "stylelayer.py").is_file()
+    pykrita = tmp_path / "res" / "pykrita"  # Krita's pykrita folder itself: its resource folder is meant
+    pykrita.mkdir(parents=True)
+    assert main(["install-plugin", "krita", "--dest", str(pykrita)]) == 0
+    assert (pykrita / "stylelayer_krita" / "__init__.py").is_file() and not (pykrita / "pykrita").exists()
+    capsys.readouterr()
+    gimprc = tmp_path / "gimp-settings" / "gimprc"  # a folder added in Preferences > Folders > Plug-ins
+    gimprc.parent.mkdir()
+    gimprc.write_text(f'(plug-in-path "${{gimp_dir}}/plug-ins:{tmp_path / "my-plugins"}")\n')
+    assert main(["install-plugin", "gimp", "--dest", str(tmp_path / "my-plugins")]) == 0
+    assert (tmp_path / "my-plugins" / "stylelayer" / "stylelayer.py").is_file()

@@ -137,3 +137,19 @@ def test_zip_accepted_by_kritas_own_plugin_importer(tmp_path, monkeypatch):
     assert [p["name"] for p in imported] == ["stylelayer_krita"]
     for rel, source in ASSEMBLED.items():
         assert (resources / "pykrita" / rel).read_bytes() == source.read_bytes(), rel
+
+
+def test_dest_is_the_resource_folder_krita_reads(tmp_path):
+    """--dest: a folder named krita, one holding pykrita/, pykrita/ itself, or the one chosen in Krita's settings
+    (kritarc's ResourceDirectory, then enabled in that same kritarc); anything else is refused."""
+    from stylelayer.install import InstallError
+
+    kritarc = tmp_path / "kritarc"
+    assert kinstall.resource_dir_for(tmp_path / "krita", kritarc) == (tmp_path / "krita", kritarc)
+    assert kinstall.resource_dir_for(tmp_path / "krita" / "pykrita", kritarc) == (tmp_path / "krita", kritarc)
+    custom = tmp_path / "art" / "resources"
+    with pytest.raises(InstallError, match="would not load a plug-in from"):
+        kinstall.resource_dir_for(custom, kritarc)
+    kritarc.write_text(f"ResourceDirectory={custom}\n[python]\nenable_other=true\n")
+    assert kinstall.configured_resource_dir(kritarc) == custom
+    assert kinstall.resource_dir_for(custom, kritarc) == (custom, kritarc)

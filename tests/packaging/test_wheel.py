@@ -73,7 +73,7 @@ def test_install_plugin_krita_zip_from_the_installed_wheel(installed, tmp_path):
 
 @pytest.mark.parametrize("host", ["krita", "gimp"])
 def test_install_plugin_folder_from_the_installed_wheel(installed, tmp_path, host):
-    dest = tmp_path / "dest"
+    dest = tmp_path / ("krita" if host == "krita" else "plug-ins")  # folders each host reads plug-ins from
     _stylelayer(installed, "install-plugin", host, "--dest", dest, cwd=tmp_path)
     root = dest / "pykrita" if host == "krita" else dest
     expected = plugin_files(host)

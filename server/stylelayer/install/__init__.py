@@ -12,6 +12,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+
+class InstallError(ValueError):
+    """`--dest` names a folder the host program would never load the plug-in from; the message says which it reads."""
+
+
 HOSTS = ("krita", "gimp")
 SHARED_MODULES = ("stylelayer_client.py", "stylelayer_plugin_logic.py")  # the files in plugins/common
 PACKAGE_DIRS = {"krita": "stylelayer_krita", "gimp": "stylelayer"}  # where the shared modules go, per host

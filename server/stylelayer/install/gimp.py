@@ -7,12 +7,13 @@ GIMP 3 only runs a Python plug-in that sits in a folder named like its (executab
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 from pathlib import Path
 
 from ..userdirs import user_config_dir
-from . import PACKAGE_DIRS, plugin_files, write_files
+from . import PACKAGE_DIRS, InstallError, plugin_files, write_files
 
 PLUGIN_NAME = PACKAGE_DIRS["gimp"]
 GIMP_VERSION_DIR = "3.0"
@@ -29,6 +30,48 @@ def default_plugin_dir(platform: str | None = None, home: Path | None = None, en
     if env.get("GIMP3_DIRECTORY"):
         return Path(env["GIMP3_DIRECTORY"]) / "plug-ins"
     return user_config_dir(platform, env, home) / "GIMP" / GIMP_VERSION_DIR / "plug-ins"
+
+
+def configured_plugin_dirs(gimprc: Path | None = None) -> list[Path]:
+    """Folders the user added to GIMP's plug-in path (Edit > Preferences > Folders > Plug-ins, kept in gimprc)."""
+    gimprc = gimprc if gimprc is not None else default_plugin_dir().parent / "gimprc"
+    try:
+        text = gimprc.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    found = []
+    for match in re.finditer(r'\(plug-in-path\s+"([^"]*)"\)', text):
+        for entry in match.group(1).split(os.pathsep):
+            entry = entry.replace("${gimp_dir}", str(gimprc.parent))
+            if entry and "${" not in entry:
+                found.append(Path(entry).expanduser())
+    return found
+
+
+def plugin_dir_for(dest: Path, gimprc: Path | None = None) -> Path:
+    """The plug-ins folder to install into for `stylelayer install-plugin gimp --dest DEST`.
+
+    GIMP runs plug-ins only from its plug-ins folders: DEST itself when it is one (named plug-ins, or listed in
+    gimprc's plug-in-path), the plug-ins folder inside DEST when DEST is a GIMP settings folder (…/GIMP/3.0), or
+    DEST's parent when DEST is an earlier install (…/plug-ins/stylelayer). Anything else is refused (InstallError):
+    GIMP would never see the plug-in there.
+    """
+    dest = Path(dest).expanduser()
+    if dest.name == "plug-ins" or any(_same(dest, known) for known in configured_plugin_dirs(gimprc)):
+        return dest
+    if dest.name == PLUGIN_NAME and dest.parent.name == "plug-ins":
+        return dest.parent
+    if (dest / "gimprc").is_file() or (dest / "plug-ins").is_dir() or dest.name == GIMP_VERSION_DIR:
+        return dest / "plug-ins"
+    raise InstallError(
+        f"GIMP would not load a plug-in from {dest}: it runs plug-ins from its plug-ins folder ({default_plugin_dir()}"
+        " for you) and from the folders in Edit > Preferences > Folders > Plug-ins. Leave out --dest, give such a "
+        "folder, or add this one there first."
+    )
+
+
+def _same(a: Path, b: Path) -> bool:
+    return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
 
 
 def install(plugin_dir: Path | None = None) -> Path:

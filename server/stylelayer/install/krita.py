@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 from ..userdirs import home_dir, platform_family, user_config_dir, user_data_dir
-from . import plugin_files, write_files
+from . import InstallError, plugin_files, write_files
 
 PLUGIN_NAME = "stylelayer_krita"
 DESKTOP_FILE = PLUGIN_NAME + ".desktop"
@@ -49,6 +49,52 @@ def kritarc_for(resource_dir: Path) -> Path:
     if len(parts) >= 3 and parts[-1] == "krita" and parts[-2].lower() == "roaming" and parts[-3].lower() == "appdata":
         return resource_dir.parents[1] / "Local" / "kritarc"
     return resource_dir.parent / "kritarc"
+
+
+def kritarc_used(resource_dir: Path | None) -> Path:
+    """The kritarc `install` enables the plug-in in when none is given: Krita's own for its default resource folder,
+    else the one that goes with `resource_dir` (see `kritarc_for`)."""
+    if resource_dir is None or Path(resource_dir) == default_resource_dir():
+        return default_kritarc()
+    return kritarc_for(Path(resource_dir))
+
+
+def configured_resource_dir(kritarc: Path | None = None) -> Path | None:
+    """The resource folder chosen in Krita's settings (Settings > Configure Krita > General > Resource folder:
+    `ResourceDirectory=` in kritarc), None when it is Krita's default."""
+    kritarc = kritarc if kritarc is not None else default_kritarc()
+    try:
+        lines = kritarc.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "ResourceDirectory" and value.strip():
+            return Path(value.strip()).expanduser()
+    return None
+
+
+def resource_dir_for(dest: Path, kritarc: Path | None = None) -> tuple[Path, Path | None]:
+    """(resource folder, the kritarc to enable it in, None: the one `install` derives) for `stylelayer
+    install-plugin krita --dest DEST`.
+
+    Krita loads Python plug-ins from <resource folder>/pykrita: DEST is that resource folder (named krita, as Krita's
+    default ones are, already holding pykrita/, or the one chosen in Krita's settings) or its pykrita folder.
+    Anything else is refused (InstallError): Krita would never see the plug-in there.
+    """
+    dest = Path(dest).expanduser()
+    if dest.name == "pykrita":
+        dest = dest.parent
+    configured = configured_resource_dir(kritarc)
+    if configured is not None and os.path.abspath(configured) == os.path.abspath(dest):
+        return dest, kritarc if kritarc is not None else default_kritarc()  # Krita reads its own kritarc
+    if dest.name == "krita" or (dest / "pykrita").is_dir():
+        return dest, kritarc
+    raise InstallError(
+        f"Krita would not load a plug-in from {dest}: it reads Python plug-ins from the pykrita folder of its "
+        f"resource folder ({configured or default_resource_dir()} for you; Settings > Manage Resources > Open "
+        "Resource Folder shows it). Leave out --dest, or give that folder."
+    )
 
 
 def set_plugin_enabled(text: str, name: str = PLUGIN_NAME, enabled: bool = True) -> str:
@@ -92,7 +138,7 @@ def install(resource_dir: Path | None = None, enable: bool = True, kritarc: Path
     files = _assembled()  # an incomplete plug-in is refused before anything is written
     resource_dir = Path(resource_dir) if resource_dir is not None else default_resource_dir()
     if kritarc is None:
-        kritarc = default_kritarc() if resource_dir == default_resource_dir() else kritarc_for(resource_dir)
+        kritarc = kritarc_used(resource_dir)
     pykrita = resource_dir / "pykrita"
     pykrita.mkdir(parents=True, exist_ok=True)
     target = pykrita / PLUGIN_NAME
