@@ -104,7 +104,7 @@ def image_corpus() -> tuple[BadImage, ...]:
         BadImage("pickle", b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00K\x01.", 415, "not_an_image"),
         BadImage("PNG bomb 20000x20000 (50 KB)", _save(Image.new("1", (20000, 20000)), "PNG"), 413, "too_many_pixels"),
         BadImage("JPEG header claiming 65000x65000", _jpeg_with_size(jpeg, 65000, 65000), 413, "too_many_pixels"),
-        BadImage("PNG 5000x4000 (over 16 MP)", _save(Image.new("1", (5000, 4000)), "PNG"), 413, "too_many_pixels"),
+        BadImage("PNG 8000x7000 (over 50 MP)", _save(Image.new("1", (8000, 7000)), "PNG"), 413, "too_many_pixels"),
         BadImage("1x1 PNG", png_bytes(Image.new("RGB", (1, 1), (9, 8, 7))), 202, None, (1, 1), "RGB"),
         BadImage("1x3000 PNG strip", png_bytes(Image.new("RGB", (1, 3000), (9, 8, 7))), 202, None, (1, 3000), "RGB"),
         BadImage("16-bit greyscale PNG", _save(sixteen, "PNG"), 202, None, (40, 30), "RGB"),
