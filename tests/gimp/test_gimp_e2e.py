@@ -61,6 +61,8 @@ images = []
 try:
     img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(A["input"]))
     images.append(img)
+    if img.get_file() is None and img.get_imported_file() is None:  # a batch load names no file; a saved image has
+        img.set_file(Gio.File.new_for_path(A["input"].rsplit(".", 1)[0] + ".xcf"))  # its .xcf
     if A["layer"] is None:  # a single-layer file: GIMP names its layer after the file, we call it "Source"
         layer = img.get_layers()[0]
         layer.set_name("Source")
@@ -793,9 +795,7 @@ def test_dialog_tests_the_token_server_and_shows_the_estimate(gimp3, token_serve
         out, _ = running.result(timeout=200)
     lines = log.read_text().splitlines()
     version = __import__("stylelayer").__version__
-    targets = [line for line in lines if line.startswith("target: ")]
-    assert targets and targets[0].startswith("target: Paints layer “Source” of “")
-    assert targets[0].endswith(": 96×72 px.")
+    assert "target: Paints layer “Source” of “estimate.xcf”: 96×72 px." in lines
     assert f"status: Connected to stylelayer {version} at {token_server_url} (CPU, token accepted)." in lines
     assert any(line.startswith("estimate: Estimated time: about ") for line in lines), lines
     assert out["status"] == "success", out

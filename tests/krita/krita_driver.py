@@ -54,6 +54,19 @@ def wait_until(condition, timeout_s):
     return condition()
 
 
+def screenshot(dialog, name):
+    """The X screen (Xvfb) cropped to the dialog, as the painter sees it: for docs/screenshots."""
+    import subprocess
+
+    folder = CONFIG.get("screenshot_dir")
+    if not folder:
+        return
+    settle(300)
+    geometry = dialog.frameGeometry()
+    crop = f"{geometry.width()}x{geometry.height()}+{geometry.x()}+{geometry.y()}"
+    subprocess.run(["import", "-window", "root", "-crop", crop, os.path.join(folder, name)], check=False)
+
+
 def ellipse_selection(doc, x, y, w, h):
     """A hard-edged elliptical selection inscribed in (x, y, w, h), as Krita's ellipse tool makes one."""
     cx, cy, rx, ry = x + w / 2, y + h / 2, w / 2, h / 2
@@ -107,7 +120,18 @@ def run_dialog(doc, node, captured):
         dialog.request_estimate()
         wait_until(lambda: dialog.estimate_label.text().startswith(("Estimated", "No estimate", "Too large")), 20)
         texts["estimate"] = dialog.estimate_label.text()
+    if CONFIG.get("add_to_library"):  # the style file into the server's library, then picked from there
+        dialog.add_to_library()
+        wait_until(lambda: dialog.add_button.isEnabled(), 30)
+        item = dialog.library.currentItem()
+        texts["library"] = [dialog.library.count(), item.text() if item else None, dialog.library_radio.isChecked(),
+                            dialog.library.isVisibleTo(dialog), dialog.library_hint.isVisibleTo(dialog)]  # fmt: skip
+        texts["status_added"] = dialog.status_label.text()
     texts["target"] = dialog.target_label.text()
+    screenshot(dialog, "krita-dialog.png")
+    if CONFIG.get("run_params"):  # other values for the run itself (a screenshot shows a preset, the run is short)
+        dialog.iterations_spin.setValue(CONFIG["run_params"]["iterations"])
+        dialog.size_spin.setValue(CONFIG["run_params"]["size"])
     if CONFIG.get("attempts"):  # one Apply per (url, token): what the painter reads for each failure
         texts["attempts"] = []
         for url, token in CONFIG["attempts"]:
@@ -163,6 +187,15 @@ def run_once(dialog, messages):
     dialog.start()
     if dialog.job is not None:
         dialog.job.progress.connect(lambda status, preview: dialog_progress.append(dialog.progress_label.text()))
+        shot = {"taken": False}
+
+        def running_shot(status, preview):  # once the last level runs and a preview shows
+            if not shot["taken"] and status.get("levels", 1) > 1 and status.get("level") == status.get("levels") \
+                    and dialog.preview_label.pixmap() is not None and not dialog.preview_label.pixmap().isNull():
+                shot["taken"] = True
+                screenshot(dialog, "krita-dialog-running.png")
+
+        dialog.job.progress.connect(running_shot)
     if CONFIG.get("cancel_on_progress") and dialog.job is not None:
         dialog.job.progress.connect(lambda status, preview: dialog.cancel_or_close())  # the Cancel button
     if "ok" not in done:

@@ -302,13 +302,16 @@ def test_ellipse_with_a_token_server_twice_then_undo(krita_home, token_server, i
     result = run_krita(krita_home, out, {
         "mode": "dialog", "image": str(inputs["content"]), "style": str(inputs["style"]),
         "server_url": token_server.url, "token": TOKEN, "params": PARAMS, "ellipse": [12, 10, 60, 44],
-        "test_connection": True, "runs": 2, "undo": 2, "dialog_timeout_s": 60,
+        "test_connection": True, "add_to_library": True, "runs": 2, "undo": 2, "dialog_timeout_s": 60,
     }, timeout=150)  # fmt: skip
     assert result["ok"], result.get("traceback") or result.get("error_message")
     texts, original, size = result["texts"], result["original"]["name"], tuple(result["size"])
     version = __import__("stylelayer").__version__
     assert texts["status"] == f"Connected to stylelayer {version} at {token_server.url} (CPU, token accepted)."
     assert texts["estimate"].startswith("Estimated time: about "), texts["estimate"]
+    # Add to library: the style file is stored on the server, shown with its thumbnail and picked from there
+    assert texts["library"] == [1, "starry night", True, True, False]
+    assert texts["status_added"] == texts["status"] + " Added “starry night” to its style library."
     selection = (out / "selection.mask").read_bytes()
     rect = ellipse_region(selection, size)
     name = Path(inputs["content"]).name

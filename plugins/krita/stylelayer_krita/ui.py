@@ -605,7 +605,8 @@ class StyleTransferDialog(QDialog):
             return
         added, styles, thumbs = value
         self._fill_library(styles, thumbs, select=added["id"])
-        self.status_label.setText(f"Added “{added.get('name')}” to the server's library.")
+        connected = logic.connection_text(self.server_info, self.client().base_url) + " " if self.server_info else ""
+        self.status_label.setText(f"{connected}Added “{added.get('name')}” to its style library.")
 
     # -- estimate
     def schedule_estimate(self):
