@@ -700,12 +700,13 @@ def test_indexed_image_is_explained(gimp3, server_url, style_files):
 
 
 def test_full_resolution_preset_gives_a_layer_of_the_canvas_size(gimp3, server_url, style_files):
-    """The "full" preset on a 640x480 canvas with 1 iteration: two levels, a result of the canvas's own size."""
+    """Size 0 (what the "full" preset sets) on a 640x480 canvas with 4 iterations: two levels (4 at 320x240, 2 at
+    640x480), progress naming the second, a result of the canvas's own size."""
     canvas = real_image("tubingen").resize((640, 480), Image.Resampling.LANCZOS)
     source = gimp3.work / "canvas640.png"
     canvas.save(source)
     log = gimp3.work / "full.log"
-    props = _props(style_files["png"], gimp3, server_url, preset="custom", size=0, iterations=1)
+    props = _props(style_files["png"], gimp3, server_url, preset="custom", size=0, iterations=4)
 
     out, _ = gimp3.run({"input": gimp3.inside(source), "layer": None, "props": props}, timeout=400,
                        env=(f"STYLELAYER_GIMP_LOG={gimp3.inside(log)}",))  # fmt: skip

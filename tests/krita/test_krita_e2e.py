@@ -357,10 +357,10 @@ def test_full_resolution_render_has_the_canvas_size(krita_home, server, inputs, 
     out = tmp_path / "run"
     result = run_krita(krita_home, out, {
         "mode": "dialog", "image": str(canvas), "style": str(inputs["style"]), "server_url": server.url,
-        "params": {"size": 0, "iterations": 1}, "dialog_timeout_s": 200,
+        "params": {"size": 0, "iterations": 4}, "dialog_timeout_s": 200,
     }, timeout=300)  # fmt: skip
     assert result["ok"], result.get("traceback") or result.get("error_message")
-    assert result["texts"]["preset_custom"] == "Custom"  # size 0 with 1 iteration is none of the presets
+    assert result["texts"]["preset_custom"] == "Custom"  # size 0 with 4 iterations is none of the presets
     assert layers(result)[1][2] == [0, 0, 640, 480]
     server_png = (out / "server_result.png").read_bytes()
     assert Image.open(io.BytesIO(server_png)).size == (640, 480)

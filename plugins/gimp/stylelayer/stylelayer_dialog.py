@@ -141,6 +141,7 @@ class StyleDialog:
     def _server_changed(self, _config, _pspec):
         self._check_seq += 1
         self.info = None
+        self.test_button.set_sensitive(True)  # a check still under way is about the old address
         self._set_status(NOT_CHECKED)
         self._schedule_estimate()
 
@@ -158,9 +159,9 @@ class StyleDialog:
         return False  # (GLib.idle_add: once)
 
     def _tested(self, seq, ok, value):
-        self.test_button.set_sensitive(True)
         if seq != self._check_seq:
-            return  # about a URL or token that has changed since
+            return  # about a URL or token that has changed since (a newer check is under way)
+        self.test_button.set_sensitive(True)
         if not ok:
             self.info = None
             self._set_status("Not connected: " + logic.error_message(value))

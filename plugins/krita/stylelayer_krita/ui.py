@@ -486,6 +486,7 @@ class StyleTransferDialog(QDialog):
         """Another address or token: what was known about the old one no longer holds."""
         self._check_seq += 1
         self.server_info = None
+        self.test_button.setEnabled(True)  # a check still under way is about the old address
         self.status_label.setText(NOT_CHECKED)
         self.status_label.setToolTip("")
         self.library.clear()
@@ -524,9 +525,9 @@ class StyleTransferDialog(QDialog):
         return styles, thumbs
 
     def _connected(self, seq, key, ok, value):
-        self.test_button.setEnabled(True)
         if seq != self._check_seq or key != self._server_key():
-            return  # an answer about an address or token that has changed since
+            return  # an answer about an address or token that has changed since (a newer check is under way)
+        self.test_button.setEnabled(True)
         if not ok:
             message = logic.error_message(value)
             self.server_info = None
