@@ -148,3 +148,47 @@ def test_installers_refuse_a_plugin_without_a_shared_module(tmp_path, monkeypatc
         with pytest.raises(FileNotFoundError, match=missing):
             installer.build_zip(tmp_path / "plugin.zip")
         assert not (tmp_path / "plugin.zip").exists()
+
+
+def test_presets_defaults_and_the_strength_slider() -> None:
+    assert plugin_logic.PRESETS["full"] == (0, 200) and set(plugin_logic.PRESET_LABELS) == set(plugin_logic.PRESETS)
+    for name, (size, iterations) in plugin_logic.PRESETS.items():
+        assert plugin_logic.matching_preset(size, iterations) == name
+        assert StyleParams.from_dict(plugin_logic.build_params(iterations, size=size)).size == size
+    assert plugin_logic.matching_preset(300, 60) is None
+    assert plugin_logic.default_preset("cpu") == "preview"  # a first run: quick on a CPU...
+    assert plugin_logic.default_preset("cuda:0") == plugin_logic.default_preset("mps") == "full"  # ...full on a GPU
+    assert [plugin_logic.strength_from_slider(p) for p in (0, 50, 100)] == [0.1, 1.0, 10.0]
+    assert [plugin_logic.strength_to_slider(s) for s in (0.01, 1.0, 2.0, 100.0)] == [0, 50, 65, 100]
+
+
+def test_estimate_and_progress_lines() -> None:
+    guess = {"fits": True, "seconds": 170.4, "device": "cpu", "speed": {"source": "default"},
+             "levels": [{"width": 320, "height": 240}, {"width": 640, "height": 480, "tiled": True}]}  # fmt: skip
+    assert plugin_logic.estimate_text(guess) == (
+        "Estimated time: about 3 min on the server's CPU, 2 levels up to 640x480 in tiles (a first guess until the "
+        "server has finished a job)."
+    )
+    measured = {"fits": True, "seconds": 42, "device": "cuda", "speed": {"source": "measured"}, "levels": [{}]}
+    assert plugin_logic.estimate_text(measured) == "Estimated time: about 42 s on the server's CUDA."
+    assert plugin_logic.estimate_text({"fits": False, "problem": "a 8000x6000 level needs 9 GB"}) == (
+        "Too large for the server's memory: a 8000x6000 level needs 9 GB."
+    )
+    durations = [plugin_logic.format_duration(s) for s in (0.2, 89, 91, 5300, 5401)]
+    assert durations == ["1 s", "89 s", "2 min", "88 min", "1 h 30 min"]
+    tiled = {"state": "running", "iteration": 230, "total": 350, "level": 3, "levels": 4, "tile": 13, "tiles": 40,
+             "eta_s": 130, "progress": 0.42}  # fmt: skip
+    assert plugin_logic.progress_text(tiled) == "Iteration 230/350, level 3/4, tile 13/40, about 2 min left"
+    assert plugin_logic.progress_fraction(tiled) == 0.42  # by work, from the server
+    single = {"state": "running", "iteration": 3, "total": 60, "level": 1, "levels": 1, "tile": 0, "tiles": 0}
+    assert plugin_logic.progress_text(single) == "Iteration 3/60"
+
+
+def test_server_url_and_selection_edges() -> None:
+    assert plugin_logic.check_server_url(" http://gpu-box:8765/v1/ ") == "http://gpu-box:8765"
+    with pytest.raises(plugin_logic.PluginError, match="http://host:port"):
+        plugin_logic.check_server_url("gpu-box:8765")
+    canvas = (0, 0, 100, 80)
+    assert plugin_logic.open_edges((10, 10, 20, 20), (10, 10, 20, 20), canvas) == (False,) * 4  # its own edges
+    assert plugin_logic.open_edges((10, 10, 20, 20), (0, 10, 40, 20), canvas) == (True, False, True, False)
+    assert plugin_logic.open_edges((0, 0, 100, 80), (0, 0, 100, 80), canvas) == (True,) * 4  # the canvas's edges
