@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .tiling import GRID, spans
+from .tiling import GRID, halo_for, spans
 from .vgg import conv_channels, layer_stride
-from .vgg import receptive_margin as receptive_margin_px
 
 MIN_TILE = 64  # below this the halo dwarfs the core and a tiled iteration costs many times an untiled one
 FAIR_TILE = 256  # smallest tile worth keeping L-BFGS for (a 256 px core with its halo is 2.6x the core's pixels)
@@ -219,7 +218,7 @@ def style_tile(width: int, height: int, budget: int, deepest: str, precision: st
     """Tile size for a style image's Gram pass (no gradients) within half the budget; None: in one pass."""
     if activation_bytes(width * height, deepest, precision, pooling, grad=False) <= budget / 2:
         return None
-    halo = -(-receptive_margin_px(deepest) // GRID) * GRID
+    halo = halo_for([deepest])
     tile = GRID
     while activation_bytes((tile + GRID + 2 * halo) ** 2, deepest, precision, pooling, grad=False) <= budget / 2:
         tile += GRID
