@@ -583,6 +583,30 @@ def _wait_window(display: int, title: str, pick, timeout: float = 60.0):
     raise AssertionError(f"no {title!r} window appeared within {timeout:.0f} s")
 
 
+def _settled_window(display: int, title: str, pick, settle: float = 1.0, timeout: float = 60.0):
+    """The window's geometry once it has not changed for `settle` s: the dialog grows when its status or
+    estimate line gets longer, and a click placed from an older geometry misses its button."""
+    geometry = _wait_window(display, title, pick, timeout)
+    since, deadline = time.monotonic(), time.monotonic() + timeout
+    while time.monotonic() - since < settle:
+        assert time.monotonic() < deadline, f"the {title!r} window kept changing its size"
+        time.sleep(0.2)
+        now = _wait_window(display, title, pick, timeout)
+        if now != geometry:
+            geometry, since = now, time.monotonic()
+    return geometry
+
+
+def _press_ok(display: int, title: str):
+    """Clicks the dialog's OK (its bottom-right button) and waits for the dialog to close."""
+    x, y, w, h = _settled_window(display, title, lambda g: g[3] > 200)
+    _click(display, x + w - 39, y + h - 19)
+    deadline = time.monotonic() + 30
+    while any(g[3] > 200 for g in _windows(display, title)):
+        assert time.monotonic() < deadline, f"OK at the bottom right of {(x, y, w, h)} did not close the dialog"
+        time.sleep(0.2)
+
+
 def _click(display: int, x: int, y: int):
     env = {**os.environ, "DISPLAY": f":{display}"}
     subprocess.run(["xdotool", "mousemove", str(x), str(y), "click", "1"], env=env, check=True)
@@ -602,8 +626,7 @@ def test_dialog_then_cancel_while_the_server_works(gimp3, server_url, style_file
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         running = pool.submit(gimp3.run, args, 180, (f"DISPLAY=127.0.0.1:{xdisplay}",))
-        x, y, w, h = _wait_window(xdisplay, "Neural Style Transfer", lambda g: g[3] > 200)
-        _click(xdisplay, x + w - 39, y + h - 19)  # OK: the dialog's bottom-right button
+        _press_ok(xdisplay, "Neural Style Transfer")
         x, y, w, h = _wait_window(xdisplay, "Neural Style Transfer", lambda g: g[3] < 200)
         time.sleep(1.5)  # let the job start on the server
         assert not running.done(), "the job ended before Cancel could be pressed"
@@ -781,18 +804,18 @@ def test_dialog_tests_the_token_server_and_shows_the_estimate(gimp3, token_serve
     env = (f"DISPLAY=127.0.0.1:{xdisplay}", f"STYLELAYER_GIMP_LOG={gimp3.inside(log)}")
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         running = pool.submit(gimp3.run, args, 240, env)
-        x, y, w, h = _wait_window(xdisplay, "Neural Style Transfer", lambda g: g[3] > 200)
+        _wait_window(xdisplay, "Neural Style Transfer", lambda g: g[3] > 200)
         deadline = time.monotonic() + 60
         while "estimate: Estimated time" not in (log.read_text() if log.exists() else ""):
             assert time.monotonic() < deadline, log.read_text() if log.exists() else "no log"
             time.sleep(0.2)
         shots = os.environ.get("STYLELAYER_SCREENSHOT_DIR")
         if shots:
-            time.sleep(0.5)
+            x, y, w, h = _settled_window(xdisplay, "Neural Style Transfer", lambda g: g[3] > 200)
             subprocess.run(["import", "-display", f":{xdisplay}", "-window", "root", "-crop",
                             f"{w + 2}x{h + 30}+{max(0, x - 1)}+{max(0, y - 28)}",
                             str(Path(shots) / "gimp-dialog.png")], check=True)  # fmt: skip
-        _click(xdisplay, x + w - 39, y + h - 19)  # OK
+        _press_ok(xdisplay, "Neural Style Transfer")
         out, _ = running.result(timeout=200)
     lines = log.read_text().splitlines()
     version = __import__("stylelayer").__version__
