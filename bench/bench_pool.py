@@ -44,14 +44,14 @@ def _png(name: str, size: int) -> bytes:
     return out.getvalue()
 
 
-def _done(client) -> int:  # noqa: ANN001
+def _done(client) -> int:
     jobs = client.info()["jobs"]
     if jobs["failed"] or jobs["cancelled"]:
         raise SystemExit(f"jobs did not finish: {jobs}")
     return jobs["done"]
 
 
-def _wait_done(client, count: int, poll: float) -> None:  # noqa: ANN001
+def _wait_done(client, count: int, poll: float) -> None:
     while _done(client) < count:
         time.sleep(poll)
 
@@ -60,10 +60,23 @@ def measure(serve_args: list[str], args: argparse.Namespace, workers: int, folde
     """Start `stylelayer serve` with these flags, warm each worker up, then time the batch and the latency."""
     from stylelayer_client import StylelayerClient
 
-    argv = ["serve", "--port", "0", "--device", "cpu", "--max-queue", str(args.jobs + 8), "--styles-dir",
-            f"{folder}/styles", "--data-dir", f"{folder}/data", *serve_args]  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-u", "-c", SERVE, *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    argv = [
+        "serve",
+        "--port",
+        "0",
+        "--device",
+        "cpu",
+        "--max-queue",
+        str(args.jobs + 8),
+        "--styles-dir",
+        f"{folder}/styles",
+        "--data-dir",
+        f"{folder}/data",
+        *serve_args,
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-c", SERVE, *argv], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     try:
         while "listening on" not in (line := proc.stdout.readline()):
             if not line:
@@ -117,8 +130,16 @@ def main() -> None:
     configs = [("in-process worker", f"{cores} (torch threads)", [], 1)]
     for count in args.workers:
         per_worker = max(1, cores // count)  # all cores for one actor; more actors than cores: one each
-        flags = ["--workers", "ray", "--ray-address", address, "--ray-workers", str(count), "--cpus-per-worker",
-                 str(per_worker)]  # fmt: skip
+        flags = [
+            "--workers",
+            "ray",
+            "--ray-address",
+            address,
+            "--ray-workers",
+            str(count),
+            "--cpus-per-worker",
+            str(per_worker),
+        ]
         configs.append((f"Ray pool, {count} actor{'s' * (count > 1)}", f"{per_worker} each", flags, count))
     runs: dict[str, list[dict[str, float]]] = {name: [] for name, *_ in configs}
     for repeat in range(args.repeats):
@@ -133,18 +154,24 @@ def main() -> None:
         rows.append((name, cpus, {"batch_s": batch, "per_minute": args.jobs / batch * 60, "latency_s": latency}))
 
     base = rows[0][2]
-    print(f"\n{args.jobs} jobs of {args.size} px, {args.iterations} iterations, same style; {cores} cores;"
-          f" median of {args.repeats}\n")  # fmt: skip
+    print(
+        f"\n{args.jobs} jobs of {args.size} px, {args.iterations} iterations, same style; {cores} cores;"
+        f" median of {args.repeats}\n"
+    )
     print("| workers | CPU cores | batch | jobs/minute | vs in-process | 1-iteration 32 px job, submit to done |")
     print("|---|---|---|---|---|---|")
     for name, cpus, figures in rows:
-        print(f"| {name} | {cpus} | {figures['batch_s']:.1f} s | {figures['per_minute']:.1f} |"
-              f" {figures['per_minute'] / base['per_minute']:.2f}x | {figures['latency_s']:.2f} s |")  # fmt: skip
+        print(
+            f"| {name} | {cpus} | {figures['batch_s']:.1f} s | {figures['per_minute']:.1f} |"
+            f" {figures['per_minute'] / base['per_minute']:.2f}x | {figures['latency_s']:.2f} s |"
+        )
     one = next((figures for name, _, figures in rows[1:] if name.endswith(" 1 actor")), None)
     if one is not None:
-        print(f"\nPool overhead per job: {(one['batch_s'] - base['batch_s']) / args.jobs:+.3f} s in the batch"
-              f" (1 actor with all cores vs in-process), {one['latency_s'] - base['latency_s']:+.3f} s on a"
-              " one-iteration job")  # fmt: skip
+        print(
+            f"\nPool overhead per job: {(one['batch_s'] - base['batch_s']) / args.jobs:+.3f} s in the batch"
+            f" (1 actor with all cores vs in-process), {one['latency_s'] - base['latency_s']:+.3f} s on a"
+            " one-iteration job"
+        )
 
 
 if __name__ == "__main__":

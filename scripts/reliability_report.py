@@ -24,28 +24,49 @@ CATEGORIES = ["Bad inputs", "Property-based fuzzing", "Load", "Faults", "Restart
 
 # Bugs this suite found in the server, fixed in the same change as the test that caught them.
 FOUND = [
-    ("`params` nested 100000 deep (`[[[[…`) was a 500", "RecursionError from json.loads now a 400 `bad_param`",
-     "test_bad_fields_and_parameters[params nested 100000 deep]"),
-    ("an integer parameter beyond float range (`size: 10**400`) was a 500",
-     "OverflowError in `params._number` now a 400 naming the field", "test_bad_fields_and_parameters[size 10**400]"),
-    ("a malformed `Origin` (`http://[`) on a write was a 500", "unparsable origins are refused as cross-origin (403)",
-     "test_cross_origin_writes_refused_on_every_write_route, test_random_headers"),
-    ("`/v1/jobs//result` got Werkzeug's HTML 308 redirect to another resource (job id `result`)",
-     "slashes are not merged (JSON 404); the unused `/static` route is gone",
-     "test_double_slash_paths_are_json_404_not_html_redirects, test_random_ids"),
-    ("shutdown with a `/v1/stylize` caller waiting stalled `stop()` 5 s and reset that caller",
-     "jobs are cancelled before the HTTP threads stop (the caller gets a JSON 409 `job_cancelled`); submissions "
-     "during shutdown are refused", "test_shutdown_while_jobs_run_and_wait"),
-    ("`ServerThread.stop()` raised OSError EBADF now and then (a teardown error in about 1 of 5 full runs): the "
-     "loop could close the trigger between the stop flag and `pull_trigger()`", "that OSError is ignored",
-     "test_stop_when_the_loop_already_closed_its_sockets"),
-    ("`kill -9` (or any stop) of the server lost every job and result: 404 `job_not_found` after the restart",
-     "a durable job store (SQLite in WAL mode plus result files); queued and running jobs run again",
-     "test_sigkill_mid_job_then_restart, test_clean_stop_and_start_keep_every_job"),
-    ("a `/v1/stylize` caller that hung up left its job running to the end, holding an HTTP thread",
-     "waitress reports the hang-up (`channel_request_lookahead`) and the job is cancelled",
-     "test_stylize_caller_that_hangs_up_cancels_its_job"),
-]  # fmt: skip
+    (
+        "`params` nested 100000 deep (`[[[[…`) was a 500",
+        "RecursionError from json.loads now a 400 `bad_param`",
+        "test_bad_fields_and_parameters[params nested 100000 deep]",
+    ),
+    (
+        "an integer parameter beyond float range (`size: 10**400`) was a 500",
+        "OverflowError in `params._number` now a 400 naming the field",
+        "test_bad_fields_and_parameters[size 10**400]",
+    ),
+    (
+        "a malformed `Origin` (`http://[`) on a write was a 500",
+        "unparsable origins are refused as cross-origin (403)",
+        "test_cross_origin_writes_refused_on_every_write_route, test_random_headers",
+    ),
+    (
+        "`/v1/jobs//result` got Werkzeug's HTML 308 redirect to another resource (job id `result`)",
+        "slashes are not merged (JSON 404); the unused `/static` route is gone",
+        "test_double_slash_paths_are_json_404_not_html_redirects, test_random_ids",
+    ),
+    (
+        "shutdown with a `/v1/stylize` caller waiting stalled `stop()` 5 s and reset that caller",
+        "jobs are cancelled before the HTTP threads stop (the caller gets a JSON 409 `job_cancelled`); submissions "
+        "during shutdown are refused",
+        "test_shutdown_while_jobs_run_and_wait",
+    ),
+    (
+        "`ServerThread.stop()` raised OSError EBADF now and then (a teardown error in about 1 of 5 full runs): the "
+        "loop could close the trigger between the stop flag and `pull_trigger()`",
+        "that OSError is ignored",
+        "test_stop_when_the_loop_already_closed_its_sockets",
+    ),
+    (
+        "`kill -9` (or any stop) of the server lost every job and result: 404 `job_not_found` after the restart",
+        "a durable job store (SQLite in WAL mode plus result files); queued and running jobs run again",
+        "test_sigkill_mid_job_then_restart, test_clean_stop_and_start_keep_every_job",
+    ),
+    (
+        "a `/v1/stylize` caller that hung up left its job running to the end, holding an HTTP thread",
+        "waitress reports the hang-up (`channel_request_lookahead`) and the job is cancelled",
+        "test_stylize_caller_that_hangs_up_cancels_its_job",
+    ),
+]
 
 
 @dataclass
@@ -107,8 +128,10 @@ class Collector:
 
 
 def render(collector: Collector, exit_code: int, wall: float) -> str:
-    rows = sorted(collector.rows.items(), key=lambda kv: (CATEGORIES.index(kv[1].category)
-                                                          if kv[1].category in CATEGORIES else 99, kv[0]))  # fmt: skip
+    rows = sorted(
+        collector.rows.items(),
+        key=lambda kv: (CATEGORIES.index(kv[1].category) if kv[1].category in CATEGORIES else 99, kv[0]),
+    )
     total = Row("", "")
     for _, r in rows:
         total.tests += r.tests

@@ -13,5 +13,6 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     command -v xdotool >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xdotool >/dev/null
 fi
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/openapi-spec-validator docs/openapi.yaml
 .venv/bin/python -m pytest -ra "$@"

@@ -28,11 +28,20 @@ def engine_factory(engine: Any, config: dict[str, Any]) -> Callable[[], Any]:
     from stylelayer.engine import StyleEngine
 
     if engine is None:
-        return functools.partial(StyleEngine, weights=config.get("weights", "caffe"),
-                                 device=config.get("device", "auto"), max_memory=config.get("max_memory"))  # fmt: skip
+        return functools.partial(
+            StyleEngine,
+            weights=config.get("weights", "caffe"),
+            device=config.get("device", "auto"),
+            max_memory=config.get("max_memory"),
+        )
     if isinstance(engine, StyleEngine):
-        return functools.partial(StyleEngine, weights=engine.weights_name, device=str(engine.device),
-                                 max_memory=engine.max_memory, tile_size=engine.tile_size)  # fmt: skip
+        return functools.partial(
+            StyleEngine,
+            weights=engine.weights_name,
+            device=str(engine.device),
+            max_memory=engine.max_memory,
+            tile_size=engine.tile_size,
+        )
     return functools.partial(_given, engine)
 
 

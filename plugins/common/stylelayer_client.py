@@ -110,17 +110,25 @@ class StylelayerClient:
             if type(exc) is StylelayerError and exc.status == 404:  # a JSON 404: a path after host:port
                 raise NotStylelayer(
                     f"{self.base_url} has no /v1/info (HTTP 404): the server URL must be the server's address only, "
-                    f"like {DEFAULT_URL}", code="not_stylelayer", status=404, url=self.base_url,
-                ) from None  # fmt: skip
+                    f"like {DEFAULT_URL}",
+                    code="not_stylelayer",
+                    status=404,
+                    url=self.base_url,
+                ) from None
             raise
         if not isinstance(info, dict) or not isinstance(info.get("version"), str) or "api" not in info:
-            raise NotStylelayer(f"{self.base_url} answers JSON, but not like a stylelayer server",
-                                code="not_stylelayer", url=self.base_url)  # fmt: skip
+            raise NotStylelayer(
+                f"{self.base_url} answers JSON, but not like a stylelayer server",
+                code="not_stylelayer",
+                url=self.base_url,
+            )
         if info["api"] != API_VERSION or _version(info["version"]) < _version(MIN_SERVER_VERSION):
             raise VersionMismatch(
                 f"the server runs stylelayer {info['version']} (API {info['api']}); this client needs API "
-                f"{API_VERSION} from version {MIN_SERVER_VERSION} on", code="version_mismatch", url=self.base_url,
-            )  # fmt: skip
+                f"{API_VERSION} from version {MIN_SERVER_VERSION} on",
+                code="version_mismatch",
+                url=self.base_url,
+            )
         return info
 
     def estimate(self, width: int | None, height: int | None, params: dict | None = None) -> dict:
@@ -261,8 +269,11 @@ class StylelayerClient:
         try:
             return json.loads(data.decode("utf-8"))
         except ValueError:
-            raise NotStylelayer(f"{self.base_url} sent a reply that is not JSON: it is not a stylelayer server",
-                                code="not_stylelayer", url=self.base_url) from None  # fmt: skip
+            raise NotStylelayer(
+                f"{self.base_url} sent a reply that is not JSON: it is not a stylelayer server",
+                code="not_stylelayer",
+                url=self.base_url,
+            ) from None
 
     def _request(
         self,
@@ -320,8 +331,12 @@ def _http_error(exc: urllib.error.HTTPError, url: str, sent_token: bool) -> Styl
         error = json.loads(exc.read().decode("utf-8"))["error"]
         message, code = str(error["message"]), str(error["code"])
     except (ValueError, KeyError, TypeError, OSError):
-        return NotStylelayer(f"{url} answered HTTP {exc.code} {exc.reason}, not like a stylelayer server",
-                             code="not_stylelayer", status=exc.code, url=url)  # fmt: skip
+        return NotStylelayer(
+            f"{url} answered HTTP {exc.code} {exc.reason}, not like a stylelayer server",
+            code="not_stylelayer",
+            status=exc.code,
+            url=url,
+        )
     finally:
         exc.close()
     if exc.code == 401:

@@ -6,6 +6,7 @@ time-estimate text, and the messages the painter reads for a failure. This file 
 `stylelayer install-plugin` copies it (with stylelayer_client.py) into each plug-in's folder, where the
 plug-in's own logic module re-exports `__all__`.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,14 +15,48 @@ import struct
 import zlib
 
 __all__ = [  # what the plug-ins' own logic modules re-export (`from ... import *`)
-    "ABANDON_AFTER_ENV", "ABANDON_AFTER_S", "BASE_STYLE_WEIGHT", "CANCELLED_MESSAGE", "DEFAULT_PRESET",
-    "DEFAULT_SERVER_URL", "EDGE_FEATHER", "LAYER_NAME_MAX", "MAX_ITERATIONS", "MAX_PIXELS", "MAX_SIZE",
-    "MAX_STRENGTH", "MAX_STYLE_SIDE", "MIN_STRENGTH", "PNG_SIGNATURE", "PRESETS", "PRESET_LABELS", "PluginError",
-    "STRENGTH_SLIDER", "abandon_after_s", "build_params", "check_server_url", "connection_text", "default_preset",
-    "encode_png", "error_message", "estimate_text", "feather_mask", "format_duration", "is_png", "mask_is_hard",
-    "matching_preset", "open_edges", "png_size", "preset_values", "progress_fraction", "progress_text",
-    "strength_from_slider", "strength_to_slider", "style_label", "style_layer_name",
-]  # fmt: skip
+    "ABANDON_AFTER_ENV",
+    "ABANDON_AFTER_S",
+    "BASE_STYLE_WEIGHT",
+    "CANCELLED_MESSAGE",
+    "DEFAULT_PRESET",
+    "DEFAULT_SERVER_URL",
+    "EDGE_FEATHER",
+    "LAYER_NAME_MAX",
+    "MAX_ITERATIONS",
+    "MAX_PIXELS",
+    "MAX_SIZE",
+    "MAX_STRENGTH",
+    "MAX_STYLE_SIDE",
+    "MIN_STRENGTH",
+    "PNG_SIGNATURE",
+    "PRESETS",
+    "PRESET_LABELS",
+    "PluginError",
+    "STRENGTH_SLIDER",
+    "abandon_after_s",
+    "build_params",
+    "check_server_url",
+    "connection_text",
+    "default_preset",
+    "encode_png",
+    "error_message",
+    "estimate_text",
+    "feather_mask",
+    "format_duration",
+    "is_png",
+    "mask_is_hard",
+    "matching_preset",
+    "open_edges",
+    "png_size",
+    "preset_values",
+    "progress_fraction",
+    "progress_text",
+    "strength_from_slider",
+    "strength_to_slider",
+    "style_label",
+    "style_layer_name",
+]
 
 # Copies of server/stylelayer/limits.py (this file runs in the host's Python without the stylelayer package);
 # tests/protocol/test_plugin_common.py fails when one differs.
@@ -101,17 +136,32 @@ def error_message(exc: BaseException) -> str:
 
 
 _CONNECTION_MESSAGES = (  # (client exception class, what the painter reads)
-    ("ServerUnavailable", "Cannot reach the stylelayer server at {url}. Start it with 'stylelayer serve' on that "
-     "machine, or correct the server address."),
-    ("TimedOut", "The stylelayer server at {url} did not answer in time. It may be busy with a large job: try "
-     "again in a moment, or look at the server's window for errors."),
-    ("ConnectionLost", "The connection to {url} broke off. If the stylelayer server stopped, start it again; if "
-     "the address belongs to another program, correct it."),
-    ("NotStylelayer", "{url} answers, but it is not a stylelayer server. Check the address and port: the server "
-     "prints its URL when it starts (usually http://127.0.0.1:8765), with nothing after the port."),
-    ("VersionMismatch", "The server at {url} does not match this plug-in ({message}). Install the same stylelayer "
-     "version on both sides: pip install -U stylelayer, then stylelayer install-plugin."),
-)  # fmt: skip
+    (
+        "ServerUnavailable",
+        "Cannot reach the stylelayer server at {url}. Start it with 'stylelayer serve' on that "
+        "machine, or correct the server address.",
+    ),
+    (
+        "TimedOut",
+        "The stylelayer server at {url} did not answer in time. It may be busy with a large job: try "
+        "again in a moment, or look at the server's window for errors.",
+    ),
+    (
+        "ConnectionLost",
+        "The connection to {url} broke off. If the stylelayer server stopped, start it again; if "
+        "the address belongs to another program, correct it.",
+    ),
+    (
+        "NotStylelayer",
+        "{url} answers, but it is not a stylelayer server. Check the address and port: the server "
+        "prints its URL when it starts (usually http://127.0.0.1:8765), with nothing after the port.",
+    ),
+    (
+        "VersionMismatch",
+        "The server at {url} does not match this plug-in ({message}). Install the same stylelayer "
+        "version on both sides: pip install -U stylelayer, then stylelayer install-plugin.",
+    ),
+)
 _CODE_MESSAGES = {  # the server's error codes that need their own words
     "out_of_memory": "The server ran out of memory for this size. Choose a smaller working size or the Preview "
     "preset, or give the server more memory (--max-memory) or a GPU.",
@@ -329,8 +379,12 @@ def open_edges(region: tuple, selection: tuple, canvas: tuple) -> tuple:
     rx, ry, rw, rh = region
     sx, sy, sw, sh = selection
     cx, cy, cw, ch = canvas
-    return (sx < rx or rx <= cx, sy < ry or ry <= cy, sx + sw > rx + rw or rx + rw >= cx + cw,
-            sy + sh > ry + rh or ry + rh >= cy + ch)  # fmt: skip
+    return (
+        sx < rx or rx <= cx,
+        sy < ry or ry <= cy,
+        sx + sw > rx + rw or rx + rw >= cx + cw,
+        sy + sh > ry + rh or ry + rh >= cy + ch,
+    )
 
 
 # ---- time ---------------------------------------------------------------------------------------------

@@ -88,12 +88,20 @@ def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, help="result image (PNG keeps metadata)")
     for flag, dest, kind, help_text in _PARAM_FLAGS:
         parser.add_argument(flag, dest=f"param_{dest}", type=kind, help=help_text)  # type: ignore[arg-type]
-    parser.add_argument("--preserve-colors", dest="param_preserve_colors", action="store_true", default=None,
-                        help="transfer luminance only and keep the content's colours")  # fmt: skip
+    parser.add_argument(
+        "--preserve-colors",
+        dest="param_preserve_colors",
+        action="store_true",
+        default=None,
+        help="transfer luminance only and keep the content's colours",
+    )
     parser.add_argument("--weights", default="caffe", help="caffe (default, offline), torchvision, or a .pth file")
     parser.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
-    parser.add_argument("--max-memory", metavar="SIZE",
-                        help="memory the job may use, e.g. 4GB: larger levels are tiled to fit [80%% of free memory]")
+    parser.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        help="memory the job may use, e.g. 4GB: larger levels are tiled to fit [80%% of free memory]",
+    )
     parser.add_argument("--save-every", type=int, default=0, metavar="N", help="also save every N-th iterate")
     parser.add_argument("--loss-plot", type=Path, help="draw the loss curves into this PNG")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -134,8 +142,11 @@ def _run_job(args: argparse.Namespace) -> int:
     else:
         content_path = getattr(args, "content", None)
         style_paths = list(args.styles)
-        raw = {name[len("param_"):]: value for name, value in vars(args).items()
-               if name.startswith("param_") and value is not None}  # fmt: skip
+        raw = {
+            name[len("param_") :]: value
+            for name, value in vars(args).items()
+            if name.startswith("param_") and value is not None
+        }
         if args.command == "texture":
             raw["mode"] = "texture"
             raw["output_size"] = args.output_size
@@ -157,7 +168,7 @@ def _run_job(args: argparse.Namespace) -> int:
     bar = None if args.quiet else _progress_bar()
     plans: list[str] = []
 
-    def on_progress(progress) -> None:  # noqa: ANN001 - engine.Progress
+    def on_progress(progress) -> None:
         if bar is not None:
             if progress.plan and progress.plan not in plans:  # a new level: say how it runs
                 plans.append(progress.plan)
@@ -188,12 +199,14 @@ def _run_job(args: argparse.Namespace) -> int:
         plot_losses(result.history, args.loss_plot)
     if not args.quiet:
         losses = ", ".join(f"{k} {v:.4g}" for k, v in result.losses.items())
-        print(f"wrote {args.output} ({result.iterations} iterations, {result.elapsed:.1f} s, seed {result.seed}; "
-              f"{losses})")  # fmt: skip
+        print(
+            f"wrote {args.output} ({result.iterations} iterations, {result.elapsed:.1f} s, seed {result.seed}; "
+            f"{losses})"
+        )
     return 0
 
 
-def _progress_bar():  # noqa: ANN202 - tqdm is imported lazily
+def _progress_bar():
     from tqdm import tqdm
 
     return tqdm(total=None, unit="it", desc="stylelayer", dynamic_ncols=True)  # the engine reports the total
@@ -208,7 +221,7 @@ def _check_output(path: Path) -> None:
         raise UsageError(f"{path}: folder {path.parent} does not exist")
 
 
-def _save_result(result, path: Path) -> None:  # noqa: ANN001 - engine.StyleResult
+def _save_result(result, path: Path) -> None:
     from .imaging import encode_png
 
     image = result.image
@@ -239,15 +252,19 @@ def _install_krita(args: argparse.Namespace) -> int:
 
     if args.zip is not None:
         zipped = krita.build_zip(args.zip)
-        print(f"wrote {zipped}. In Krita: Tools > Scripts > Import Python Plugin from File…, choose it, restart "
-              "Krita; then Tools > Scripts > Style Transfer…")  # fmt: skip
+        print(
+            f"wrote {zipped}. In Krita: Tools > Scripts > Import Python Plugin from File…, choose it, restart "
+            "Krita; then Tools > Scripts > Style Transfer…"
+        )
         return 0
     resources, kritarc = (None, None) if args.dest is None else krita.resource_dir_for(args.dest)
     where = krita.install(resources, kritarc=kritarc)
     kritarc = kritarc or krita.kritarc_used(resources)
-    print(f"installed the Krita plug-in into {where} and enabled it in {kritarc}.\n"
-          "Restart Krita, then Tools > Scripts > Style Transfer… (if it is not there: Settings > Configure Krita > "
-          "Python Plugin Manager, tick 'Stylelayer Style Transfer', restart Krita).")  # fmt: skip
+    print(
+        f"installed the Krita plug-in into {where} and enabled it in {kritarc}.\n"
+        "Restart Krita, then Tools > Scripts > Style Transfer… (if it is not there: Settings > Configure Krita > "
+        "Python Plugin Manager, tick 'Stylelayer Style Transfer', restart Krita)."
+    )
     return 0
 
 
@@ -257,8 +274,10 @@ def _install_gimp(args: argparse.Namespace) -> int:
     if args.zip is not None:
         raise UsageError("--zip is for Krita; GIMP plug-ins are installed as a folder")
     where = gimp.install(None if args.dest is None else gimp.plugin_dir_for(args.dest))
-    print(f"installed the GIMP plug-in into {where}.\nRestart GIMP (it registers new plug-ins as it starts), then "
-          "Filters > Artistic > Neural Style Transfer…")  # fmt: skip
+    print(
+        f"installed the GIMP plug-in into {where}.\nRestart GIMP (it registers new plug-ins as it starts), then "
+        "Filters > Artistic > Neural Style Transfer…"
+    )
     return 0
 
 

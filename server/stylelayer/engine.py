@@ -118,8 +118,14 @@ def bf16_supported(device: torch.device) -> bool:
 class StyleEngine:
     """Holds VGG19 on one device and runs style-transfer jobs with it, one at a time."""
 
-    def __init__(self, weights: str = "caffe", device: str = "auto", preprocess: str | None = None,
-                 max_memory: int | None = None, tile_size: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        weights: str = "caffe",
+        device: str = "auto",
+        preprocess: str | None = None,
+        max_memory: int | None = None,
+        tile_size: int | None = None,
+    ):
         """`max_memory`: bytes this process may use on the device (None: from the free RAM/VRAM at each job);
         `tile_size`: force tiled levels with cores of this many pixels (tests, benchmarks)."""
         self.device = resolve_device(device)
@@ -214,8 +220,14 @@ class StyleEngine:
             plans=run.plans,
         )
 
-    def _optimise(self, run: _Run, work: Image.Image | None, styles: list[Image.Image],
-                  levels: list[tuple[int, int]], generator: torch.Generator) -> Tensor:  # fmt: skip
+    def _optimise(
+        self,
+        run: _Run,
+        work: Image.Image | None,
+        styles: list[Image.Image],
+        levels: list[tuple[int, int]],
+        generator: torch.Generator,
+    ) -> Tensor:
         image: Tensor | None = None
         for number, size in enumerate(levels, 1):
             image = run.level(number, work, styles, size, image, generator)
@@ -270,8 +282,9 @@ class StyleEngine:
         image = imaging.to_tensor(style, self.device)
         layers = list(params.style_layers)
         deepest = max(layers, key=VGG_LAYERS.index)
-        tile = self.tile_size or style_tile(style.width, style.height, self.budget(), deepest, precision,
-                                            params.pooling)  # fmt: skip
+        tile = self.tile_size or style_tile(
+            style.width, style.height, self.budget(), deepest, precision, params.pooling
+        )
         if tile is None:
             with torch.no_grad(), _autocast(self.device, precision):
                 feats = self.model(image, layers, params.pooling)
@@ -289,9 +302,17 @@ class StyleEngine:
 class _Run:
     """State of one `stylize` call across its levels: iteration count, history, plans, callbacks."""
 
-    def __init__(self, engine: StyleEngine, params: StyleParams, seed: int, levels: list[tuple[int, int]],
-                 started: float, progress: ProgressCallback | None, should_cancel: CancelCheck | None,
-                 preview_every: int):  # fmt: skip
+    def __init__(
+        self,
+        engine: StyleEngine,
+        params: StyleParams,
+        seed: int,
+        levels: list[tuple[int, int]],
+        started: float,
+        progress: ProgressCallback | None,
+        should_cancel: CancelCheck | None,
+        preview_every: int,
+    ):
         self.engine = engine
         self.params = params
         self.seed = seed
@@ -313,8 +334,15 @@ class _Run:
         if self.should_cancel is not None and self.should_cancel():
             raise Cancelled("cancelled")
 
-    def level(self, number: int, work: Image.Image | None, styles: Sequence[Image.Image], size: tuple[int, int],
-              previous: Tensor | None, generator: torch.Generator) -> Tensor:  # fmt: skip
+    def level(
+        self,
+        number: int,
+        work: Image.Image | None,
+        styles: Sequence[Image.Image],
+        size: tuple[int, int],
+        previous: Tensor | None,
+        generator: torch.Generator,
+    ) -> Tensor:
         """Optimise at one resolution, starting from the upsampled previous level if there is one.
 
         The content tensor lives only until the content target is computed: at full resolution every image-sized
@@ -372,9 +400,13 @@ class _Run:
         if plan.optimizer == "lbfgs":
             # One L-BFGS iteration per step() so that progress and cancellation happen every iteration.
             optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
-                [image], lr=p.effective_lr, max_iter=1, history_size=plan.history, tolerance_grad=0.0,
+                [image],
+                lr=p.effective_lr,
+                max_iter=1,
+                history_size=plan.history,
+                tolerance_grad=0.0,
                 tolerance_change=0.0,
-            )  # fmt: skip
+            )
         else:
             optimizer = torch.optim.Adam([image], lr=p.lr if p.lr is not None and p.optimizer == "adam" else 0.02)
 
@@ -397,13 +429,26 @@ class _Run:
             layers.append(content_layer)
         deepest = max(layers, key=VGG_LAYERS.index) if layers else "conv1_1"
         return plan_level(
-            width, height, budget=self.engine.budget(), deepest=deepest, content_layer=content_layer,
-            optimizer=p.optimizer, precision=self.precision, pooling=p.pooling, halo=halo_for([deepest]),
+            width,
+            height,
+            budget=self.engine.budget(),
+            deepest=deepest,
+            content_layer=content_layer,
+            optimizer=p.optimizer,
+            precision=self.precision,
+            pooling=p.pooling,
+            halo=halo_for([deepest]),
             force_tile=self.engine.tile_size,
-        )  # fmt: skip
+        )
 
-    def _terms(self, content: Tensor | None, styles: Sequence[Image.Image], size: tuple[int, int],
-               color_ref: Tensor | None, plan: LevelPlan) -> Terms:  # fmt: skip
+    def _terms(
+        self,
+        content: Tensor | None,
+        styles: Sequence[Image.Image],
+        size: tuple[int, int],
+        color_ref: Tensor | None,
+        plan: LevelPlan,
+    ) -> Terms:
         """Targets, weights and units of one level; the content target is computed tile by tile when tiled."""
         p, engine = self.params, self.engine
         width, height = size
@@ -418,22 +463,40 @@ class _Run:
                 content_target = tiled_features(engine.model, content, p.content_layer, p.pooling, tiles, autocast)
         targets = self._style_targets(styles, size, color_ref) if p.effective_style_weight else {}
         return Terms(
-            model=engine.model, pooling=p.pooling, autocast=autocast, style_targets=targets,
-            layer_weights=p.layer_weights, content_layer=p.content_layer, content_target=content_target,
-            content_weight=p.effective_content_weight, style_weight=p.effective_style_weight, tv_weight=p.tv_weight,
+            model=engine.model,
+            pooling=p.pooling,
+            autocast=autocast,
+            style_targets=targets,
+            layer_weights=p.layer_weights,
+            content_layer=p.content_layer,
+            content_target=content_target,
+            content_weight=p.effective_content_weight,
+            style_weight=p.effective_style_weight,
+            tv_weight=p.tv_weight,
             scale=pixel_scale(p.loss_units, height, width),
-        )  # fmt: skip
+        )
 
     def _report_tile(self, done: int, total: int) -> None:
         if self.progress is None:
             return
         losses = self.history[-1] if self.history else {}
-        self.progress(Progress(self.iteration, self.total, dict(losses), time.perf_counter() - self.started,
-                               level=self.level_number, levels=self.levels, tile=done, tiles=total,
-                               plan=self.plan))  # fmt: skip
+        self.progress(
+            Progress(
+                self.iteration,
+                self.total,
+                dict(losses),
+                time.perf_counter() - self.started,
+                level=self.level_number,
+                levels=self.levels,
+                tile=done,
+                tiles=total,
+                plan=self.plan,
+            )
+        )
 
-    def _style_targets(self, styles: Sequence[Image.Image], size: tuple[int, int],
-                       color_ref: Tensor | None) -> dict[str, Tensor]:  # fmt: skip
+    def _style_targets(
+        self, styles: Sequence[Image.Image], size: tuple[int, int], color_ref: Tensor | None
+    ) -> dict[str, Tensor]:
         """Blended targets T per layer: each style scaled to style_scale × the working image's longest side."""
         p = self.params
         width, height = size
@@ -450,8 +513,9 @@ class _Run:
                 blended[name] = blended[name] + weight * target if name in blended else weight * target
         return blended
 
-    def _initial_image(self, content: Tensor | None, styles: Sequence[Image.Image], size: tuple[int, int],
-                       generator: torch.Generator) -> Tensor:  # fmt: skip
+    def _initial_image(
+        self, content: Tensor | None, styles: Sequence[Image.Image], size: tuple[int, int], generator: torch.Generator
+    ) -> Tensor:
         p, device = self.params, self.engine.device
         width, height = size
         init = p.init
@@ -475,8 +539,18 @@ class _Run:
             if self.params.preserve_colors and color_ref is not None:
                 shown = imaging.recolor(shown, color_ref)
             preview = imaging.to_image(shown)
-        self.progress(Progress(self.iteration, self.total, losses, time.perf_counter() - self.started, preview,
-                               level=self.level_number, levels=self.levels, plan=self.plan))  # fmt: skip
+        self.progress(
+            Progress(
+                self.iteration,
+                self.total,
+                losses,
+                time.perf_counter() - self.started,
+                preview,
+                level=self.level_number,
+                levels=self.levels,
+                plan=self.plan,
+            )
+        )
 
 
 def check_inputs(content: Image.Image | None, styles: Sequence[Image.Image], params: StyleParams) -> None:
@@ -506,8 +580,10 @@ def _at_least(img: Image.Image, what: str) -> Image.Image:
     scale = MIN_SIDE / short
     size = (max(MIN_SIDE, round(img.width * scale)), max(MIN_SIDE, round(img.height * scale)))
     if max(size) > MAX_SIDE:
-        raise ValueError(f"{what} is {img.width}x{img.height}: too thin to stylise (its short side would need "
-                         f"{MIN_SIDE} px, making the long side over {MAX_SIDE} px)")  # fmt: skip
+        raise ValueError(
+            f"{what} is {img.width}x{img.height}: too thin to stylise (its short side would need "
+            f"{MIN_SIDE} px, making the long side over {MAX_SIDE} px)"
+        )
     return img.resize(size, Image.Resampling.BICUBIC)
 
 

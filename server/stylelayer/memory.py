@@ -32,8 +32,22 @@ WHOLE_MIN_HISTORY = 10  # the whole image is preferred over tiles only with at l
 _BACKWARD_FACTOR = 1.5
 _NO_GRAD_FACTOR = 1.6
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
-_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20,
-          "g": 2**30, "gb": 2**30, "gib": 2**30, "t": 2**40, "tb": 2**40, "tib": 2**40}  # fmt: skip
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 2**10,
+    "kb": 2**10,
+    "kib": 2**10,
+    "m": 2**20,
+    "mb": 2**20,
+    "mib": 2**20,
+    "g": 2**30,
+    "gb": 2**30,
+    "gib": 2**30,
+    "t": 2**40,
+    "tb": 2**40,
+    "tib": 2**40,
+}
 
 
 class BudgetError(ValueError):
@@ -163,8 +177,19 @@ class LevelPlan:
         return f"{self.width}x{self.height}: {how}, {opt}, ~{format_size(self.estimate)}"
 
 
-def plan_level(width: int, height: int, *, budget: int, deepest: str, content_layer: str | None, optimizer: str,
-               precision: str, pooling: str, halo: int, force_tile: int | None = None) -> LevelPlan:  # fmt: skip
+def plan_level(
+    width: int,
+    height: int,
+    *,
+    budget: int,
+    deepest: str,
+    content_layer: str | None,
+    optimizer: str,
+    precision: str,
+    pooling: str,
+    halo: int,
+    force_tile: int | None = None,
+) -> LevelPlan:
     """The fastest way to run a `width`×`height` level within `budget` bytes (beyond what the process holds)."""
     pixels = width * height
     vector = 3 * pixels * 4  # one image-sized float32 vector
@@ -230,8 +255,9 @@ def _tile_bytes(tile: int, halo: int, deepest: str, precision: str, pooling: str
     return int(activation_bytes(crop, deepest, precision, pooling, grad=True))
 
 
-def _largest_tile(left: int, width: int, height: int, halo: int, deepest: str, precision: str,
-                  pooling: str) -> int | None:  # fmt: skip
+def _largest_tile(
+    left: int, width: int, height: int, halo: int, deepest: str, precision: str, pooling: str
+) -> int | None:
     """The largest core size on the 16-px grid whose pass fits in `left` bytes (None when not even MIN_TILE)."""
     cap = math.ceil(max(width, height) / GRID) * GRID
     best = None

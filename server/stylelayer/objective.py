@@ -64,8 +64,13 @@ def whole_loss(terms: Terms, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return content, style, tv
 
 
-def tiled_loss_and_grad(terms: Terms, image: Tensor, tiles: Sequence[Tile], check: CancelCheck | None = None,
-                        on_tile: TileProgress | None = None) -> tuple[dict[str, float], Tensor]:  # fmt: skip
+def tiled_loss_and_grad(
+    terms: Terms,
+    image: Tensor,
+    tiles: Sequence[Tile],
+    check: CancelCheck | None = None,
+    on_tile: TileProgress | None = None,
+) -> tuple[dict[str, float], Tensor]:
     """The whole image's losses and the gradient of their weighted total, computed tile by tile.
 
     Peak memory is one tile's forward and backward pass plus the image-sized gradient. `check` runs before every
@@ -77,8 +82,9 @@ def tiled_loss_and_grad(terms: Terms, image: Tensor, tiles: Sequence[Tile], chec
     style = 0.0
     grams: dict[str, tuple[Tensor, int]] = {}
     if terms.style_targets:
-        grams = tiled_grams(terms.model, image, list(terms.style_targets), terms.pooling, tiles, terms.autocast,
-                            check, counter.tick)  # fmt: skip
+        grams = tiled_grams(
+            terms.model, image, list(terms.style_targets), terms.pooling, tiles, terms.autocast, check, counter.tick
+        )
         for name, target in terms.style_targets.items():
             gram, m = grams[name]
             style += terms.layer_weights[name] * float(style_loss_from_gram(gram, m, target))

@@ -18,12 +18,23 @@ from .limits import MAX_ITERATIONS, MAX_SIZE, MAX_STYLES
 CONTENT_LAYER = "conv4_2"
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 VGG_LAYERS = (
-    "conv1_1", "conv1_2",
-    "conv2_1", "conv2_2",
-    "conv3_1", "conv3_2", "conv3_3", "conv3_4",
-    "conv4_1", "conv4_2", "conv4_3", "conv4_4",
-    "conv5_1", "conv5_2", "conv5_3", "conv5_4",
-)  # fmt: skip
+    "conv1_1",
+    "conv1_2",
+    "conv2_1",
+    "conv2_2",
+    "conv3_1",
+    "conv3_2",
+    "conv3_3",
+    "conv3_4",
+    "conv4_1",
+    "conv4_2",
+    "conv4_3",
+    "conv4_4",
+    "conv5_1",
+    "conv5_2",
+    "conv5_3",
+    "conv5_4",
+)
 
 MODES = ("transfer", "inversion", "texture")
 OPTIMIZERS = ("lbfgs", "adam")
@@ -280,4 +291,3 @@ def _output_size(v: Mapping[str, Any], name: str) -> tuple[int, int]:
     w = _int({name: value[0]}, name, 16, MAX_SIZE)
     h = _int({name: value[1]}, name, 16, MAX_SIZE)
     return (w, h)
-

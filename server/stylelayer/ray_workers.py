@@ -53,8 +53,12 @@ class StyleActor:
         return self.info()
 
     def info(self) -> dict[str, Any]:
-        return {"engine": dict(self.engine.describe()), "node": ray.util.get_node_ip_address(), "pid": os.getpid(),
-                "cache": self.engine.cache_stats()}  # fmt: skip
+        return {
+            "engine": dict(self.engine.describe()),
+            "node": ray.util.get_node_ip_address(),
+            "pid": os.getpid(),
+            "cache": self.engine.cache_stats(),
+        }
 
     def run(self, spec: JobSpec) -> JobOutcome:
         def report(update: ProgressUpdate) -> None:
@@ -109,8 +113,13 @@ class RayWorker:
                 raise WorkerLost("the server stopped before the worker started")
             if time.monotonic() - next_log > START_LOG_EVERY_S:  # the cluster lacks the resources, for now
                 next_log = time.monotonic()
-                log.info("%s: still waiting for a Ray actor with %g CPU and %g GPU after %.0f s", self.name,
-                         self.num_cpus, self.num_gpus, next_log - started)  # fmt: skip
+                log.info(
+                    "%s: still waiting for a Ray actor with %g CPU and %g GPU after %.0f s",
+                    self.name,
+                    self.num_cpus,
+                    self.num_gpus,
+                    next_log - started,
+                )
         try:
             self._info = ray.get(ref)
         except RayTaskError as exc:  # the factory failed: its own exception, e.g. missing weights
@@ -126,8 +135,9 @@ class RayWorker:
         try:
             while True:
                 done = bool(ray.wait([ref], timeout=POLL_S)[0])
-                updates, self._cache = ray.get(actor.poll.remote(spec.job_id, should_cancel(), done),
-                                               timeout=CALL_TIMEOUT_S)  # fmt: skip
+                updates, self._cache = ray.get(
+                    actor.poll.remote(spec.job_id, should_cancel(), done), timeout=CALL_TIMEOUT_S
+                )
                 for update in updates:
                     report(update)
                 if done:
@@ -152,9 +162,15 @@ class RayWorker:
 
     def describe(self) -> dict[str, Any]:
         engine = self._info.get("engine", {})
-        return {"name": self.name, "kind": self.kind, "device": str(engine.get("device", "")),
-                "node": self._info.get("node"), "pid": self._info.get("pid"), "cpus": self.num_cpus,
-                "gpus": self.num_gpus}  # fmt: skip
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "device": str(engine.get("device", "")),
+            "node": self._info.get("node"),
+            "pid": self._info.get("pid"),
+            "cpus": self.num_cpus,
+            "gpus": self.num_gpus,
+        }
 
     def cache_stats(self) -> dict[str, int]:
         return dict(self._cache)
@@ -187,17 +203,28 @@ class RayPool:
     `workers` says how many. Connects to Ray (`address`: None starts a local cluster, 'auto' joins the one
     `ray start` runs here, 'ray://host:port' a remote one) unless the caller has already."""
 
-    def __init__(self, engine_factory: Callable[[], Any], address: str | None = None, workers: int | None = None,
-                 cpus_per_worker: float | None = None, device: str = "auto",
-                 runtime_env: dict[str, Any] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        engine_factory: Callable[[], Any],
+        address: str | None = None,
+        workers: int | None = None,
+        cpus_per_worker: float | None = None,
+        device: str = "auto",
+        runtime_env: dict[str, Any] | None = None,
+    ):
         self.owns_ray = not ray.is_initialized()
         if self.owns_ray:
             ray.init(address=address, include_dashboard=False, runtime_env=runtime_env)
         started = time.monotonic()
         self.num_cpus, self.num_gpus, count = pool_shape(_alive_nodes(), device, workers, cpus_per_worker)
         self.workers = [RayWorker(f"ray-{i}", engine_factory, self.num_cpus, self.num_gpus) for i in range(count)]
-        log.info("Ray pool: %d workers with %g CPU and %g GPU each (%.1f s)", count, self.num_cpus, self.num_gpus,
-                 time.monotonic() - started)  # fmt: skip
+        log.info(
+            "Ray pool: %d workers with %g CPU and %g GPU each (%.1f s)",
+            count,
+            self.num_cpus,
+            self.num_gpus,
+            time.monotonic() - started,
+        )
 
     def use(self, engine_factory: Callable[[], Any]) -> None:
         """Load engines from another factory at the workers' next start (the actors stay)."""
@@ -211,8 +238,9 @@ class RayPool:
             ray.shutdown()
 
 
-def pool_shape(nodes: list[dict[str, float]], device: str, workers: int | None,
-               cpus_per_worker: float | None) -> tuple[float, float, int]:  # fmt: skip
+def pool_shape(
+    nodes: list[dict[str, float]], device: str, workers: int | None, cpus_per_worker: float | None
+) -> tuple[float, float, int]:
     """(CPUs per worker, GPUs per worker, workers) for a cluster whose nodes have these resources.
 
     GPU workers (device auto or cuda, and the cluster has GPUs): one GPU each, one CPU unless told. CPU workers:

@@ -83,9 +83,16 @@ CancelCheck = Callable[[], None]  # raises to stop between tiles
 TileProgress = Callable[[int, int], None]  # (tiles done, tiles in this pass)
 
 
-def tiled_grams(model: VGG19Features, image: Tensor, layers: Sequence[str], pooling: str, tiles: Sequence[Tile],
-                autocast: Callable[[], AbstractContextManager], check: CancelCheck | None = None,
-                on_tile: TileProgress | None = None) -> dict[str, tuple[Tensor, int]]:  # fmt: skip
+def tiled_grams(
+    model: VGG19Features,
+    image: Tensor,
+    layers: Sequence[str],
+    pooling: str,
+    tiles: Sequence[Tile],
+    autocast: Callable[[], AbstractContextManager],
+    check: CancelCheck | None = None,
+    on_tile: TileProgress | None = None,
+) -> dict[str, tuple[Tensor, int]]:
     """Gram matrices (float32) and position counts of the whole `image` at `layers`, accumulated tile by tile."""
     grams: dict[str, Tensor] = {}
     counts = dict.fromkeys(layers, 0)
@@ -105,8 +112,14 @@ def tiled_grams(model: VGG19Features, image: Tensor, layers: Sequence[str], pool
     return {name: (grams[name], counts[name]) for name in layers}
 
 
-def tiled_features(model: VGG19Features, image: Tensor, layer: str, pooling: str, tiles: Sequence[Tile],
-                   autocast: Callable[[], AbstractContextManager]) -> Tensor:  # fmt: skip
+def tiled_features(
+    model: VGG19Features,
+    image: Tensor,
+    layer: str,
+    pooling: str,
+    tiles: Sequence[Tile],
+    autocast: Callable[[], AbstractContextManager],
+) -> Tensor:
     """The whole image's feature map at `layer` (in the features' precision), assembled from the tiles' cores."""
     height, width = image.shape[-2:]
     stride = layer_stride(layer)

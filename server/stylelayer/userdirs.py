@@ -40,9 +40,7 @@ def _xdg(env: Mapping[str, str], variable: str, fallback: Path) -> Path:
     return Path(value) if value and os.path.isabs(value) else fallback  # the XDG spec ignores relative paths
 
 
-def user_data_dir(
-    platform: str | None = None, env: Mapping[str, str] | None = None, home: Path | None = None
-) -> Path:
+def user_data_dir(platform: str | None = None, env: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
     """Where programs keep a user's data: the server's style library, Krita's resource folder."""
     env = os.environ if env is None else env
     home = home_dir(env, home)

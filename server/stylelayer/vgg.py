@@ -22,12 +22,23 @@ from .params import VGG_LAYERS
 
 # (name, in_channels, out_channels); a 2x2 pooling follows the last conv of each block.
 _CONVS = (
-    ("conv1_1", 3, 64), ("conv1_2", 64, 64),
-    ("conv2_1", 64, 128), ("conv2_2", 128, 128),
-    ("conv3_1", 128, 256), ("conv3_2", 256, 256), ("conv3_3", 256, 256), ("conv3_4", 256, 256),
-    ("conv4_1", 256, 512), ("conv4_2", 512, 512), ("conv4_3", 512, 512), ("conv4_4", 512, 512),
-    ("conv5_1", 512, 512), ("conv5_2", 512, 512), ("conv5_3", 512, 512), ("conv5_4", 512, 512),
-)  # fmt: skip
+    ("conv1_1", 3, 64),
+    ("conv1_2", 64, 64),
+    ("conv2_1", 64, 128),
+    ("conv2_2", 128, 128),
+    ("conv3_1", 128, 256),
+    ("conv3_2", 256, 256),
+    ("conv3_3", 256, 256),
+    ("conv3_4", 256, 256),
+    ("conv4_1", 256, 512),
+    ("conv4_2", 512, 512),
+    ("conv4_3", 512, 512),
+    ("conv4_4", 512, 512),
+    ("conv5_1", 512, 512),
+    ("conv5_2", 512, 512),
+    ("conv5_3", 512, 512),
+    ("conv5_4", 512, 512),
+)
 _POOL_AFTER = {"conv1_2", "conv2_2", "conv3_4", "conv4_4"}  # conv5_4's pool is never needed for the losses
 # torchvision's vgg19().features indices of the 16 convolutions.
 _TORCHVISION_INDEX = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)
@@ -91,9 +102,7 @@ class Preprocess:
 
 
 CAFFE = Preprocess("caffe", bgr=True, scale=255.0, mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0))
-TORCHVISION = Preprocess(
-    "torchvision", bgr=False, scale=1.0, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)
-)
+TORCHVISION = Preprocess("torchvision", bgr=False, scale=1.0, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 PREPROCESSING = {"caffe": CAFFE, "torchvision": TORCHVISION}
 
 

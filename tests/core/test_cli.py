@@ -18,10 +18,32 @@ def test_run_end_to_end_in_a_subprocess(tmp_path):
     out = tmp_path / "out.png"
     plot = tmp_path / "loss.png"
     proc = subprocess.run(
-        [sys.executable, "-m", "stylelayer.cli", "run", CONTENT, STYLE, "-o", str(out), "--size", "48",
-         "--iterations", "6", "--seed", "3", "--save-every", "3", "--loss-plot", str(plot), "--device", "cpu"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "stylelayer.cli",
+            "run",
+            CONTENT,
+            STYLE,
+            "-o",
+            str(out),
+            "--size",
+            "48",
+            "--iterations",
+            "6",
+            "--seed",
+            "3",
+            "--save-every",
+            "3",
+            "--loss-plot",
+            str(plot),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "6/6" in proc.stderr  # the tqdm progress bar reached the end
     assert f"wrote {out}" in proc.stdout
@@ -40,8 +62,10 @@ def test_texture_and_inversion_modes(tmp_path):
     assert main(["texture", STYLE, "-o", str(out), "--output-size", "40x24", "--iterations", "2", "--quiet"]) == 0
     assert Image.open(out).size == (40, 24)
     inv = tmp_path / "inv.jpg"
-    assert main(["run", CONTENT, "-o", str(inv), "--mode", "inversion", "--size", "32", "--iterations", "2",
-                 "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(["run", CONTENT, "-o", str(inv), "--mode", "inversion", "--size", "32", "--iterations", "2", "--quiet"])
+        == 0
+    )
     assert Image.open(inv).format == "JPEG"
 
 
@@ -76,7 +100,7 @@ def test_rgba_content_keeps_alpha(tmp_path):
         (["run", CONTENT, STYLE], "-o/--output"),
         (["frobnicate"], "invalid choice"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_gives_one_line_and_exit_2(tmp_path, capsys, args, message):
     (tmp_path / "notimage.png").write_text("hello, not a picture")
     (tmp_path / "truncated.png").write_bytes((ASSETS / "tubingen.jpg").read_bytes()[:2000])

@@ -124,8 +124,13 @@ def test_style_grams_are_cached(engine, tubingen64, starry64):
 def test_cancel_between_iterations(engine, tubingen64, starry64):
     seen: list[int] = []
     with pytest.raises(Cancelled):
-        engine.stylize(tubingen64, [starry64], params(iterations=50), progress=lambda p: seen.append(p.iteration),
-                       should_cancel=lambda: len(seen) >= 3)  # fmt: skip
+        engine.stylize(
+            tubingen64,
+            [starry64],
+            params(iterations=50),
+            progress=lambda p: seen.append(p.iteration),
+            should_cancel=lambda: len(seen) >= 3,
+        )
     assert seen == [1, 2, 3]
 
 

@@ -30,8 +30,17 @@ def test_parse_size():
 
 
 def _plan(width: int, height: int, budget: int, optimizer: str = "lbfgs"):
-    return plan_level(width, height, budget=budget, deepest="conv5_1", content_layer="conv4_2", optimizer=optimizer,
-                      precision="fp32", pooling="avg", halo=80)  # fmt: skip
+    return plan_level(
+        width,
+        height,
+        budget=budget,
+        deepest="conv5_1",
+        content_layer="conv4_2",
+        optimizer=optimizer,
+        precision="fp32",
+        pooling="avg",
+        halo=80,
+    )
 
 
 def test_plans_whole_image_while_it_fits_then_tiles():
@@ -64,8 +73,17 @@ def test_engine_tiles_a_level_that_does_not_fit_its_budget(starry64):
     whole = activation_bytes(400 * 300, "conv3_1", "fp32", "avg", grad=True)
     engine.max_memory = in_use(engine.device) + int(0.6 * whole / HEADROOM)
     content = real_image("tubingen").resize((400, 300))
-    params = StyleParams.from_dict({"size": 0, "iterations": 2, "seed": 0, "precision": "fp32", "scales": 1,
-                                    "style_layers": ["conv1_1", "conv2_1", "conv3_1"], "content_layer": "conv3_1"})
+    params = StyleParams.from_dict(
+        {
+            "size": 0,
+            "iterations": 2,
+            "seed": 0,
+            "precision": "fp32",
+            "scales": 1,
+            "style_layers": ["conv1_1", "conv2_1", "conv3_1"],
+            "content_layer": "conv3_1",
+        }
+    )
     seen = []
     result = engine.stylize(content, [starry64], params, progress=seen.append)
     assert "tiles of" in result.plans[0], result.plans
@@ -87,8 +105,9 @@ def test_cancel_is_honoured_between_tiles(starry64):
     from stylelayer.engine import Cancelled
 
     with pytest.raises(Cancelled):
-        engine.stylize(content, [starry64], params, progress=lambda p: p.tile and tiles_seen.append(p.tile),
-                       should_cancel=cancel)  # fmt: skip
+        engine.stylize(
+            content, [starry64], params, progress=lambda p: p.tile and tiles_seen.append(p.tile), should_cancel=cancel
+        )
     assert len(tiles_seen) == 3  # stopped at the next tile, not at the end of the iteration
 
 
@@ -97,8 +116,23 @@ def test_cli_max_memory_and_budget_errors(tmp_path, capsys):
     real_image("tubingen", 96).save(content)
     real_image("starry_night", 64).save(style)
     out = tmp_path / "out.png"
-    code = main(["run", str(content), str(style), "-o", str(out), "--size", "0", "--iterations", "1",
-                 "--device", "cpu", "--max-memory", "300MB"])  # fmt: skip
+    code = main(
+        [
+            "run",
+            str(content),
+            str(style),
+            "-o",
+            str(out),
+            "--size",
+            "0",
+            "--iterations",
+            "1",
+            "--device",
+            "cpu",
+            "--max-memory",
+            "300MB",
+        ]
+    )
     assert code == 2
     assert "less than the" in capsys.readouterr().err  # the process itself holds more than 300 MB
     code = main(["run", str(content), str(style), "-o", str(out), "--iterations", "1", "--max-memory", "lots"])
@@ -122,8 +156,14 @@ print(json.dumps({"plans": result.plans, "peak": resource.getrusage(resource.RUS
 """
     budget = int(1.4 * GB)
     tests_dir = str(__import__("pathlib").Path(__file__).resolve().parents[1])
-    out = subprocess.run([sys.executable, "-c", script, str(budget)], capture_output=True, text=True, check=True,
-                         env={**__import__("os").environ, "PYTHONPATH": tests_dir}, timeout=900)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(budget)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**__import__("os").environ, "PYTHONPATH": tests_dir},
+        timeout=900,
+    )
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert "tiles of" in report["plans"][0]
     assert report["peak"] <= budget, f"peak {report['peak'] / GB:.2f} GB over the {budget / GB:.2f} GB budget"

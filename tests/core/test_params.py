@@ -15,8 +15,16 @@ def test_defaults_follow_the_paper():
 
 
 def test_round_trip_and_string_forms():
-    p = StyleParams.from_dict({"style_blend": "1,3", "style_layers": "conv1_1,conv3_1", "output_size": "64x32",
-                               "preserve_colors": "true", "iterations": "12", "mode": "texture"})  # fmt: skip
+    p = StyleParams.from_dict(
+        {
+            "style_blend": "1,3",
+            "style_layers": "conv1_1,conv3_1",
+            "output_size": "64x32",
+            "preserve_colors": "true",
+            "iterations": "12",
+            "mode": "texture",
+        }
+    )
     assert p.style_blend == (1.0, 3.0) and p.blend_weights(2) == [0.25, 0.75]
     assert p.style_layers == ("conv1_1", "conv3_1") and p.output_size == (64, 32)
     assert p.preserve_colors is True and p.iterations == 12
@@ -32,15 +40,36 @@ def test_modes_set_the_weights():
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("iterations", 0), ("iterations", 2.5), ("iterations", "many"), ("iterations", True),
-        ("size", -1), ("size", 100000), ("style_weight", -1.0), ("style_weight", float("nan")),
-        ("content_weight", float("inf")), ("optimizer", "sgd"), ("init", 3), ("pooling", "min"),
-        ("style_scale", 0), ("style_blend", []), ("style_blend", [0, 0]), ("style_layers", ["conv9_1"]),
-        ("style_layers", ["conv1_1", "conv1_1"]), ("style_layer_weights", [1.0]), ("content_layer", "fc7"),
-        ("preserve_colors", "perhaps"), ("seed", -5), ("output_size", "8x8"), ("output_size", [1, 2, 3]),
-        ("mode", "dream"), ("precision", "fp8"), ("lr", 0), ("scales", 9), ("nonsense", 1),
+        ("iterations", 0),
+        ("iterations", 2.5),
+        ("iterations", "many"),
+        ("iterations", True),
+        ("size", -1),
+        ("size", 100000),
+        ("style_weight", -1.0),
+        ("style_weight", float("nan")),
+        ("content_weight", float("inf")),
+        ("optimizer", "sgd"),
+        ("init", 3),
+        ("pooling", "min"),
+        ("style_scale", 0),
+        ("style_blend", []),
+        ("style_blend", [0, 0]),
+        ("style_layers", ["conv9_1"]),
+        ("style_layers", ["conv1_1", "conv1_1"]),
+        ("style_layer_weights", [1.0]),
+        ("content_layer", "fc7"),
+        ("preserve_colors", "perhaps"),
+        ("seed", -5),
+        ("output_size", "8x8"),
+        ("output_size", [1, 2, 3]),
+        ("mode", "dream"),
+        ("precision", "fp8"),
+        ("lr", 0),
+        ("scales", 9),
+        ("nonsense", 1),
     ],
-)  # fmt: skip
+)
 def test_bad_values_name_their_field(field, value):
     with pytest.raises(ParamError) as info:
         StyleParams.from_dict({field: value})
@@ -57,14 +86,40 @@ def test_nothing_to_optimise_and_non_mapping():
 
 def test_from_json_takes_json_types_only():
     """The server's parser: the command line's string forms are refused, real JSON values pass unchanged."""
-    p = StyleParams.from_json({"size": 64, "style_weight": 5, "preserve_colors": True, "style_blend": [1, 2.5],
-                               "output_size": [64, 32], "mode": "texture", "lr": None, "seed": None})  # fmt: skip
-    assert (p.size, p.style_weight, p.preserve_colors, p.style_blend, p.output_size) == (64, 5.0, True, (1, 2.5),
-                                                                                         (64, 32))  # fmt: skip
-    for field, value in [("size", "64"), ("size", 64.0), ("iterations", 1e2), ("preserve_colors", "yes"),
-                         ("preserve_colors", 1), ("style_weight", "1e4"), ("style_weight", True),
-                         ("style_blend", "1,3"), ("style_blend", ["1", 3]), ("output_size", "64x32"),
-                         ("output_size", [64.0, 32]), ("style_layers", "conv1_1"), ("mode", 3)]:  # fmt: skip
+    p = StyleParams.from_json(
+        {
+            "size": 64,
+            "style_weight": 5,
+            "preserve_colors": True,
+            "style_blend": [1, 2.5],
+            "output_size": [64, 32],
+            "mode": "texture",
+            "lr": None,
+            "seed": None,
+        }
+    )
+    assert (p.size, p.style_weight, p.preserve_colors, p.style_blend, p.output_size) == (
+        64,
+        5.0,
+        True,
+        (1, 2.5),
+        (64, 32),
+    )
+    for field, value in [
+        ("size", "64"),
+        ("size", 64.0),
+        ("iterations", 1e2),
+        ("preserve_colors", "yes"),
+        ("preserve_colors", 1),
+        ("style_weight", "1e4"),
+        ("style_weight", True),
+        ("style_blend", "1,3"),
+        ("style_blend", ["1", 3]),
+        ("output_size", "64x32"),
+        ("output_size", [64.0, 32]),
+        ("style_layers", "conv1_1"),
+        ("mode", 3),
+    ]:
         with pytest.raises(ParamError) as info:
             StyleParams.from_json({field: value})
         assert info.value.field == field and "must be" in str(info.value)

@@ -13,10 +13,17 @@ from stylelayer.userdirs import platform_family, user_config_dir, user_data_dir
 HOME = Path("/home/ann")
 
 
-@pytest.mark.parametrize(("platform", "family"), [
-    ("linux", "linux"), ("freebsd14", "linux"), ("darwin", "macos"), ("macos", "macos"),
-    ("win32", "windows"), ("windows", "windows"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("platform", "family"),
+    [
+        ("linux", "linux"),
+        ("freebsd14", "linux"),
+        ("darwin", "macos"),
+        ("macos", "macos"),
+        ("win32", "windows"),
+        ("windows", "windows"),
+    ],
+)
 def test_platform_family(platform, family):
     assert platform_family(platform) == family
 
@@ -33,8 +40,10 @@ def test_linux_follows_xdg_and_ignores_relative_values():
 
 
 def test_macos_and_windows():
-    assert user_data_dir("darwin", {}, HOME) == user_config_dir("darwin", {}, HOME) == (
-        HOME / "Library/Application Support"
+    assert (
+        user_data_dir("darwin", {}, HOME)
+        == user_config_dir("darwin", {}, HOME)
+        == (HOME / "Library/Application Support")
     )
     assert user_data_dir("win32", {"APPDATA": "C:/Users/ann/AppData/Roaming"}, HOME) == Path(
         "C:/Users/ann/AppData/Roaming"

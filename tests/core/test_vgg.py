@@ -51,17 +51,24 @@ def test_preprocessing():
     # Caffe: BGR order, 0..255, mean pixel subtracted.
     assert torch.allclose(CAFFE(white).flatten(), torch.tensor([255 - 103.939, 255 - 116.779, 255 - 123.68]))
     assert CAFFE(red).flatten()[2].item() == pytest.approx(255 - 123.68)
-    assert torch.allclose(TORCHVISION(white).flatten(), (1 - torch.tensor([0.485, 0.456, 0.406])) /
-                          torch.tensor([0.229, 0.224, 0.225]))  # fmt: skip
+    assert torch.allclose(
+        TORCHVISION(white).flatten(), (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
+    )
 
 
 def _state_dict_from(model, style: str) -> dict:
     if style == "ours":
-        return {f"{name}.{kind}": getattr(conv, kind).detach().clone()
-                for name, conv in model.convs.items() for kind in ("weight", "bias")}  # fmt: skip
+        return {
+            f"{name}.{kind}": getattr(conv, kind).detach().clone()
+            for name, conv in model.convs.items()
+            for kind in ("weight", "bias")
+        }
     pairs = zip(vgg._CONVS, vgg._TORCHVISION_INDEX, strict=True)
-    return {f"features.{i}.{kind}": getattr(model.convs[name], kind).detach().clone()
-            for (name, _, _), i in pairs for kind in ("weight", "bias")}  # fmt: skip
+    return {
+        f"features.{i}.{kind}": getattr(model.convs[name], kind).detach().clone()
+        for (name, _, _), i in pairs
+        for kind in ("weight", "bias")
+    }
 
 
 @pytest.mark.parametrize("style", ["ours", "torchvision"])

@@ -25,9 +25,13 @@ def test_cancel_while_running_stops_the_server_job(logic, client_mod, client):
 
     def work(on_progress, should_cancel):
         return client.run_job(
-            content, style_png=style, params=params, on_progress=on_progress, should_cancel=should_cancel,
+            content,
+            style_png=style,
+            params=params,
+            on_progress=on_progress,
+            should_cancel=should_cancel,
             poll_interval=0.1,
-        )  # fmt: skip
+        )
 
     runner = logic.JobRunner(work).start()
     deadline = time.monotonic() + 60

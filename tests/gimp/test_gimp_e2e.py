@@ -182,12 +182,27 @@ class Gimp3:
         job = run_dir / "job.py"
         job.write_text(f"ARGS = {json.dumps(json.dumps(args))}\n" + JOB)
         cmd = [
-            "timeout", "-k", "5", str(timeout), "chroot", str(self.root), "env", "-i", "PATH=/usr/bin:/bin",
-            f"HOME={self.inside(self.work / 'home')}", f"TMPDIR={self.inside(self.work / 'tmp')}", "LANG=C.UTF-8",
-            f"GIMP3_DIRECTORY={self.inside(self.work / 'cfg')}", *env,
-            "gimp-console-3.0", "-i", "--batch-interpreter=python-fu-eval",
-            "-b", f"exec(open({self.inside(job)!r}).read())", "--quit",
-        ]  # fmt: skip
+            "timeout",
+            "-k",
+            "5",
+            str(timeout),
+            "chroot",
+            str(self.root),
+            "env",
+            "-i",
+            "PATH=/usr/bin:/bin",
+            f"HOME={self.inside(self.work / 'home')}",
+            f"TMPDIR={self.inside(self.work / 'tmp')}",
+            "LANG=C.UTF-8",
+            f"GIMP3_DIRECTORY={self.inside(self.work / 'cfg')}",
+            *env,
+            "gimp-console-3.0",
+            "-i",
+            "--batch-interpreter=python-fu-eval",
+            "-b",
+            f"exec(open({self.inside(job)!r}).read())",
+            "--quit",
+        ]
         start = time.monotonic()
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30)
         elapsed = time.monotonic() - start
@@ -493,8 +508,10 @@ def test_server_down_is_an_execution_error_and_leaves_the_image_alone(gimp3, sty
     out, ora = gimp3.run({"input": gimp3.inside(source), "layer": "Photo", "props": props})
 
     assert out["status"] == "execution-error", out
-    assert out["error"] == (f"Neural Style Transfer: Cannot reach the stylelayer server at {url}. Start it with "
-                            "'stylelayer serve' on that machine, or correct the server address."), out
+    assert out["error"] == (
+        f"Neural Style Transfer: Cannot reach the stylelayer server at {url}. Start it with "
+        "'stylelayer serve' on that machine, or correct the server address."
+    ), out
     assert out["after"] == out["before"] == ["Photo"]
     assert out["saved"] is True
     _check_ora(ora, out)
@@ -530,8 +547,9 @@ def test_a_style_file_that_does_not_exist_is_named(gimp3, server_url):
     out, _ = gimp3.run({"input": gimp3.inside(source), "layer": None, "props": props})
 
     assert out["status"] == "execution-error", out
-    assert out["error"] == (f"Neural Style Transfer: the style image {gimp3.inside(missing)} does not exist: choose "
-                            "another file")
+    assert out["error"] == (
+        f"Neural Style Transfer: the style image {gimp3.inside(missing)} does not exist: choose another file"
+    )
     assert out["after"] == ["Source"]
 
 
@@ -545,12 +563,17 @@ def xdisplay():
     number = next(n for n in range(91, 140) if not Path(f"/tmp/.X11-unix/X{n}").exists())
     xvfb = subprocess.Popen(
         ["Xvfb", f":{number}", "-ac", "-listen", "tcp", "-screen", "0", "1280x1024x24"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
-        while subprocess.run(["xdotool", "getmouselocation"], env={**os.environ, "DISPLAY": f":{number}"},
-                             capture_output=True).returncode != 0:  # fmt: skip
+        while (
+            subprocess.run(
+                ["xdotool", "getmouselocation"], env={**os.environ, "DISPLAY": f":{number}"}, capture_output=True
+            ).returncode
+            != 0
+        ):
             assert time.monotonic() < deadline, "Xvfb did not start"
             time.sleep(0.2)
         yield number
@@ -562,8 +585,9 @@ def xdisplay():
 def _windows(display: int, title: str) -> list[tuple[int, int, int, int]]:
     """(x, y, width, height) of the visible windows called `title`."""
     env = {**os.environ, "DISPLAY": f":{display}"}
-    ids = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", f"^{title}$"], env=env,
-                         capture_output=True, text=True).stdout.split()  # fmt: skip
+    ids = subprocess.run(
+        ["xdotool", "search", "--onlyvisible", "--name", f"^{title}$"], env=env, capture_output=True, text=True
+    ).stdout.split()
     found = []
     for wid in ids:
         geo = subprocess.run(["xdotool", "getwindowgeometry", "--shell", wid], env=env, capture_output=True, text=True)
@@ -673,7 +697,7 @@ def test_a_wrong_token_and_another_server_are_told_apart(gimp3, token_server_url
     import threading
 
     class NotFound(http.server.BaseHTTPRequestHandler):  # another web server on the port
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             self.send_error(404)
 
         def log_message(self, *args):
@@ -688,20 +712,25 @@ def test_a_wrong_token_and_another_server_are_told_apart(gimp3, token_server_url
             "not stylelayer": _props(style_files["png"], gimp3, f"http://127.0.0.1:{httpd.server_port}"),
             "url with /v1": _props(style_files["png"], gimp3, token_server_url + "/v1/", **{"server-token": TOKEN}),
         }
-        outs = {what: gimp3.run({"input": gimp3.inside(source), "layer": None, "props": props})[0]
-                for what, props in runs.items()}  # fmt: skip
+        outs = {
+            what: gimp3.run({"input": gimp3.inside(source), "layer": None, "props": props})[0]
+            for what, props in runs.items()
+        }
     finally:
         httpd.shutdown()
     title = "Neural Style Transfer: "
     assert outs["wrong token"]["error"] == title + (
         f"The server at {token_server_url} did not accept the token. Paste the token the server was started with "
-        "(STYLELAYER_TOKEN or its --token-file) into the Token field.")
+        "(STYLELAYER_TOKEN or its --token-file) into the Token field."
+    )
     assert outs["no token"]["error"] == title + (
         f"The server at {token_server_url} requires a token. Paste the token the server was started with "
-        "(STYLELAYER_TOKEN or its --token-file) into the Token field.")
+        "(STYLELAYER_TOKEN or its --token-file) into the Token field."
+    )
     assert outs["not stylelayer"]["error"] == title + (
         f"http://127.0.0.1:{httpd.server_port} answers, but it is not a stylelayer server. Check the address and "
-        "port: the server prints its URL when it starts (usually http://127.0.0.1:8765), with nothing after the port.")
+        "port: the server prints its URL when it starts (usually http://127.0.0.1:8765), with nothing after the port."
+    )
     assert outs["url with /v1"]["status"] == "success", outs["url with /v1"]  # the API's own prefix is dropped
     for what in ("wrong token", "no token", "not stylelayer"):
         assert outs[what]["status"] == "execution-error" and outs[what]["after"] == ["Source"]
@@ -717,8 +746,10 @@ def test_indexed_image_is_explained(gimp3, server_url, style_files):
     out, _ = gimp3.run({"input": gimp3.inside(source), "layer": None, "indexed": True, "props": props})
 
     assert out["status"] == "execution-error", out
-    assert out["error"] == ("Neural Style Transfer: this image is indexed (a palette of colours), and style transfer "
-                            "paints new colours: convert it with Image > Mode > RGB first")
+    assert out["error"] == (
+        "Neural Style Transfer: this image is indexed (a palette of colours), and style transfer "
+        "paints new colours: convert it with Image > Mode > RGB first"
+    )
     assert out["after"] == ["Source"]
 
 
@@ -731,8 +762,11 @@ def test_full_resolution_preset_gives_a_layer_of_the_canvas_size(gimp3, server_u
     log = gimp3.work / "full.log"
     props = _props(style_files["png"], gimp3, server_url, preset="custom", size=0, iterations=4)
 
-    out, _ = gimp3.run({"input": gimp3.inside(source), "layer": None, "props": props}, timeout=400,
-                       env=(f"STYLELAYER_GIMP_LOG={gimp3.inside(log)}",))  # fmt: skip
+    out, _ = gimp3.run(
+        {"input": gimp3.inside(source), "layer": None, "props": props},
+        timeout=400,
+        env=(f"STYLELAYER_GIMP_LOG={gimp3.inside(log)}",),
+    )
 
     assert out["status"] == "success", out
     assert out["layers"][STYLE_NAME] == {"has_alpha": False, "offsets": [0, 0], "size": [640, 480]}
@@ -812,9 +846,19 @@ def test_dialog_tests_the_token_server_and_shows_the_estimate(gimp3, token_serve
         shots = os.environ.get("STYLELAYER_SCREENSHOT_DIR")
         if shots:
             x, y, w, h = _settled_window(xdisplay, "Neural Style Transfer", lambda g: g[3] > 200)
-            subprocess.run(["import", "-display", f":{xdisplay}", "-window", "root", "-crop",
-                            f"{w + 2}x{h + 30}+{max(0, x - 1)}+{max(0, y - 28)}",
-                            str(Path(shots) / "gimp-dialog.png")], check=True)  # fmt: skip
+            subprocess.run(
+                [
+                    "import",
+                    "-display",
+                    f":{xdisplay}",
+                    "-window",
+                    "root",
+                    "-crop",
+                    f"{w + 2}x{h + 30}+{max(0, x - 1)}+{max(0, y - 28)}",
+                    str(Path(shots) / "gimp-dialog.png"),
+                ],
+                check=True,
+            )
         _press_ok(xdisplay, "Neural Style Transfer")
         out, _ = running.result(timeout=200)
     lines = log.read_text().splitlines()

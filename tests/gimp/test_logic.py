@@ -66,8 +66,12 @@ def test_build_params_maps_dialog_values_onto_server_params(logic):
     # the server's own validation accepts it
     parsed = StyleParams.from_dict(params)
     assert (parsed.iterations, parsed.style_weight, parsed.preserve_colors, parsed.size, parsed.seed) == (
-        50, weight, True, 256, 7,
-    )  # fmt: skip
+        50,
+        weight,
+        True,
+        256,
+        7,
+    )
     # strength 1 is the engine's default style weight; seed 0 (or -1, as before) means "a new variation each run"
     default = logic.build_params(iterations=1, strength=1.0, preserve_colors=False, size=0, seed=0)
     assert "seed" not in default
@@ -188,8 +192,13 @@ def test_plugin_main_file_is_executable_and_named_like_its_folder(plugin_dir):
 def test_plugin_uses_only_stdlib_and_gi(plugin_dir):
     allowed = {"gi", "stylelayer_logic", "stylelayer_client", "stylelayer_plugin_logic", "stylelayer_dialog"}
     files = sorted(plugin_dir.glob("*.py"))
-    assert [f.name for f in files] == ["stylelayer.py", "stylelayer_client.py", "stylelayer_dialog.py",
-                                       "stylelayer_logic.py", "stylelayer_plugin_logic.py"]  # fmt: skip
+    assert [f.name for f in files] == [
+        "stylelayer.py",
+        "stylelayer_client.py",
+        "stylelayer_dialog.py",
+        "stylelayer_logic.py",
+        "stylelayer_plugin_logic.py",
+    ]
     assert foreign_imports(files, allowed) == []
     logic_src = (plugin_dir / "stylelayer_logic.py").read_text()
     assert "import gi" not in logic_src
@@ -205,8 +214,13 @@ def test_presets_decide_size_and_iterations_unless_custom(logic):
 def test_last_values_survive_a_failed_run_and_only_the_user_reads_them(logic, tmp_path):
     path = str(tmp_path / logic.LAST_VALUES_FILE)
     assert logic.load_last_values(path) == {}
-    values = {"style-file": "/x/starry.png", "preset": "full", "server-token": "s3cret", "server-url": "http://h:1",
-              "run-mode": "interactive"}  # fmt: skip
+    values = {
+        "style-file": "/x/starry.png",
+        "preset": "full",
+        "server-token": "s3cret",
+        "server-url": "http://h:1",
+        "run-mode": "interactive",
+    }
     logic.save_last_values(path, values)
     assert logic.load_last_values(path) == {k: v for k, v in values.items() if k != "run-mode"}
     assert (tmp_path / logic.LAST_VALUES_FILE).stat().st_mode & 0o777 == 0o600

@@ -18,8 +18,9 @@ def _png(name: str, size: int) -> bytes:
 @pytest.mark.parametrize("loss_plot", [True, False])
 def test_job_work_returns_the_result_and_the_loss_curves_when_asked(logic, client, loss_plot):
     params = logic.build_params(iterations=3, strength=1.0, preserve_colors=False, size=32, seed=1)
-    runner = logic.JobRunner(logic.job_work(client, _png("tubingen", 64), _png("starry_night", 32), params,
-                                            loss_plot)).start()  # fmt: skip
+    runner = logic.JobRunner(
+        logic.job_work(client, _png("tubingen", 64), _png("starry_night", 32), params, loss_plot)
+    ).start()
     assert runner.wait(120) and runner.error is None, repr(runner.error)
     result, plot = runner.result
     assert Image.open(io.BytesIO(result)).size == (64, 48)

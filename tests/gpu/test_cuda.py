@@ -47,8 +47,9 @@ def test_server_on_gpu_runs_jobs_and_survives_out_of_memory(cuda_engine):
         torch.cuda.set_per_process_memory_fraction(2**30 / total)  # pretend the GPU has 1 GiB
         try:
             with pytest.raises(JobFailed) as failed:
-                client.run_job(big, style, params={"size": 2048, "iterations": 5, "precision": "fp32"},
-                               poll_interval=0.1)  # fmt: skip
+                client.run_job(
+                    big, style, params={"size": 2048, "iterations": 5, "precision": "fp32"}, poll_interval=0.1
+                )
             assert failed.value.code == "out_of_memory"
             assert "size" in str(failed.value)
         finally:

@@ -46,7 +46,7 @@ def mock_krita_module(monkeypatch, fake_doc):
     module = types.ModuleType("krita")
 
     class _App:
-        def activeDocument(self):  # noqa: N802
+        def activeDocument(self):
             return fake_doc
 
     module.Krita = type("Krita", (), {"instance": staticmethod(lambda: _App())})

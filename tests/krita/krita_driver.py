@@ -20,8 +20,8 @@ from PyQt5.QtCore import QEventLoop, QTimer
 CONFIG = json.load(open(os.environ["STYLELAYER_KRITA_CONFIG"], encoding="utf-8"))  # noqa: SIM115
 OUT = CONFIG["out_dir"]
 # where each thread was, should Krita hang: written shortly before the test's timeout kills it
-faulthandler.dump_traceback_later(max(5, CONFIG.get("stacks_after_s", 80)), exit=False,
-                                  file=open(os.path.join(OUT, "stacks.txt"), "w"))  # noqa: SIM115  # fmt: skip
+STACKS = open(os.path.join(OUT, "stacks.txt"), "w")  # noqa: SIM115 - open for as long as Krita runs
+faulthandler.dump_traceback_later(max(5, CONFIG.get("stacks_after_s", 80)), exit=False, file=STACKS)
 result = {"ok": False, "stage": "start"}
 
 
@@ -71,8 +71,11 @@ def ellipse_selection(doc, x, y, w, h):
     """A hard-edged elliptical selection inscribed in (x, y, w, h), as Krita's ellipse tool makes one."""
     cx, cy, rx, ry = x + w / 2, y + h / 2, w / 2, h / 2
     width, height = doc.width(), doc.height()
-    mask = bytes(255 if ((i + 0.5 - cx) / rx) ** 2 + ((j + 0.5 - cy) / ry) ** 2 <= 1 else 0
-                 for j in range(height) for i in range(width))  # fmt: skip
+    mask = bytes(
+        255 if ((i + 0.5 - cx) / rx) ** 2 + ((j + 0.5 - cy) / ry) ** 2 <= 1 else 0
+        for j in range(height)
+        for i in range(width)
+    )
     sel = Selection()
     sel.select(0, 0, width, height, 0)
     sel.setPixelData(mask, 0, 0, width, height)
@@ -124,8 +127,13 @@ def run_dialog(doc, node, captured):
         dialog.add_to_library()
         wait_until(lambda: dialog.add_button.isEnabled(), 30)
         item = dialog.library.currentItem()
-        texts["library"] = [dialog.library.count(), item.text() if item else None, dialog.library_radio.isChecked(),
-                            dialog.library.isVisibleTo(dialog), dialog.library_hint.isVisibleTo(dialog)]  # fmt: skip
+        texts["library"] = [
+            dialog.library.count(),
+            item.text() if item else None,
+            dialog.library_radio.isChecked(),
+            dialog.library.isVisibleTo(dialog),
+            dialog.library_hint.isVisibleTo(dialog),
+        ]
         texts["status_added"] = dialog.status_label.text()
     texts["target"] = dialog.target_label.text()
     screenshot(dialog, "krita-dialog.png")
@@ -151,10 +159,15 @@ def run_dialog(doc, node, captured):
     curve = dialog.loss_curve.grab().toImage()  # the live loss curve as painted: more than frame and background
     colours = {curve.pixel(x, y) for x in range(curve.width()) for y in range(curve.height())}
     done = finished[-1][0]
-    result["dialog"] = {"done": done, "messages": messages, "gui_ticks": sum(f[1] for f in finished),
-                        "max_progress": max(f[2] for f in finished),
-                        "saved_url": app.readSetting("stylelayer", "server_url", ""),
-                        "loss_points": len(dialog.loss_curve.totals), "curve_colours": len(colours)}  # fmt: skip
+    result["dialog"] = {
+        "done": done,
+        "messages": messages,
+        "gui_ticks": sum(f[1] for f in finished),
+        "max_progress": max(f[2] for f in finished),
+        "saved_url": app.readSetting("stylelayer", "server_url", ""),
+        "loss_points": len(dialog.loss_curve.totals),
+        "curve_colours": len(colours),
+    }
     result["sources"] = captured.get("sources", [])
     if not done.get("ok"):
         raise RuntimeError(done.get("message", "the dialog did not finish in time"))
@@ -190,8 +203,13 @@ def run_once(dialog, messages):
         shot = {"taken": False}
 
         def running_shot(status, preview):  # once the last level runs and a preview shows
-            if not shot["taken"] and status.get("levels", 1) > 1 and status.get("level") == status.get("levels") \
-                    and dialog.preview_label.pixmap() is not None and not dialog.preview_label.pixmap().isNull():
+            if (
+                not shot["taken"]
+                and status.get("levels", 1) > 1
+                and status.get("level") == status.get("levels")
+                and dialog.preview_label.pixmap() is not None
+                and not dialog.preview_label.pixmap().isNull()
+            ):
                 shot["taken"] = True
                 screenshot(dialog, "krita-dialog-running.png")
 
@@ -234,10 +252,14 @@ def main():
 
             progress = []
             res = transfer.run_style_transfer(  # with its default codec: Krita's QImage one
-                doc, node, CONFIG["style"], CONFIG["params"], CONFIG["server_url"],
+                doc,
+                node,
+                CONFIG["style"],
+                CONFIG["params"],
+                CONFIG["server_url"],
                 on_progress=lambda status, preview: progress.append(status.get("iteration")),
                 ops=KritaLayerOps(),
-            )  # fmt: skip
+            )
             captured["png"], name = res.result_png, res.name
             result["progress_calls"] = len(progress)
         result["ok"] = True
@@ -279,8 +301,13 @@ def main():
             app.action("edit_undo").trigger()
             doc.waitForDone()
             settle(300)
-            result["after_undo"].append([[n.name(), [c.type() for c in n.childNodes()]]
-                                         for n in doc.rootNode().childNodes() if n.type() != "selectionmask"])
+            result["after_undo"].append(
+                [
+                    [n.name(), [c.type() for c in n.childNodes()]]
+                    for n in doc.rootNode().childNodes()
+                    if n.type() != "selectionmask"
+                ]
+            )
     app.setBatchmode(True)
     doc.setBatchmode(True)
     result["saved"] = bool(doc.saveAs(os.path.join(OUT, "doc.kra")))

@@ -58,22 +58,22 @@ class FakeNode:
     def name(self) -> str:
         return self._name
 
-    def setName(self, name: str) -> None:  # noqa: N802
+    def setName(self, name: str) -> None:
         self._name = name
 
     def type(self) -> str:
         return self._type
 
-    def colorModel(self) -> str:  # noqa: N802
+    def colorModel(self) -> str:
         return self.model
 
-    def colorDepth(self) -> str:  # noqa: N802
+    def colorDepth(self) -> str:
         return self.depth
 
-    def parentNode(self) -> FakeNode | None:  # noqa: N802
+    def parentNode(self) -> FakeNode | None:
         return self.parent
 
-    def childNodes(self) -> list[FakeNode]:  # noqa: N802
+    def childNodes(self) -> list[FakeNode]:
         return list(self.children)
 
     def pixel_size(self) -> int:
@@ -86,11 +86,11 @@ class FakeNode:
         ys = [p[1] for p in self.pixels]
         return QRect(min(xs), min(ys), max(xs) - min(xs) + 1, max(ys) - min(ys) + 1)
 
-    def pixelData(self, x: int, y: int, w: int, h: int) -> bytes:  # noqa: N802
+    def pixelData(self, x: int, y: int, w: int, h: int) -> bytes:
         blank = bytes(self.pixel_size())
         return b"".join(self.pixels.get((x + i, y + j), blank) for j in range(h) for i in range(w))
 
-    def setPixelData(self, data: bytes, x: int, y: int, w: int, h: int) -> None:  # noqa: N802
+    def setPixelData(self, data: bytes, x: int, y: int, w: int, h: int) -> None:
         n = self.pixel_size()
         assert len(data) == w * h * n, (len(data), w, h, n)
         self.writes += 1
@@ -99,7 +99,7 @@ class FakeNode:
                 k = (j * w + i) * n
                 self.pixels[(x + i, y + j)] = bytes(data[k : k + n])
 
-    def addChildNode(self, child: FakeNode, above: FakeNode | None) -> bool:  # noqa: N802
+    def addChildNode(self, child: FakeNode, above: FakeNode | None) -> bool:
         index = self.children.index(above) + 1 if above is not None else len(self.children)
         self.children.insert(index, child)
         child.parent = self
@@ -136,7 +136,7 @@ class FakeSelection:
     def height(self) -> int:
         return self.rect[3]
 
-    def pixelData(self, x: int, y: int, w: int, h: int) -> bytes:  # noqa: N802
+    def pixelData(self, x: int, y: int, w: int, h: int) -> bytes:
         x0, y0, sw, sh = self.rect
         return bytes(
             self.mask_fn(x + i, y + j) if x0 <= x + i < x0 + sw and y0 <= y + j < y0 + sh else 0
@@ -159,28 +159,28 @@ class FakeDoc:
     def height(self) -> int:
         return self._h
 
-    def colorModel(self) -> str:  # noqa: N802
+    def colorModel(self) -> str:
         return self.model
 
-    def colorDepth(self) -> str:  # noqa: N802
+    def colorDepth(self) -> str:
         return self.depth
 
     def selection(self) -> FakeSelection | None:
         return self.sel
 
-    def rootNode(self) -> FakeNode:  # noqa: N802
+    def rootNode(self) -> FakeNode:
         return self.root
 
-    def activeNode(self) -> FakeNode | None:  # noqa: N802
+    def activeNode(self) -> FakeNode | None:
         return self.active
 
-    def setActiveNode(self, node: FakeNode) -> None:  # noqa: N802
+    def setActiveNode(self, node: FakeNode) -> None:
         self.active = node
 
-    def createNode(self, name: str, kind: str) -> FakeNode:  # noqa: N802
+    def createNode(self, name: str, kind: str) -> FakeNode:
         return FakeNode(self, name, kind, self.model, self.depth)
 
-    def refreshProjection(self) -> None:  # noqa: N802
+    def refreshProjection(self) -> None:
         self.refreshed += 1
 
     def add_layer(self, name: str, **kw) -> FakeNode:

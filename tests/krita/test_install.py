@@ -23,8 +23,11 @@ def test_default_paths_per_platform():
     assert kinstall.default_kritarc("linux", xdg) == Path("/c/kritarc")
     assert kinstall.default_resource_dir("macos", env) == Path("/home/ann/Library/Application Support/krita")
     assert kinstall.default_kritarc("macos", env) == Path("/home/ann/Library/Preferences/kritarc")
-    win = {"USERPROFILE": "C:/Users/ann", "APPDATA": "C:/Users/ann/AppData/Roaming",
-           "LOCALAPPDATA": "C:/Users/ann/AppData/Local"}  # fmt: skip
+    win = {
+        "USERPROFILE": "C:/Users/ann",
+        "APPDATA": "C:/Users/ann/AppData/Roaming",
+        "LOCALAPPDATA": "C:/Users/ann/AppData/Local",
+    }
     assert kinstall.default_resource_dir("windows", win) == Path("C:/Users/ann/AppData/Roaming/krita")
     assert kinstall.default_kritarc("windows", win) == Path("C:/Users/ann/AppData/Local/kritarc")
 
@@ -84,8 +87,12 @@ def test_build_zip_layout(tmp_path):
     with zipfile.ZipFile(out) as zf:
         names = set(zf.namelist())
     assert "stylelayer_krita.desktop" in names
-    assert {"stylelayer_krita/", "stylelayer_krita/__init__.py", "stylelayer_krita/stylelayer_client.py",
-            "stylelayer_krita/stylelayer_plugin_logic.py"} <= names  # fmt: skip
+    assert {
+        "stylelayer_krita/",
+        "stylelayer_krita/__init__.py",
+        "stylelayer_krita/stylelayer_client.py",
+        "stylelayer_krita/stylelayer_plugin_logic.py",
+    } <= names
     assert all(n == "stylelayer_krita.desktop" or n.startswith("stylelayer_krita/") for n in names)
     assert names == {*ASSEMBLED, "stylelayer_krita/"}
     with zipfile.ZipFile(out) as zf:

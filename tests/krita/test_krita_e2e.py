@@ -117,8 +117,7 @@ def run_krita(home: Path, out: Path, config: dict, timeout: int = KRITA_TIMEOUT)
         "STYLELAYER_KRITA_RESULT": str(out / "result.json"),
     }
     env.pop("PYTHONPATH", None)
-    cmd = ["timeout", "-k", "5", str(timeout), "xvfb-run", "-a", "-s", "-screen 0 1280x1024x24",
-           "krita", "--nosplash"]  # fmt: skip
+    cmd = ["timeout", "-k", "5", str(timeout), "xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "krita", "--nosplash"]
     start = time.time()
     proc = subprocess.run(cmd, env=env, cwd=out, capture_output=True, text=True)
     elapsed = time.time() - start
@@ -226,10 +225,17 @@ def check_success(result: dict, out: Path, inputs: dict, rect: list[int], mask_v
 
 def test_entry_function_in_real_krita(krita_home, server, inputs, tmp_path):
     out = tmp_path / "run"
-    result = run_krita(krita_home, out, {
-        "mode": "function", "image": str(inputs["content"]), "style": str(inputs["style"]),
-        "server_url": server.url, "params": PARAMS,
-    })  # fmt: skip
+    result = run_krita(
+        krita_home,
+        out,
+        {
+            "mode": "function",
+            "image": str(inputs["content"]),
+            "style": str(inputs["style"]),
+            "server_url": server.url,
+            "params": PARAMS,
+        },
+    )
     w, h = result["size"]
     check_success(result, out, inputs, [0, 0, w, h])
     assert result["progress_calls"] >= 1
@@ -239,10 +245,18 @@ def test_dialog_with_selection_in_real_krita(krita_home, server, inputs, tmp_pat
     """The action opens the dialog; its QThread runs the job while the GUI thread keeps ticking."""
     out = tmp_path / "run"
     selection = [10, 8, 40, 30, 200]
-    result = run_krita(krita_home, out, {
-        "mode": "dialog", "image": str(inputs["content"]), "style": str(inputs["style"]),
-        "server_url": server.url, "params": PARAMS, "selection": selection,
-    })  # fmt: skip
+    result = run_krita(
+        krita_home,
+        out,
+        {
+            "mode": "dialog",
+            "image": str(inputs["content"]),
+            "style": str(inputs["style"]),
+            "server_url": server.url,
+            "params": PARAMS,
+            "selection": selection,
+        },
+    )
     assert result["action_text"] == "Style Transfer…"
     check_success(result, out, inputs, selection[:4], mask_value=selection[4])
     dialog = result["dialog"]
@@ -258,15 +272,24 @@ def test_server_down_leaves_document_unchanged(krita_home, inputs, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = tmp_path / "run"
-    result = run_krita(krita_home, out, {
-        "mode": "dialog", "image": str(inputs["content"]), "style": str(inputs["style"]),
-        "server_url": f"http://127.0.0.1:{port}", "params": PARAMS,
-    })  # fmt: skip
+    result = run_krita(
+        krita_home,
+        out,
+        {
+            "mode": "dialog",
+            "image": str(inputs["content"]),
+            "style": str(inputs["style"]),
+            "server_url": f"http://127.0.0.1:{port}",
+            "params": PARAMS,
+        },
+    )
     assert result["ok"] is False
     assert result["dialog"]["messages"] and result["dialog"]["messages"][0][0] is False
     message = result["dialog"]["messages"][0][1]
-    assert message == (f"Cannot reach the stylelayer server at http://127.0.0.1:{port}. Start it with 'stylelayer "
-                       "serve' on that machine, or correct the server address.")
+    assert message == (
+        f"Cannot reach the stylelayer server at http://127.0.0.1:{port}. Start it with 'stylelayer "
+        "serve' on that machine, or correct the server address."
+    )
     assert [entry[0] for entry in layers(result)] == result["stack_before"]
     assert result["original_unchanged"] is True
     assert not (out / "server_result.png").exists()
@@ -275,10 +298,18 @@ def test_server_down_leaves_document_unchanged(krita_home, inputs, tmp_path):
 
 def test_cancel_in_dialog_leaves_document_unchanged(krita_home, server, inputs, tmp_path):
     out = tmp_path / "run"
-    result = run_krita(krita_home, out, {
-        "mode": "dialog", "image": str(inputs["content"]), "style": str(inputs["style"]),
-        "server_url": server.url, "params": {**PARAMS, "iterations": 500}, "cancel_on_progress": True,
-    })  # fmt: skip
+    result = run_krita(
+        krita_home,
+        out,
+        {
+            "mode": "dialog",
+            "image": str(inputs["content"]),
+            "style": str(inputs["style"]),
+            "server_url": server.url,
+            "params": {**PARAMS, "iterations": 500},
+            "cancel_on_progress": True,
+        },
+    )
     assert result["ok"] is False
     assert result["dialog"]["messages"] == [[False, "The style transfer was cancelled; the image is unchanged."]]
     assert [entry[0] for entry in layers(result)] == result["stack_before"]
@@ -299,11 +330,25 @@ def test_ellipse_with_a_token_server_twice_then_undo(krita_home, token_server, i
     from stylelayer_krita import logic
 
     out = tmp_path / "run"
-    result = run_krita(krita_home, out, {
-        "mode": "dialog", "image": str(inputs["content"]), "style": str(inputs["style"]),
-        "server_url": token_server.url, "token": TOKEN, "params": PARAMS, "ellipse": [12, 10, 60, 44],
-        "test_connection": True, "add_to_library": True, "runs": 2, "undo": 2, "dialog_timeout_s": 60,
-    }, timeout=150)  # fmt: skip
+    result = run_krita(
+        krita_home,
+        out,
+        {
+            "mode": "dialog",
+            "image": str(inputs["content"]),
+            "style": str(inputs["style"]),
+            "server_url": token_server.url,
+            "token": TOKEN,
+            "params": PARAMS,
+            "ellipse": [12, 10, 60, 44],
+            "test_connection": True,
+            "add_to_library": True,
+            "runs": 2,
+            "undo": 2,
+            "dialog_timeout_s": 60,
+        },
+        timeout=150,
+    )
     assert result["ok"], result.get("traceback") or result.get("error_message")
     texts, original, size = result["texts"], result["original"]["name"], tuple(result["size"])
     version = __import__("stylelayer").__version__
@@ -340,10 +385,18 @@ def test_ellipse_with_a_token_server_twice_then_undo(krita_home, token_server, i
 
 def test_without_a_selection_undo_removes_the_layer_in_one_step(krita_home, server, inputs, tmp_path):
     out = tmp_path / "run"
-    result = run_krita(krita_home, out, {
-        "mode": "function", "image": str(inputs["content"]), "style": str(inputs["style"]),
-        "server_url": server.url, "params": PARAMS, "undo": 1,
-    })  # fmt: skip
+    result = run_krita(
+        krita_home,
+        out,
+        {
+            "mode": "function",
+            "image": str(inputs["content"]),
+            "style": str(inputs["style"]),
+            "server_url": server.url,
+            "params": PARAMS,
+            "undo": 1,
+        },
+    )
     assert result["ok"], result.get("traceback")
     assert [entry[0] for entry in layers(result)] == [result["original"]["name"], "Style: starry night"]
     assert result["after_undo"] == [[[result["original"]["name"], []]]]
@@ -355,10 +408,19 @@ def test_full_resolution_render_has_the_canvas_size(krita_home, server, inputs, 
     canvas = tmp_path / "canvas640.png"
     real_image("tubingen").resize((640, 480), Image.Resampling.LANCZOS).save(canvas)
     out = tmp_path / "run"
-    result = run_krita(krita_home, out, {
-        "mode": "dialog", "image": str(canvas), "style": str(inputs["style"]), "server_url": server.url,
-        "params": {"size": 0, "iterations": 4}, "dialog_timeout_s": 200,
-    }, timeout=300)  # fmt: skip
+    result = run_krita(
+        krita_home,
+        out,
+        {
+            "mode": "dialog",
+            "image": str(canvas),
+            "style": str(inputs["style"]),
+            "server_url": server.url,
+            "params": {"size": 0, "iterations": 4},
+            "dialog_timeout_s": 200,
+        },
+        timeout=300,
+    )
     assert result["ok"], result.get("traceback") or result.get("error_message")
     assert result["texts"]["preset_custom"] == "Custom"  # size 0 with 4 iterations is none of the presets
     assert layers(result)[1][2] == [0, 0, 640, 480]
@@ -374,7 +436,7 @@ def test_what_the_painter_reads_when_the_server_is_wrong(krita_home, token_serve
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
     class Other(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             if self.path.startswith("/v1/info") and self.server.server_port == versioned.server_port:
                 body = json.dumps({"api": 2, "version": "2.0.0"}).encode()
                 self.send_response(200)
@@ -395,11 +457,18 @@ def test_what_the_painter_reads_when_the_server_is_wrong(krita_home, token_serve
     versioned_url = f"http://127.0.0.1:{versioned.server_port}"
     try:
         out = tmp_path / "run"
-        result = run_krita(krita_home, out, {
-            "mode": "dialog", "image": str(inputs["content"]), "style": str(inputs["style"]),
-            "server_url": token_server.url, "params": PARAMS,
-            "attempts": [[plain_url, ""], [token_server.url, ""], [token_server.url, "guess"], [versioned_url, ""]],
-        })  # fmt: skip
+        result = run_krita(
+            krita_home,
+            out,
+            {
+                "mode": "dialog",
+                "image": str(inputs["content"]),
+                "style": str(inputs["style"]),
+                "server_url": token_server.url,
+                "params": PARAMS,
+                "attempts": [[plain_url, ""], [token_server.url, ""], [token_server.url, "guess"], [versioned_url, ""]],
+            },
+        )
     finally:
         plain.shutdown()
         versioned.shutdown()

@@ -38,10 +38,18 @@ def test_16_bit_conversion():
     assert logic.to_krita(bytes([0x30, 0x20, 0x10, 0xFF]), 2) == bytes([0x10, 0x10, 0x20, 0x20, 0x30, 0x30, 255, 255])
 
 
-@pytest.mark.parametrize(("model", "depth", "ok"), [
-    ("RGBA", "U8", 1), ("RGBA", "U16", 2), ("RGBA", "F16", None), ("RGBA", "F32", None),
-    ("GRAYA", "U8", None), ("CMYKA", "U8", None), ("LABA", "U16", None),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("model", "depth", "ok"),
+    [
+        ("RGBA", "U8", 1),
+        ("RGBA", "U16", 2),
+        ("RGBA", "F16", None),
+        ("RGBA", "F32", None),
+        ("GRAYA", "U8", None),
+        ("CMYKA", "U8", None),
+        ("LABA", "U16", None),
+    ],
+)
 def test_colour_spaces(model, depth, ok):
     if ok:
         assert logic.bytes_per_channel(model, depth) == ok
@@ -107,8 +115,14 @@ def test_presets_and_params_validate_on_the_server_side():
     assert StyleParams().style_weight == logic.BASE_STYLE_WEIGHT
     with pytest.raises(PluginError, match="preset"):
         logic.preset_values("ultra")
-    for bad in ({"iterations": 0}, {"iterations": True}, {"strength": 0.0}, {"strength": float("nan")},
-                {"size": -1}, {"size": 9000}):  # fmt: skip
+    for bad in (
+        {"iterations": 0},
+        {"iterations": True},
+        {"strength": 0.0},
+        {"strength": float("nan")},
+        {"size": -1},
+        {"size": 9000},
+    ):
         kwargs = {"iterations": 10, "strength": 1.0, "size": 64, **bad}
         with pytest.raises(PluginError):
             logic.build_params(**kwargs)
@@ -153,14 +167,17 @@ def test_loss_polyline_is_log_scaled_and_skips_what_cannot_be_drawn():
     assert logic.loss_polyline([], 10, 10) == [] and logic.loss_polyline([None, float("inf")], 10, 10) == []
 
 
-@pytest.mark.parametrize(("target", "active", "created", "expected"), [
-    ("photo", "photo", None, ("photo", None)),  # nothing changed
-    ("photo", "sketch", None, ("sketch", None)),  # the painter picked another layer
-    ("photo", "result", "result", ("photo", "result")),  # Krita activated our result: keep the original
-    ("photo", "sketch", "result", ("sketch", None)),  # a layer of their own: follow, and forget the result
-    ("sketch", "result", None, ("result", None)),  # ...so picking the result later targets it
-    ("photo", None, "result", ("photo", "result")),  # no active layer: keep the target
-    (None, "photo", None, ("photo", None)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("target", "active", "created", "expected"),
+    [
+        ("photo", "photo", None, ("photo", None)),  # nothing changed
+        ("photo", "sketch", None, ("sketch", None)),  # the painter picked another layer
+        ("photo", "result", "result", ("photo", "result")),  # Krita activated our result: keep the original
+        ("photo", "sketch", "result", ("sketch", None)),  # a layer of their own: follow, and forget the result
+        ("sketch", "result", None, ("result", None)),  # ...so picking the result later targets it
+        ("photo", None, "result", ("photo", "result")),  # no active layer: keep the target
+        (None, "photo", None, ("photo", None)),
+    ],
+)
 def test_the_target_follows_the_painter_not_the_result(target, active, created, expected):
     assert logic.follow_target(target, active, created) == expected

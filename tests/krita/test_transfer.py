@@ -28,8 +28,9 @@ class FakeClient:
         self.probes += 1
         return {"api": 1, "version": "0.1.0", "device": "cpu", "auth_required": False}
 
-    def run_job(self, content_png, style_png=None, style_id=None, params=None, on_progress=None,
-                should_cancel=None, **kw):  # fmt: skip
+    def run_job(
+        self, content_png, style_png=None, style_id=None, params=None, on_progress=None, should_cancel=None, **kw
+    ):
         self.calls.append({"content": content_png, "style_png": style_png, "style_id": style_id, "params": params})
         if on_progress:
             on_progress({"state": "running", "iteration": 1, "total": 2}, None)
@@ -139,12 +140,15 @@ def test_16_bit_document_roundtrip(style_file):
     assert result.node.pixels[(1, 2)] == logic.u8_to_u16(bytes([255 - 40, 255 - 120, 255 - 200, 255]))
 
 
-@pytest.mark.parametrize("error", [
-    ServerUnavailable("cannot reach the stylelayer server", code="server_unavailable"),
-    JobFailed("GPU out of memory", code="out_of_memory"),
-    JobCancelled("the job was cancelled", code="job_cancelled"),
-    PluginError("bad"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "error",
+    [
+        ServerUnavailable("cannot reach the stylelayer server", code="server_unavailable"),
+        JobFailed("GPU out of memory", code="out_of_memory"),
+        JobCancelled("the job was cancelled", code="job_cancelled"),
+        PluginError("bad"),
+    ],
+)
 def test_server_errors_leave_document_unchanged(fake_doc, style_file, error):
     before = fake_doc.snapshot()
     with pytest.raises(type(error)):
@@ -152,10 +156,13 @@ def test_server_errors_leave_document_unchanged(fake_doc, style_file, error):
     assert fake_doc.snapshot() == before
 
 
-@pytest.mark.parametrize(("reply", "match"), [
-    (b"not a png", "PNG"),
-    (logic.encode_png(3, 3, b"\x00" * 36), "3x3 image for a 8x6"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("reply", "match"),
+    [
+        (b"not a png", "PNG"),
+        (logic.encode_png(3, 3, b"\x00" * 36), "3x3 image for a 8x6"),
+    ],
+)
 def test_bad_replies_leave_document_unchanged(fake_doc, style_file, reply, match):
     before = fake_doc.snapshot()
     with pytest.raises(PluginError, match=match):
@@ -186,14 +193,17 @@ def test_real_client_server_down_leaves_document_unchanged(fake_doc, style_file)
     assert fake_doc.snapshot() == before
 
 
-@pytest.mark.parametrize(("setup", "match"), [
-    (lambda d: setattr(d, "active", None), "no active layer"),
-    (lambda d: setattr(d, "depth", "F32"), "image uses the colour space RGBA/F32"),
-    (lambda d: setattr(d.active, "model", "GRAYA"), "active layer uses the colour space GRAYA/U8"),
-    (lambda d: setattr(d.active, "_type", "transparencymask"), "mask"),
-    (lambda d: d.active.pixels.clear(), "empty"),
-    (lambda d: setattr(d, "sel", FakeSelection((11, 8, 1, 1))), "selection does not overlap"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("setup", "match"),
+    [
+        (lambda d: setattr(d, "active", None), "no active layer"),
+        (lambda d: setattr(d, "depth", "F32"), "image uses the colour space RGBA/F32"),
+        (lambda d: setattr(d.active, "model", "GRAYA"), "active layer uses the colour space GRAYA/U8"),
+        (lambda d: setattr(d.active, "_type", "transparencymask"), "mask"),
+        (lambda d: d.active.pixels.clear(), "empty"),
+        (lambda d: setattr(d, "sel", FakeSelection((11, 8, 1, 1))), "selection does not overlap"),
+    ],
+)
 def test_refusals_before_contacting_the_server(fake_doc, style_file, setup, match):
     setup(fake_doc)
     before = fake_doc.snapshot()

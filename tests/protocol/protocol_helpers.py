@@ -28,7 +28,7 @@ from stylelayer.params import StyleParams
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "plugins" / "common"))  # the plug-ins' client (its one source) is not a package
-import stylelayer_client  # noqa: E402, F401  (re-exported for the tests)
+import stylelayer_client  # noqa: E402  (re-exported for the tests)
 
 
 def _control(name: str) -> property:

@@ -8,8 +8,12 @@ from sourcecheck import foreign_imports
 from stylelayer.api import create_app
 
 API = REPO / "server" / "stylelayer" / "api"
-RESOURCES = {"health": ("/v1/health", "/v1/info"), "estimate": ("/v1/estimate",), "jobs": ("/v1/jobs", "/v1/stylize"),
-             "styles": ("/v1/styles",)}
+RESOURCES = {
+    "health": ("/v1/health", "/v1/info"),
+    "estimate": ("/v1/estimate",),
+    "jobs": ("/v1/jobs", "/v1/stylize"),
+    "styles": ("/v1/styles",),
+}
 
 
 def test_api_modules_import_no_torch() -> None:

@@ -24,7 +24,7 @@ def other_server(answer: tuple[int, str, bytes] | None = None) -> Iterator[str]:
     gives `answer` (status, content type, body) to every GET."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             if answer is None:
                 self.send_error(404)
                 return
@@ -87,14 +87,18 @@ def test_a_server_answering_something_else_is_not_stylelayer(body) -> None:
         C.StylelayerClient(url, timeout=5).probe()
 
 
-@pytest.mark.parametrize(("info", "detail"), [
-    ({"api": 2, "version": "2.0.0"}, "API 2"),
-    ({"api": 1, "version": "0.0.9"}, "0.0.9"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("info", "detail"),
+    [
+        ({"api": 2, "version": "2.0.0"}, "API 2"),
+        ({"api": 1, "version": "0.0.9"}, "0.0.9"),
+    ],
+)
 def test_another_version_is_a_mismatch(info, detail) -> None:
-    with other_server((200, "application/json", json.dumps(info).encode())) as url, pytest.raises(
-        C.VersionMismatch
-    ) as caught:
+    with (
+        other_server((200, "application/json", json.dumps(info).encode())) as url,
+        pytest.raises(C.VersionMismatch) as caught,
+    ):
         C.StylelayerClient(url, timeout=5).probe()
     assert detail in str(caught.value)
     assert plugin_logic.error_message(caught.value).startswith(f"The server at {url} does not match this plug-in")

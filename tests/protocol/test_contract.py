@@ -186,8 +186,15 @@ def test_every_answer_of_every_route_is_as_documented(make_server, tmp_path) -> 
     contract.call(base + f"/jobs/{queued}/cancel", "POST")
     contract.call(base + f"/jobs/{queued}/result")  # 409 job_cancelled
     contract.call(base + f"/jobs/{queued}", "DELETE")
-    for suffix, method in (("", "GET"), ("", "DELETE"), ("/cancel", "POST"), ("/preview", "GET"),
-                           ("/result", "GET"), ("/losses", "GET"), ("/losses.png", "GET")):  # fmt: skip
+    for suffix, method in (
+        ("", "GET"),
+        ("", "DELETE"),
+        ("/cancel", "POST"),
+        ("/preview", "GET"),
+        ("/result", "GET"),
+        ("/losses", "GET"),
+        ("/losses.png", "GET"),
+    ):
         contract.call(base + f"/jobs/{JOB_ZERO}{suffix}", method)  # 404 job_not_found
     contract.call(base + "/stylize", "POST", *_form(params={"iterations": 1}))  # 504: the worker is held
     fill = [json.loads(contract.form(base + "/jobs")[2])["id"] for _ in range(3)]
@@ -240,9 +247,14 @@ def test_every_answer_of_every_route_is_as_documented(make_server, tmp_path) -> 
     assert contract.socket(srv.url, b"POST /v1/jobs HTTP/1.1\r\n" + host + b"Transfer-Encoding: gzip\r\n\r\n") == 501
     assert contract.socket(srv.url, b"POST /v1/jobs HTTP/1.1\r\n" + host + b"Content-Length: 999999999\r\n\r\n") == 413
 
-    documented = {(method.upper(), template, status)
-                  for template, item in SPEC["paths"].items() for method, op in item.items() if method in METHODS
-                  for status in op["responses"] if status != "default"}  # fmt: skip
+    documented = {
+        (method.upper(), template, status)
+        for template, item in SPEC["paths"].items()
+        for method, op in item.items()
+        if method in METHODS
+        for status in op["responses"]
+        if status != "default"
+    }
     assert documented - contract.seen == set(), "documented but never answered"
 
 

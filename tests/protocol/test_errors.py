@@ -237,7 +237,7 @@ def parse_reply(reply: bytes) -> tuple[int, dict[str, str], bytes]:
         (b"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "not_implemented"),
     ],
     ids=["headers over waitress's limit", "negative Content-Length", "unknown Transfer-Encoding"],
-)  # fmt: skip
+)
 def test_waitress_own_errors_are_json(server, payload, status, code) -> None:
     srv, client = server
     got, headers, body = parse_reply(raw_socket(srv, payload))
@@ -251,13 +251,18 @@ def test_body_over_the_limit_is_refused_by_its_content_length_before_it_is_sent(
     the body is read (before: the whole body was buffered to disk first)."""
     srv, client = make_server(FakeEngine(), max_content_length=10_000)
     started = time.monotonic()
-    reply = raw_socket(srv, b"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
-                            b"boundary=b\r\nContent-Length: 1000000000\r\n\r\n")  # fmt: skip
+    reply = raw_socket(
+        srv,
+        b"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
+        b"boundary=b\r\nContent-Length: 1000000000\r\n\r\n",
+    )
     status, headers, body = parse_reply(reply)
     assert time.monotonic() - started < 2
     assert status == 413 and headers["content-type"] == "application/json"
-    assert error_of(body) == {"code": "too_large",
-                              "message": "the request is larger than this server's upload limit of 10000 bytes"}
+    assert error_of(body) == {
+        "code": "too_large",
+        "message": "the request is larger than this server's upload limit of 10000 bytes",
+    }
     assert client.info()["jobs"]["queued"] == 0
 
 

@@ -153,8 +153,9 @@ def test_run_job_should_cancel_cancels_on_server(make_server) -> None:
         return len(calls) > 3
 
     with pytest.raises(stylelayer_client.JobCancelled):
-        client.run_job(png_bytes(gradient()), STYLE, params={"iterations": 500}, should_cancel=should_cancel,
-                       poll_interval=0.01)  # fmt: skip
+        client.run_job(
+            png_bytes(gradient()), STYLE, params={"iterations": 500}, should_cancel=should_cancel, poll_interval=0.01
+        )
     info = client.info()
     deadline = time.monotonic() + 5
     while info["jobs"]["cancelled"] != 1 and time.monotonic() < deadline:

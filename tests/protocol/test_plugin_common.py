@@ -88,45 +88,79 @@ URL = "http://h:1"
 C = stylelayer_client
 
 
-@pytest.mark.parametrize(("error", "message"), [
-    (plugin_logic.PluginError("Select a layer first."), "Select a layer first."),
-    (C.ServerUnavailable("cannot reach … (refused)", url=URL),
-     "Cannot reach the stylelayer server at http://h:1. Start it with 'stylelayer serve' on that machine, or correct "
-     "the server address."),
-    (C.TimedOut("did not answer within 30 s", url=URL),
-     "The stylelayer server at http://h:1 did not answer in time. It may be busy with a large job: try again in a "
-     "moment, or look at the server's window for errors."),
-    (C.ConnectionLost("broke (reset)", url=URL),
-     "The connection to http://h:1 broke off. If the stylelayer server stopped, start it again; if the address "
-     "belongs to another program, correct it."),
-    (C.NotStylelayer("answered HTTP 501 Unsupported method", url=URL),
-     "http://h:1 answers, but it is not a stylelayer server. Check the address and port: the server prints its URL "
-     "when it starts (usually http://127.0.0.1:8765), with nothing after the port."),
-    (C.WrongToken("the server at http://h:1 requires a token and none was sent", url=URL),
-     "The server at http://h:1 requires a token. Paste the token the server was started with (STYLELAYER_TOKEN or "
-     "its --token-file) into the Token field."),
-    (C.WrongToken("the server at http://h:1 refused the token it was sent", url=URL),
-     "The server at http://h:1 did not accept the token. Paste the token the server was started with "
-     "(STYLELAYER_TOKEN or its --token-file) into the Token field."),
-    (C.VersionMismatch("the server runs stylelayer 0.0.5 (API 1)", url=URL),
-     "The server at http://h:1 does not match this plug-in (the server runs stylelayer 0.0.5 (API 1)). Install the "
-     "same stylelayer version on both sides: pip install -U stylelayer, then stylelayer install-plugin."),
-    (C.JobCancelled("the job was cancelled"), plugin_logic.CANCELLED_MESSAGE),
-    (C.JobFailed("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.6 GiB total)", code="out_of_memory"),
-     "The server ran out of memory for this size. Choose a smaller working size or the Preview preset, or give "
-     "the server more memory (--max-memory) or a GPU."),
-    (C.JobFailed("the style engine failed: RuntimeError: boom", code="engine_error"),
-     "The server could not finish the style transfer (the style engine failed: RuntimeError: boom). Try again; if "
-     "it fails again, try a smaller working size and look at the server's window."),
-    (C.StylelayerError("content: 9000x9000 is 81000000 pixels; this server's limit is 50000000",
-                       code="too_many_pixels", status=413),
-     "The layer is too large for this server (content: 9000x9000 is 81000000 pixels; this server's limit is "
-     "50000000). Select a smaller area, or scale the image down."),
-    (C.StylelayerError("size: must be at most 8192", code="bad_param", status=400),
-     "The server refused the request: size: must be at most 8192."),
-    (RuntimeError("boom"), "Unexpected error (RuntimeError): boom"),
-    (RuntimeError(), "Unexpected error (RuntimeError): RuntimeError"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (plugin_logic.PluginError("Select a layer first."), "Select a layer first."),
+        (
+            C.ServerUnavailable("cannot reach … (refused)", url=URL),
+            "Cannot reach the stylelayer server at http://h:1. Start it with 'stylelayer serve' on that machine, or "
+            "correct "
+            "the server address.",
+        ),
+        (
+            C.TimedOut("did not answer within 30 s", url=URL),
+            "The stylelayer server at http://h:1 did not answer in time. It may be busy with a large job: try again "
+            "in a "
+            "moment, or look at the server's window for errors.",
+        ),
+        (
+            C.ConnectionLost("broke (reset)", url=URL),
+            "The connection to http://h:1 broke off. If the stylelayer server stopped, start it again; if the address "
+            "belongs to another program, correct it.",
+        ),
+        (
+            C.NotStylelayer("answered HTTP 501 Unsupported method", url=URL),
+            "http://h:1 answers, but it is not a stylelayer server. Check the address and port: the server prints its "
+            "URL "
+            "when it starts (usually http://127.0.0.1:8765), with nothing after the port.",
+        ),
+        (
+            C.WrongToken("the server at http://h:1 requires a token and none was sent", url=URL),
+            "The server at http://h:1 requires a token. Paste the token the server was started with (STYLELAYER_TOKEN "
+            "or "
+            "its --token-file) into the Token field.",
+        ),
+        (
+            C.WrongToken("the server at http://h:1 refused the token it was sent", url=URL),
+            "The server at http://h:1 did not accept the token. Paste the token the server was started with "
+            "(STYLELAYER_TOKEN or its --token-file) into the Token field.",
+        ),
+        (
+            C.VersionMismatch("the server runs stylelayer 0.0.5 (API 1)", url=URL),
+            "The server at http://h:1 does not match this plug-in (the server runs stylelayer 0.0.5 (API 1)). Install "
+            "the "
+            "same stylelayer version on both sides: pip install -U stylelayer, then stylelayer install-plugin.",
+        ),
+        (C.JobCancelled("the job was cancelled"), plugin_logic.CANCELLED_MESSAGE),
+        (
+            C.JobFailed("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.6 GiB total)", code="out_of_memory"),
+            "The server ran out of memory for this size. Choose a smaller working size or the Preview preset, or give "
+            "the server more memory (--max-memory) or a GPU.",
+        ),
+        (
+            C.JobFailed("the style engine failed: RuntimeError: boom", code="engine_error"),
+            "The server could not finish the style transfer (the style engine failed: RuntimeError: boom). Try again; "
+            "if "
+            "it fails again, try a smaller working size and look at the server's window.",
+        ),
+        (
+            C.StylelayerError(
+                "content: 9000x9000 is 81000000 pixels; this server's limit is 50000000",
+                code="too_many_pixels",
+                status=413,
+            ),
+            "The layer is too large for this server (content: 9000x9000 is 81000000 pixels; this server's limit is "
+            "50000000). Select a smaller area, or scale the image down.",
+        ),
+        (
+            C.StylelayerError("size: must be at most 8192", code="bad_param", status=400),
+            "The server refused the request: size: must be at most 8192.",
+        ),
+        (RuntimeError("boom"), "Unexpected error (RuntimeError): boom"),
+        (RuntimeError(), "Unexpected error (RuntimeError): RuntimeError"),
+    ],
+)
 def test_one_error_message_for_each_kind_of_failure(error, message) -> None:
     assert plugin_logic.error_message(error) == message
 
@@ -163,8 +197,13 @@ def test_presets_defaults_and_the_strength_slider() -> None:
 
 
 def test_estimate_and_progress_lines() -> None:
-    guess = {"fits": True, "seconds": 170.4, "device": "cpu", "speed": {"source": "default"},
-             "levels": [{"width": 320, "height": 240}, {"width": 640, "height": 480, "tiled": True}]}  # fmt: skip
+    guess = {
+        "fits": True,
+        "seconds": 170.4,
+        "device": "cpu",
+        "speed": {"source": "default"},
+        "levels": [{"width": 320, "height": 240}, {"width": 640, "height": 480, "tiled": True}],
+    }
     assert plugin_logic.estimate_text(guess) == (
         "Estimated time: about 3 min on the server's CPU, 2 levels up to 640x480 in tiles (a first guess until the "
         "server has finished a job)."
@@ -176,8 +215,17 @@ def test_estimate_and_progress_lines() -> None:
     )
     durations = [plugin_logic.format_duration(s) for s in (0.2, 89, 91, 5300, 5401)]
     assert durations == ["1 s", "89 s", "2 min", "88 min", "1 h 30 min"]
-    tiled = {"state": "running", "iteration": 230, "total": 350, "level": 3, "levels": 4, "tile": 13, "tiles": 40,
-             "eta_s": 130, "progress": 0.42}  # fmt: skip
+    tiled = {
+        "state": "running",
+        "iteration": 230,
+        "total": 350,
+        "level": 3,
+        "levels": 4,
+        "tile": 13,
+        "tiles": 40,
+        "eta_s": 130,
+        "progress": 0.42,
+    }
     assert plugin_logic.progress_text(tiled) == "Iteration 230/350, level 3/4, tile 13/40, about 2 min left"
     assert plugin_logic.progress_fraction(tiled) == 0.42  # by work, from the server
     single = {"state": "running", "iteration": 3, "total": 60, "level": 1, "levels": 1, "tile": 0, "tiles": 0}

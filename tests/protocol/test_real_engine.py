@@ -25,8 +25,14 @@ def test_real_engine_job_through_the_client(make_server, engine) -> None:
     style = png_bytes(real_image("starry_night", 48))
     params = {"size": 48, "iterations": 3, "seed": 5}
     seen = []
-    out = client.run_job(png_bytes(content), style, params=params, preview_every=1, poll_interval=0.05,
-                         on_progress=lambda status, preview: seen.append(status))  # fmt: skip
+    out = client.run_job(
+        png_bytes(content),
+        style,
+        params=params,
+        preview_every=1,
+        poll_interval=0.05,
+        on_progress=lambda status, preview: seen.append(status),
+    )
     image = Image.open(io.BytesIO(out))
     assert image.mode == "RGBA" and image.size == content.size
     assert image.getchannel("A").tobytes() == alpha.tobytes()

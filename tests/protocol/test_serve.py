@@ -50,11 +50,23 @@ def test_absent_device_is_refused(capsys) -> None:
 
 def test_real_process_port_zero_prints_url_serves_and_stops_on_sigint(tmp_path) -> None:
     code = "import sys; from stylelayer.cli import main; sys.exit(main(sys.argv[1:]))"
-    argv = ["serve", "--port", "0", "--device", "cpu", "--styles-dir", str(tmp_path / "styles"),
-            "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    argv = [
+        "serve",
+        "--port",
+        "0",
+        "--device",
+        "cpu",
+        "--styles-dir",
+        str(tmp_path / "styles"),
+        "--data-dir",
+        str(tmp_path / "data"),
+    ]
     env = {**os.environ, "STYLELAYER_TOKEN": "tok"}  # the token never on the command line
     proc = subprocess.Popen(
-        [sys.executable, "-u", "-c", code, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-u", "-c", code, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env=env,
     )
     try:

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "protocol"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # testimages
-from protocol_helpers import client, fake_engine, make_server, server, server_workers  # noqa: E402, F401  (fixtures)
+from protocol_helpers import client, fake_engine, make_server, server, server_workers  # noqa: F401  (fixtures)
 
 
 def pytest_configure(config: pytest.Config) -> None:

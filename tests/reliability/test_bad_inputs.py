@@ -28,7 +28,6 @@ def post_form(url: str, fields: list[tuple[str, str | None, bytes]], headers: di
     return raw(url, "POST", body, {"Content-Type": ctype, **(headers or {})})
 
 
-
 def check_upload(srv, client, case: BadImage, field: str) -> None:
     """One image as the content, a style or a library image: refused as documented, or accepted and used."""
     url = srv.url + ("/v1/styles" if field == "image" else "/v1/jobs")
@@ -93,10 +92,20 @@ BAD_FORMS: list[tuple[str, list, int, str, str | None]] = [
     ("no content", [("style", "s.png", STYLE)], 400, "missing_field", "content"),
     ("no style", [("content", "c.png", CONTENT)], 400, "missing_field", "style"),
     ("nothing", [("params", None, b"{}")], 400, "missing_field", "content"),
-    ("content as a text field", [("content", None, b"abc"), ("style", "s.png", STYLE)], 400, "missing_field",
-     "content"),
-    ("texture without output_size", [("style", "s.png", STYLE), ("params", None, b'{"mode": "texture"}')], 400,
-     "missing_field", "content"),
+    (
+        "content as a text field",
+        [("content", None, b"abc"), ("style", "s.png", STYLE)],
+        400,
+        "missing_field",
+        "content",
+    ),
+    (
+        "texture without output_size",
+        [("style", "s.png", STYLE), ("params", None, b'{"mode": "texture"}')],
+        400,
+        "missing_field",
+        "content",
+    ),
     ("params not JSON", _params(b"{nope"), 400, "bad_param", "params"),
     ("params nested 100000 deep", _params(b"[" * 100_000), 400, "bad_param", "params"),
     ("params object nested 100000 deep", _params(b'{"a":' * 100_000), 400, "bad_param", "params"),
@@ -127,13 +136,22 @@ BAD_FORMS: list[tuple[str, list, int, str, str | None]] = [
     ("preview_every -1", [*_params({}), ("preview_every", None, b"-1")], 400, "bad_param", "preview_every"),
     ("preview_every 'x'", [*_params({}), ("preview_every", None, b"x")], 400, "bad_param", "preview_every"),
     ("preview_every empty", [*_params({}), ("preview_every", None, b"")], 400, "bad_param", "preview_every"),
-    ("preview_every 10**5000", [*_params({}), ("preview_every", None, b"9" * 5000)], 400, "bad_param",
-     "preview_every"),
-    ("too many styles", [("content", "c.png", CONTENT)] + [("style", "s.png", STYLE)] * (MAX_STYLES + 1), 400,
-     "too_many_styles", "style"),
-    ("unknown style_id", [("content", "c.png", CONTENT), ("style_id", None, b"0" * 16)], 404, "style_not_found",
-     "style_id"),
-]  # fmt: skip
+    ("preview_every 10**5000", [*_params({}), ("preview_every", None, b"9" * 5000)], 400, "bad_param", "preview_every"),
+    (
+        "too many styles",
+        [("content", "c.png", CONTENT)] + [("style", "s.png", STYLE)] * (MAX_STYLES + 1),
+        400,
+        "too_many_styles",
+        "style",
+    ),
+    (
+        "unknown style_id",
+        [("content", "c.png", CONTENT), ("style_id", None, b"0" * 16)],
+        404,
+        "style_not_found",
+        "style_id",
+    ),
+]
 
 
 @pytest.mark.parametrize(("name", "fields", "status", "code", "field"), BAD_FORMS, ids=[f[0] for f in BAD_FORMS])

@@ -201,9 +201,21 @@ def _seed_files() -> list[bytes]:
     """Valid files in many formats and modes: mutations of these reach deep into each decoder."""
     src = gradient(24, 18)
     out = []
-    for fmt, mode in [("PNG", "RGB"), ("PNG", "P"), ("PNG", "I;16"), ("PNG", "LA"), ("GIF", "P"), ("TIFF", "RGB"),
-                      ("TIFF", "F"), ("WEBP", "RGB"), ("BMP", "RGB"), ("ICO", "RGBA"), ("TGA", "RGB"), ("PPM", "RGB"),
-                      ("JPEG", "CMYK")]:  # fmt: skip
+    for fmt, mode in [
+        ("PNG", "RGB"),
+        ("PNG", "P"),
+        ("PNG", "I;16"),
+        ("PNG", "LA"),
+        ("GIF", "P"),
+        ("TIFF", "RGB"),
+        ("TIFF", "F"),
+        ("WEBP", "RGB"),
+        ("BMP", "RGB"),
+        ("ICO", "RGBA"),
+        ("TGA", "RGB"),
+        ("PPM", "RGB"),
+        ("JPEG", "CMYK"),
+    ]:
         buf = io.BytesIO()
         src.convert(mode).save(buf, format=fmt)
         out.append(buf.getvalue())

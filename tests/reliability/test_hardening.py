@@ -69,8 +69,17 @@ def test_token_enforced_on_every_route(make_server, cases, method: str, path: st
     assert status == 200 and client.info()["auth_required"] is True
 
 
-ORIGINS = ["https://evil.example", "null", "http://127.0.0.1:1", "http://localhost.evil", "http://[", "http://[::1",
-           "file://", "   ", "http://127.0.0.1@evil.example"]  # fmt: skip
+ORIGINS = [
+    "https://evil.example",
+    "null",
+    "http://127.0.0.1:1",
+    "http://localhost.evil",
+    "http://[",
+    "http://[::1",
+    "file://",
+    "   ",
+    "http://127.0.0.1@evil.example",
+]
 
 
 @pytest.mark.parametrize(("method", "path"), WRITES, ids=[f"{m} {p}" for m, p in WRITES])

@@ -30,7 +30,6 @@ CONTENT = png_bytes(gradient(24, 16))
 STYLE = png_bytes(gradient(8, 8))
 
 
-
 # ---- load --------------------------------------------------------------------------------------------------
 CLIENTS = 8
 OPERATIONS = 240
@@ -301,8 +300,13 @@ ENGINE_FAULTS = [
     (ZeroDivisionError("division by zero"), "engine_error"),
     (ValueError("3 styles but style_blend has 2 weights"), "bad_request"),
     # The real engine turns torch's CUDA, MPS and CPU out-of-memory errors into this (tests/core/test_engine_errors.py).
-    (OutOfMemory("ran out of GPU memory at 2048x1536 px: reduce size (the working size), or close other programs"
-                 " that need GPU memory"), "out_of_memory"),
+    (
+        OutOfMemory(
+            "ran out of GPU memory at 2048x1536 px: reduce size (the working size), or close other programs"
+            " that need GPU memory"
+        ),
+        "out_of_memory",
+    ),
 ]
 
 
@@ -402,8 +406,16 @@ def test_serve_process_stops_on_signal_with_a_job_running(tmp_path, cases, signa
     import signal
 
     script = tmp_path / "serve_fake.py"
-    args = ["--port", "0", "--styles-dir", str(tmp_path / "styles"), "--data-dir", str(tmp_path / "data"),
-            "--device", "cpu"]  # fmt: skip
+    args = [
+        "--port",
+        "0",
+        "--styles-dir",
+        str(tmp_path / "styles"),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--device",
+        "cpu",
+    ]
     script.write_text(
         "import argparse\nfrom stylelayer.api import serve as _s\n_p = argparse.ArgumentParser()\n"
         f"_s.add_arguments(_p)\nserve_args = _p.parse_args({args!r})\n"
@@ -411,8 +423,9 @@ def test_serve_process_stops_on_signal_with_a_job_running(tmp_path, cases, signa
     )
     del argparse
     ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=ignore)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore
+    )
     try:
         line = proc.stdout.readline()
         assert "listening on http://" in line, (line, proc.stderr.read() if proc.poll() is not None else "")

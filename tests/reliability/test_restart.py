@@ -128,8 +128,18 @@ def test_one_data_folder_one_server(tmp_path, capsys, cases) -> None:
             JobStore(tmp_path / "data")
         parser = __import__("argparse").ArgumentParser()
         serve.add_arguments(parser)
-        args = parser.parse_args(["--port", "0", "--device", "cpu", "--data-dir", str(tmp_path / "data"),
-                                  "--styles-dir", str(tmp_path / "styles")])  # fmt: skip
+        args = parser.parse_args(
+            [
+                "--port",
+                "0",
+                "--device",
+                "cpu",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--styles-dir",
+                str(tmp_path / "styles"),
+            ]
+        )
         serve.StyleEngine, real = (lambda **kw: FakeEngine()), serve.StyleEngine
         try:
             assert serve.run(args) == 2
@@ -145,8 +155,17 @@ def test_one_data_folder_one_server(tmp_path, capsys, cases) -> None:
 def _start_serve(tmp_path: Path, log_name: str) -> tuple[subprocess.Popen, str]:
     """`stylelayer serve` as a user runs it (real engine, CPU), output to a file; returns (process, URL)."""
     code = "import sys; from stylelayer.cli import main; sys.exit(main(sys.argv[1:]))"
-    argv = ["serve", "--port", "0", "--device", "cpu", "--data-dir", str(tmp_path / "data"),
-            "--styles-dir", str(tmp_path / "styles")]  # fmt: skip
+    argv = [
+        "serve",
+        "--port",
+        "0",
+        "--device",
+        "cpu",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--styles-dir",
+        str(tmp_path / "styles"),
+    ]
     log = tmp_path / log_name
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-u", "-c", code, *argv], stdout=out, stderr=subprocess.STDOUT)
@@ -206,11 +225,13 @@ def test_sigkill_mid_job_then_restart(tmp_path, cases, request) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-    request.node.user_properties.append((
-        "figures",
-        f"before the kill: 1 done ({len(result)} B result, {len(losses['points'])} loss points), 1 running (at "
-        f"iteration {killed_at} of 30), 1 queued; after it: server up again in {restart_s:.1f} s, result "
-        "byte-identical, losses identical, the running job restarted (restarts 1) and done in 30 iterations, the "
-        "queued job done",
-    ))  # fmt: skip
+    request.node.user_properties.append(
+        (
+            "figures",
+            f"before the kill: 1 done ({len(result)} B result, {len(losses['points'])} loss points), 1 running (at "
+            f"iteration {killed_at} of 30), 1 queued; after it: server up again in {restart_s:.1f} s, result "
+            "byte-identical, losses identical, the running job restarted (restarts 1) and done in 30 iterations, the "
+            "queued job done",
+        )
+    )
     cases(3)

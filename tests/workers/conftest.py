@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "protocol"))
-from protocol_helpers import stylelayer_client  # noqa: E402
-from ray_helpers import engine_factory  # noqa: E402
-from server_thread import ServerThread  # noqa: E402
+from protocol_helpers import stylelayer_client
+from ray_helpers import engine_factory
+from server_thread import ServerThread
 
-from stylelayer.api import create_app  # noqa: E402
+from stylelayer.api import create_app
 
 Started = tuple[ServerThread, stylelayer_client.StylelayerClient]
 

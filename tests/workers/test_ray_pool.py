@@ -46,7 +46,9 @@ def test_two_actors_run_two_jobs_at_once_and_info_shows_them(serve_pool) -> None
     wait_for(lambda: [client.status(i)["state"] for i in ids] == ["running", "running", "queued"])
     workers = client.info()["workers"]
     assert [(w["name"], w["kind"], w["device"], w["state"], w["cpus"]) for w in workers] == [
-        ("ray-0", "ray", "cpu", "running", 1.0), ("ray-1", "ray", "cpu", "running", 1.0)]  # fmt: skip
+        ("ray-0", "ray", "cpu", "running", 1.0),
+        ("ray-1", "ray", "cpu", "running", 1.0),
+    ]
     assert {w["job"] for w in workers} == set(ids[:2])
     pids = {w["pid"] for w in workers}
     assert len(pids) == 2 and os.getpid() not in pids and all(w["node"] for w in workers)
@@ -97,11 +99,28 @@ def test_serve_with_ray_workers_on_a_cluster_runs_a_real_job(ray_pool, tmp_path)
     address = ray.get_runtime_context().gcs_address
     free = ray.available_resources().get("CPU", 0)
     code = "import sys; from stylelayer.cli import main; sys.exit(main(sys.argv[1:]))"
-    argv = ["serve", "--port", "0", "--workers", "ray", "--ray-address", address, "--ray-workers", "1",
-            "--cpus-per-worker", "1", "--device", "cpu", "--styles-dir", str(tmp_path / "styles"),
-            "--data-dir", str(tmp_path / "data")]  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-u", "-c", code, *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    argv = [
+        "serve",
+        "--port",
+        "0",
+        "--workers",
+        "ray",
+        "--ray-address",
+        address,
+        "--ray-workers",
+        "1",
+        "--cpus-per-worker",
+        "1",
+        "--device",
+        "cpu",
+        "--styles-dir",
+        str(tmp_path / "styles"),
+        "--data-dir",
+        str(tmp_path / "data"),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-c", code, *argv], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     try:
         line = proc.stdout.readline()
         assert "listening on http://" in line, line

@@ -44,7 +44,9 @@ def test_two_workers_run_the_first_two_jobs_at_once_and_the_third_waits(serve_wo
     assert client.status(ids[2])["queue_position"] == 1
     workers = client.info()["workers"]
     assert [(w["name"], w["kind"], w["state"], w["device"]) for w in workers] == [
-        ("a", "in-process", "running", "cpu"), ("b", "in-process", "running", "cpu")]  # fmt: skip
+        ("a", "in-process", "running", "cpu"),
+        ("b", "in-process", "running", "cpu"),
+    ]
     assert {w["job"] for w in workers} == set(ids[:2])
     assert srv.app.extensions["stylelayer"].queue.get(ids[0]).client == "127.0.0.1"  # fairness is per address
     for engine in engines:
@@ -62,8 +64,9 @@ def test_one_clients_many_jobs_do_not_starve_another(tmp_path) -> None:
         jobs = {}
 
         def submit(client: str, seed: int) -> None:
-            jobs[seed] = queue.submit(gradient(), [gradient(16, 16)], StyleParams(iterations=1, seed=seed),
-                                      client=client)  # fmt: skip
+            jobs[seed] = queue.submit(
+                gradient(), [gradient(16, 16)], StyleParams(iterations=1, seed=seed), client=client
+            )
 
         submit("a", 1)
         assert engine.started.wait(5)

@@ -316,8 +316,9 @@ def _selection_mask(image, x, y, w, h):
     selection = image.get_selection()
     raw = bytes(selection.get_buffer().get(_rect(x, y, w, h), 1.0, MASK_FORMAT, Gegl.AbyssPolicy.NONE))
     sx1, sy1, sx2, sy2 = Gimp.Selection.bounds(image)[-4:]  # (success, non-empty, x1, y1, x2, y2)
-    edges = logic.open_edges((x, y, w, h), (sx1, sy1, sx2 - sx1, sy2 - sy1), (0, 0, image.get_width(),
-                                                                              image.get_height()))  # fmt: skip
+    edges = logic.open_edges(
+        (x, y, w, h), (sx1, sy1, sx2 - sx1, sy2 - sy1), (0, 0, image.get_width(), image.get_height())
+    )
     return logic.feather_mask(raw, w, h, open_edges=edges)
 
 
@@ -374,7 +375,7 @@ def run(procedure, run_mode, image, drawables, config, _data):
         _remember_values(config)  # kept even when the run fails below
     try:
         done = stylize(procedure, run_mode, image, drawables, config)
-    except Exception as exc:  # a PluginError, a server error, a bug or a GIMP failure: a clear message, no traceback
+    except Exception as exc:  # noqa: BLE001 - a PluginError, a server error, a bug or a GIMP failure: a clear message, no traceback
         return _error(procedure, Gimp.PDBStatusType.EXECUTION_ERROR, f"{TITLE}: {logic.error_message(exc)}")
     if not done:
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
@@ -403,60 +404,96 @@ class StyleLayer(Gimp.PlugIn):
         procedure.set_attribution("stylelayer contributors", "MIT", "2025")
         rw = GObject.ParamFlags.READWRITE
         procedure.add_file_argument(
-            "style-file", "Style ima_ge", "A painting or picture whose look (brushwork, texture, colours) is applied",
-            Gimp.FileChooserAction.ANY, True, None, rw,
-        )  # fmt: skip
+            "style-file",
+            "Style ima_ge",
+            "A painting or picture whose look (brushwork, texture, colours) is applied",
+            Gimp.FileChooserAction.ANY,
+            True,
+            None,
+            rw,
+        )
         presets = Gimp.Choice.new()
         for number, (key, label) in enumerate((*logic.PRESET_LABELS.items(), (logic.CUSTOM, "Custom"))):
             presets.add(key, number, label, "")
         procedure.add_choice_argument(
-            "preset", "_Preset",
+            "preset",
+            "_Preset",
             "preview, normal, high or full (resolution: the layer's own size, coarse to fine, with the canvas's detail "
             "at 100% zoom) set working size and iterations; custom uses them as given",
-            presets, logic.CUSTOM, rw,
-        )  # fmt: skip
+            presets,
+            logic.CUSTOM,
+            rw,
+        )
         procedure.add_int_argument(
-            "iterations", "_Iterations", "How long the server paints: more takes the style further and takes longer",
-            1, logic.MAX_ITERATIONS, logic.DEFAULT_ITERATIONS, rw,
-        )  # fmt: skip
+            "iterations",
+            "_Iterations",
+            "How long the server paints: more takes the style further and takes longer",
+            1,
+            logic.MAX_ITERATIONS,
+            logic.DEFAULT_ITERATIONS,
+            rw,
+        )
         procedure.add_double_argument(
-            "style-strength", "Style s_trength",
+            "style-strength",
+            "Style s_trength",
             "How much of the style takes over the picture: 1 is the usual balance, 2-5 paints over more of it, "
             "0.2-0.5 keeps more of the layer's shapes and detail",
-            logic.MIN_STRENGTH, logic.MAX_STRENGTH, 1.0, rw,
-        )  # fmt: skip
+            logic.MIN_STRENGTH,
+            logic.MAX_STRENGTH,
+            1.0,
+            rw,
+        )
         procedure.add_boolean_argument(
-            "preserve-colors", "_Preserve colours",
-            "Keep the layer's own colours, take only the style's strokes and texture", False, rw,
-        )  # fmt: skip
+            "preserve-colors",
+            "_Preserve colours",
+            "Keep the layer's own colours, take only the style's strokes and texture",
+            False,
+            rw,
+        )
         procedure.add_int_argument(
-            "size", "_Working size (px)",
+            "size",
+            "_Working size (px)",
             "Longest side the server paints at; the result is scaled back to the layer's size. Smaller is much "
             "faster with bigger strokes, larger keeps finer detail. 0: the layer's own size",
-            0, logic.MAX_SIZE, logic.DEFAULT_SIZE, rw,
-        )  # fmt: skip
+            0,
+            logic.MAX_SIZE,
+            logic.DEFAULT_SIZE,
+            rw,
+        )
         procedure.add_int_argument(
-            "seed", "_Variation",
+            "seed",
+            "_Variation",
             "0: a new variation each run; any other number gives the same result again for the same settings",
-            -1, 2**31 - 1, 0, rw,
-        )  # fmt: skip
+            -1,
+            2**31 - 1,
+            0,
+            rw,
+        )
         procedure.add_string_argument(
-            "server-url", "Server _URL",
+            "server-url",
+            "Server _URL",
             "Address of the stylelayer server: http://127.0.0.1:8765 on this machine (`stylelayer serve`), or the URL "
             "`stylelayer serve --host 0.0.0.0` prints on another",
-            logic.DEFAULT_SERVER_URL, rw,
-        )  # fmt: skip
+            logic.DEFAULT_SERVER_URL,
+            rw,
+        )
         procedure.add_string_argument(
-            "server-token", "_Token",
+            "server-token",
+            "_Token",
             "The token the server was started with (its STYLELAYER_TOKEN or --token-file); empty: none, or "
             "$STYLELAYER_TOKEN. Kept in GIMP's settings, shown as dots",
-            "", rw,
-        )  # fmt: skip
+            "",
+            rw,
+        )
         procedure.add_file_argument(
-            "loss-plot", "Loss cur_ves PNG",
+            "loss-plot",
+            "Loss cur_ves PNG",
             "Optional: a PNG file for the loss curves of the run (log scale, one line per term); none: not saved",
-            Gimp.FileChooserAction.SAVE, True, None, rw,
-        )  # fmt: skip
+            Gimp.FileChooserAction.SAVE,
+            True,
+            None,
+            rw,
+        )
         return procedure
 
 

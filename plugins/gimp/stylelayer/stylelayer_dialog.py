@@ -15,8 +15,17 @@ gi.require_version("Gtk", "3.0")
 import stylelayer_logic as logic  # noqa: E402
 from gi.repository import Gimp, GimpUi, GLib, Gtk, Pango  # noqa: E402
 
-FIELDS = ["preset", "iterations", "size", "style-strength", "preserve-colors", "seed", "server-url", "server-token",
-          "loss-plot"]  # fmt: skip  (the style file has its own chooser, above them)
+FIELDS = [
+    "preset",
+    "iterations",
+    "size",
+    "style-strength",
+    "preserve-colors",
+    "seed",
+    "server-url",
+    "server-token",
+    "loss-plot",
+]  # (the style file has its own chooser, above them)
 NOT_CHECKED = "Not checked yet: press Test connection."
 ESTIMATE_DELAY_MS = 400  # the estimate is asked for once the painter stops changing values
 STRENGTH_GAMMA = 3.46  # puts x1 in the middle of the slider's 0.1 to 10 (a log-like scale)
@@ -113,8 +122,9 @@ class StyleDialog:
                     config.set_property("size", size)
                     config.set_property("iterations", iterations)
             elif pspec.name in ("size", "iterations"):  # edited values: the preset that matches them, or custom
-                config.set_property("preset", logic.preset_of(config.get_property("size"),
-                                                              config.get_property("iterations")))  # fmt: skip
+                config.set_property(
+                    "preset", logic.preset_of(config.get_property("size"), config.get_property("iterations"))
+                )
             self._syncing = False
         self._schedule_estimate()
 
@@ -130,8 +140,9 @@ class StyleDialog:
         )
 
     def _client(self, timeout):
-        return self.make_client(self.config.get_property("server-url"), self.config.get_property("server-token"),
-                                timeout)  # fmt: skip
+        return self.make_client(
+            self.config.get_property("server-url"), self.config.get_property("server-token"), timeout
+        )
 
     # -- server
     def _set_status(self, text):

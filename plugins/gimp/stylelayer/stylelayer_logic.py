@@ -31,8 +31,17 @@ DEFAULT_SIZE = 512
 PROGRESS_TITLE = "Neural style transfer"  # GIMP's progress bar names the operation: "<title>: iteration 3/200"
 CUSTOM = "custom"  # the preset argument's value for "use size and iterations as given"
 LAST_VALUES_FILE = "stylelayer-last-values.json"  # in GIMP's own folder (Gimp.directory())
-REMEMBERED = ("style-file", "preset", "iterations", "style-strength", "preserve-colors", "size", "seed", "server-url",
-              "server-token")  # fmt: skip
+REMEMBERED = (
+    "style-file",
+    "preset",
+    "iterations",
+    "style-strength",
+    "preserve-colors",
+    "size",
+    "seed",
+    "server-url",
+    "server-token",
+)
 LOG_ENV = "STYLELAYER_GIMP_LOG"  # a file the plug-in appends its status lines to (tests, bug reports)
 
 
@@ -111,9 +120,13 @@ def job_work(client, content_png: bytes, style_png: bytes, params: dict, loss_pl
 
         client.probe()
         result = client.run_job(
-            content_png, style_png=style_png, params=params, on_progress=progress, should_cancel=should_cancel,
+            content_png,
+            style_png=style_png,
+            params=params,
+            on_progress=progress,
+            should_cancel=should_cancel,
             abandon_after=abandon_after_s(),
-        )  # fmt: skip
+        )
         return result, client.loss_plot(job["id"]) if loss_plot else None
 
     return work
@@ -161,7 +174,7 @@ class JobRunner:
     def _run(self):
         try:
             self.result = self._work(self._on_progress, self._cancel.is_set)
-        except BaseException as exc:  # handed to the main thread, which reports it
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which reports it
             self.error = exc
         finally:
             self._done.set()

@@ -7,7 +7,7 @@ the document code in `transfer.py` import without Krita or Qt, which is how the 
 
 def _in_krita() -> bool:
     try:
-        import krita  # noqa: F401
+        import krita
         from PyQt5 import QtWidgets  # noqa: F401
     except ImportError:
         return False

@@ -13,7 +13,7 @@ class StylelayerExtension(Extension):
     def setup(self):
         pass
 
-    def createActions(self, window):  # noqa: N802 - Krita's name
+    def createActions(self, window):
         action = window.createAction(ACTION_ID, "Style Transfer…", "tools/scripts")
         action.triggered.connect(self.show_dialog)
 

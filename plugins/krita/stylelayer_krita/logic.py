@@ -140,8 +140,9 @@ def loss_polyline(values: list, width: float, height: float, margin: float = 4.0
     Losses span orders of magnitude, hence the log scale; values that are missing, 0 or not finite (a diverged
     loss is null in the server's JSON) are left out, so what is drawn is always a plain polyline.
     """
-    logs = [(i, math.log10(v)) for i, v in enumerate(values) if isinstance(v, (int, float)) and math.isfinite(v)
-            and v > 0]  # fmt: skip
+    logs = [
+        (i, math.log10(v)) for i, v in enumerate(values) if isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+    ]
     if not logs:
         return []
     lo, hi = min(y for _, y in logs), max(y for _, y in logs)

@@ -45,8 +45,14 @@ PREVIEW_HINT = "A live preview appears here while the style is applied."
 NOT_CHECKED = "Not checked yet: press Test connection."
 WATCH_MS = 500  # how often the dialog looks at Krita's active document, layer and selection
 ESTIMATE_DELAY_MS = 400  # the estimate is asked for once the painter stops changing values
-CONNECTION_ERRORS = ("ServerUnavailable", "TimedOut", "ConnectionLost", "NotStylelayer", "WrongToken",
-                     "VersionMismatch")  # fmt: skip
+CONNECTION_ERRORS = (
+    "ServerUnavailable",
+    "TimedOut",
+    "ConnectionLost",
+    "NotStylelayer",
+    "WrongToken",
+    "VersionMismatch",
+)
 
 
 def read_setting(key, default):
@@ -96,11 +102,15 @@ class JobThread(QThread):
         source, client, style_png, style_id, params = self._args
         try:
             png = transfer.request(
-                source, client, style_png, style_id, params,
+                source,
+                client,
+                style_png,
+                style_id,
+                params,
                 on_progress=lambda status, preview: self.progress.emit(status, preview),
                 should_cancel=lambda: self._cancel,
                 on_losses=self.losses.emit,
-            )  # fmt: skip
+            )
         except BaseException as exc:  # noqa: BLE001
             self.done.emit(False, exc)
             return
@@ -124,7 +134,7 @@ class LossCurve(QWidget):
         self.totals = []
         self.update()
 
-    def paintEvent(self, _event):  # noqa: N802 - Qt's name
+    def paintEvent(self, _event):
         painter = QPainter(self)
         painter.setPen(QPen(self.palette().mid().color()))
         painter.drawRect(self.rect().adjusted(0, 0, -1, -1))
@@ -282,8 +292,10 @@ class StyleTransferDialog(QDialog):
         self.strength_spin.setDecimals(2)
         self.strength_spin.setSingleStep(0.1)
         self.strength_spin.setPrefix("×")
-        tip = ("How much of the style's brushwork takes over your picture: ×1 is the usual balance, toward ×10 "
-               "paints over more of it, toward ×0.1 keeps more of your shapes and detail.")  # fmt: skip
+        tip = (
+            "How much of the style's brushwork takes over your picture: ×1 is the usual balance, toward ×10 "
+            "paints over more of it, toward ×0.1 keeps more of your shapes and detail."
+        )
         self.strength_slider.setToolTip(tip)
         self.strength_spin.setToolTip(tip + " Type a value for the full range (0.01 to 100).")
         self.strength_slider.valueChanged.connect(self._strength_from_slider)
@@ -724,12 +736,12 @@ class StyleTransferDialog(QDialog):
         else:
             self.close()
 
-    def showEvent(self, event):  # noqa: N802 - Qt's name
+    def showEvent(self, event):
         super().showEvent(event)
         if self.server_info is None and self.test_button.isEnabled():
             self.check_connection()  # the status line says at once whether the server is there
 
-    def closeEvent(self, event):  # noqa: N802 - Qt's name
+    def closeEvent(self, event):
         if self.job is not None:
             self.job.cancel()
         super().closeEvent(event)

@@ -53,8 +53,9 @@ class JobCost:
         return done
 
 
-def progress_and_eta(cost: JobCost, iteration: int, level: int, tile: int, tiles: int,
-                     elapsed: float) -> tuple[float | None, float | None]:  # fmt: skip
+def progress_and_eta(
+    cost: JobCost, iteration: int, level: int, tile: int, tiles: int, elapsed: float
+) -> tuple[float | None, float | None]:
     """(fraction done by work, seconds left at the job's own pace so far) of a running job; None before it reports."""
     total, done = cost.units, cost.units_done(iteration, level, tile, tiles)
     if iteration <= 0 or done <= 0 or total <= 0:
@@ -124,8 +125,13 @@ def estimate_json(engine: Any, speed: SpeedMeter, content_size: tuple[int, int] 
         "work_size": [last.width, last.height],
         "memory_bytes": max(plan.estimate for plan, _ in cost.levels),
         "levels": [
-            {"width": plan.width, "height": plan.height, "iterations": iterations, "tiled": plan.tiled,
-             "plan": plan.describe()}
+            {
+                "width": plan.width,
+                "height": plan.height,
+                "iterations": iterations,
+                "tiled": plan.tiled,
+                "plan": plan.describe(),
+            }
             for plan, iterations in cost.levels
-        ],  # fmt: skip
+        ],
     }

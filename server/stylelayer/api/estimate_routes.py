@@ -21,9 +21,10 @@ def post_estimate() -> Response:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError(
-            400, "bad_request", 'send a JSON object: {"width": W, "height": H, "params": {...}} (Content-Type: '
-            "application/json)"
-        )  # fmt: skip
+            400,
+            "bad_request",
+            'send a JSON object: {"width": W, "height": H, "params": {...}} (Content-Type: application/json)',
+        )
     unknown = sorted(set(body) - {"width", "height", "params"})
     if unknown:
         raise ApiError(400, "bad_param", f"unknown field(s): {', '.join(unknown)}", field=unknown[0])
@@ -56,7 +57,9 @@ def _content_size(body: dict, params: StyleParams, max_pixels: int) -> tuple[int
     width, height = size
     if width * height > max_pixels:
         raise ApiError(
-            400, "bad_param", f"{width}x{height} is {width * height} pixels; this server's limit is {max_pixels}",
+            400,
+            "bad_param",
+            f"{width}x{height} is {width * height} pixels; this server's limit is {max_pixels}",
             field="width",
-        )  # fmt: skip
+        )
     return width, height

@@ -26,7 +26,7 @@ def load_upload(data: bytes, name: str, max_pixels: int) -> Image.Image:
                 width, height = probe.size
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ApiError(413, "too_many_pixels", f"{name}: image dimensions are too large", field=name) from None
-        except Exception:  # Pillow raises many types for non-images; none of them is the client's business
+        except Exception:  # noqa: BLE001 - Pillow raises many types for non-images; none of them is the client's business
             raise ApiError(
                 415,
                 "not_an_image",

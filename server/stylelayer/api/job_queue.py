@@ -171,10 +171,11 @@ class JobQueue:
         with self._lock:
             self._dispatch()
         self._threads = [
-            threading.Thread(target=self._serve, args=(slot,), name=f"stylelayer-worker-{slot.worker.name}",
-                             daemon=True)
+            threading.Thread(
+                target=self._serve, args=(slot,), name=f"stylelayer-worker-{slot.worker.name}", daemon=True
+            )
             for slot in self._slots
-        ]  # fmt: skip
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -209,8 +210,16 @@ class JobQueue:
         until the job ends, so a restart can run it again. `client`: who sends it, for fairness between clients."""
         if self.engine_error is not None:
             raise EngineUnavailable(self.engine_error)
-        job = Job(params=params, preview_every=preview_every, content=content, styles=styles, sync=sync,
-                  abandon_after=abandon_after, client=client, style_key=style_key(styles))  # fmt: skip
+        job = Job(
+            params=params,
+            preview_every=preview_every,
+            content=content,
+            styles=styles,
+            sync=sync,
+            abandon_after=abandon_after,
+            client=client,
+            style_key=style_key(styles),
+        )
         self.store.save_inputs(job.id, inputs or [])  # outside the lock: uploads can be large
         try:
             with self._lock:
@@ -243,8 +252,10 @@ class JobQueue:
             return False
         if not job.cancel_requested.is_set():
             log.info("job %s cancelled: nobody asked about it for %.0f s", job.id, job.abandon_after)
-            job.error = {"code": "abandoned", "message": f"cancelled: its client stopped asking about it for "
-                         f"{job.abandon_after:g} s"}  # fmt: skip
+            job.error = {
+                "code": "abandoned",
+                "message": f"cancelled: its client stopped asking about it for {job.abandon_after:g} s",
+            }
             job.cancel_requested.set()
         return True
 
@@ -312,13 +323,21 @@ class JobQueue:
     def workers_info(self) -> list[dict[str, Any]]:
         """For /v1/info: each worker, where it runs, its state and the job it runs."""
         with self._lock:
-            slots = [(slot, slot.state, slot.job.id if slot.job else None, slot.jobs_done, slot.error)
-                     for slot in self._slots]  # fmt: skip
+            slots = [
+                (slot, slot.state, slot.job.id if slot.job else None, slot.jobs_done, slot.error)
+                for slot in self._slots
+            ]
         return [
-            {**slot.worker.describe(), "state": state, "job": job_id, "jobs_done": done, "error": error,
-             "cache": slot.worker.cache_stats()}
+            {
+                **slot.worker.describe(),
+                "state": state,
+                "job": job_id,
+                "jobs_done": done,
+                "error": error,
+                "cache": slot.worker.cache_stats(),
+            }
             for slot, state, job_id, done, error in slots
-        ]  # fmt: skip
+        ]
 
     def stop(self, timeout: float = 10.0) -> None:
         """End the worker (server shutdown). Jobs stay queued in the store and run again at the next start, except
@@ -351,11 +370,24 @@ class JobQueue:
                 params = StyleParams.from_dict(stored.params)
             except ParamError as exc:  # written by another version: the job is reported failed below
                 params, params_error = StyleParams(), exc
-            job = Job(params=params, preview_every=stored.preview_every, sync=stored.sync, id=stored.id,
-                      state=stored.state, created=stored.created, started=stored.started, finished=stored.finished,
-                      iteration=stored.iteration, total=stored.total, elapsed=stored.elapsed, losses=stored.losses,
-                      error=stored.error, seed=stored.seed, restarts=stored.restarts,
-                      result_bytes=stored.result_bytes)  # fmt: skip
+            job = Job(
+                params=params,
+                preview_every=stored.preview_every,
+                sync=stored.sync,
+                id=stored.id,
+                state=stored.state,
+                created=stored.created,
+                started=stored.started,
+                finished=stored.finished,
+                iteration=stored.iteration,
+                total=stored.total,
+                elapsed=stored.elapsed,
+                losses=stored.losses,
+                error=stored.error,
+                seed=stored.seed,
+                restarts=stored.restarts,
+                result_bytes=stored.result_bytes,
+            )
             self._jobs[job.id] = job
             if job.state in TERMINAL:
                 job.ended.set()
@@ -568,14 +600,18 @@ class JobQueue:
             elif self._stopping:
                 self._requeue(job)  # runs again at the next start
             elif job.lost_workers > MAX_WORKER_LOSSES:
-                job.error = {"code": "worker_lost", "message": f"{exc}; this job has now lost {job.lost_workers}"
-                             " workers, so it may be what kills them (too large for a worker's memory?): reduce"
-                             " size, or give the workers more memory"}  # fmt: skip
+                job.error = {
+                    "code": "worker_lost",
+                    "message": f"{exc}; this job has now lost {job.lost_workers}"
+                    " workers, so it may be what kills them (too large for a worker's memory?): reduce"
+                    " size, or give the workers more memory",
+                }
                 self._finish(job, FAILED)
             else:
                 self._requeue(job)
-                place = next((i for i, other in enumerate(self._waiting) if other.created > job.created),
-                             len(self._waiting))  # fmt: skip
+                place = next(
+                    (i for i, other in enumerate(self._waiting) if other.created > job.created), len(self._waiting)
+                )
                 self._waiting.insert(place, job)
                 self._dispatch()
 

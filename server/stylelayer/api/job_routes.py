@@ -213,8 +213,9 @@ def _enqueue(sync: bool = False) -> Job:
         raise ApiError(400, "too_many_styles", f"at most {MAX_STYLES} style images per job", field="style")
     _check_inputs(content, styles, params)
     try:
-        return state.queue.submit(content, styles, params, preview_every, inputs, sync, abandon_after,
-                                  client=request.remote_addr or "")  # fmt: skip
+        return state.queue.submit(
+            content, styles, params, preview_every, inputs, sync, abandon_after, client=request.remote_addr or ""
+        )
     except QueueFull as exc:
         retry = state.queue.retry_after()
         raise ApiError(

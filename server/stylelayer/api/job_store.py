@@ -126,9 +126,16 @@ class JobStore:
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO jobs (id, state, sync, params, preview_every, inputs, created) VALUES (?,?,?,?,?,?,?)",
-                (job.id, job.state, int(sync), json.dumps(job.params.to_dict()), job.preview_every,
-                 json.dumps(summary), job.created),
-            )  # fmt: skip
+                (
+                    job.id,
+                    job.state,
+                    int(sync),
+                    json.dumps(job.params.to_dict()),
+                    job.preview_every,
+                    json.dumps(summary),
+                    job.created,
+                ),
+            )
 
     def update(self, job: Any) -> None:
         """Write a job's state, times, counters, losses, error and seed."""
@@ -140,10 +147,21 @@ class JobStore:
         db.execute(
             "UPDATE jobs SET state=?, started=?, finished=?, iteration=?, total=?, elapsed=?, losses=?, error=?,"
             " seed=?, restarts=?, result_bytes=? WHERE id=?",
-            (job.state, job.started, job.finished, job.iteration, job.total, job.elapsed, json.dumps(job.losses),
-             None if job.error is None else json.dumps(job.error), job.seed, job.restarts, job.result_bytes,
-             job.id),
-        )  # fmt: skip
+            (
+                job.state,
+                job.started,
+                job.finished,
+                job.iteration,
+                job.total,
+                job.elapsed,
+                json.dumps(job.losses),
+                None if job.error is None else json.dumps(job.error),
+                job.seed,
+                job.restarts,
+                job.result_bytes,
+                job.id,
+            ),
+        )
 
     def finish(self, job: Any, history: list[tuple[int, dict[str, float | None]]]) -> None:
         """A job ended: its row and loss history in one transaction, then its inputs go."""
@@ -178,11 +196,27 @@ class JobStore:
                 " elapsed, losses, error, seed, restarts, result_bytes, inputs FROM jobs ORDER BY created, rowid"
             ).fetchall()
         jobs = [
-            StoredJob(row[0], row[1], bool(row[2]), json.loads(row[3]), row[4], row[5], row[6], row[7], row[8],
-                      row[9], row[10], json.loads(row[11]), None if row[12] is None else json.loads(row[12]),
-                      row[13], row[14], row[15], json.loads(row[16]))
+            StoredJob(
+                row[0],
+                row[1],
+                bool(row[2]),
+                json.loads(row[3]),
+                row[4],
+                row[5],
+                row[6],
+                row[7],
+                row[8],
+                row[9],
+                row[10],
+                json.loads(row[11]),
+                None if row[12] is None else json.loads(row[12]),
+                row[13],
+                row[14],
+                row[15],
+                json.loads(row[16]),
+            )
             for row in rows
-        ]  # fmt: skip
+        ]
         known = {job.id for job in jobs}
         for path in self.files.iterdir():
             if path.name.split(".", 1)[0] not in known or path.name.endswith(".tmp"):
@@ -228,7 +262,7 @@ class JobStore:
         return self.files / f"{_checked(job_id)}.{name}"
 
     @contextlib.contextmanager
-    def _transaction(self):  # noqa: ANN202 - a context manager yielding the connection
+    def _transaction(self):
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:

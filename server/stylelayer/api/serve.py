@@ -156,12 +156,17 @@ def read_token(args: argparse.Namespace) -> str | None:
         if not token:
             raise ValueError(f"--token-file {args.token_file} is empty")
         if os.name == "posix" and stat.S_IMODE(mode) & 0o077:
-            print(f"stylelayer serve: warning: {args.token_file} can be read by other users (chmod 600 it)",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"stylelayer serve: warning: {args.token_file} can be read by other users (chmod 600 it)",
+                file=sys.stderr,
+            )
         return token
     if args.token is not None:
-        print(f"stylelayer serve: warning: --token is visible to every user of this machine (ps); use ${TOKEN_ENV}"
-              " or --token-file", file=sys.stderr)  # fmt: skip
+        print(
+            f"stylelayer serve: warning: --token is visible to every user of this machine (ps); use ${TOKEN_ENV}"
+            " or --token-file",
+            file=sys.stderr,
+        )
         return args.token or None
     return os.environ.get(TOKEN_ENV) or None
 
@@ -269,8 +274,11 @@ def run(args: argparse.Namespace) -> int:
     if not is_loopback(args.host):
         print(remote_instructions(str(server.effective_host), server.effective_port, token_source(args)), flush=True)
     if pool is not None:
-        print(f"{len(pool.workers)} Ray workers with {pool.num_cpus:g} CPU and {pool.num_gpus:g} GPU each, weights"
-              f" {args.weights}; press Ctrl+C to stop", flush=True)  # fmt: skip
+        print(
+            f"{len(pool.workers)} Ray workers with {pool.num_cpus:g} CPU and {pool.num_gpus:g} GPU each, weights"
+            f" {args.weights}; press Ctrl+C to stop",
+            flush=True,
+        )
     else:
         print(f"device {engine.device}, weights {args.weights}; press Ctrl+C to stop", flush=True)
     # Service managers and `kill` send SIGTERM, and a shell starting us in the background ignores SIGINT for us:
@@ -297,8 +305,13 @@ def start_ray_pool(args: argparse.Namespace) -> Any:
     except ImportError as exc:
         raise RuntimeError(f"--workers ray needs Ray: pip install 'stylelayer[ray]' ({exc})") from None
     factory = ray_workers.style_engine_factory(args.weights, args.device, args.max_memory)
-    return ray_workers.RayPool(factory, address=args.ray_address, workers=args.ray_workers,
-                               cpus_per_worker=args.cpus_per_worker, device=args.device)  # fmt: skip
+    return ray_workers.RayPool(
+        factory,
+        address=args.ray_address,
+        workers=args.ray_workers,
+        cpus_per_worker=args.cpus_per_worker,
+        device=args.device,
+    )
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -49,8 +49,7 @@ class ProgressUpdate:
     @classmethod
     def of(cls, p: Progress) -> ProgressUpdate:
         preview = encode_png(p.preview) if p.preview is not None else None
-        return cls(p.iteration, p.total, dict(p.losses), p.elapsed, p.level, p.levels, p.tile, p.tiles, p.plan,
-                   preview)  # fmt: skip
+        return cls(p.iteration, p.total, dict(p.losses), p.elapsed, p.level, p.levels, p.tile, p.tiles, p.plan, preview)
 
 
 @dataclass

@@ -16,7 +16,7 @@ def _run_driver():
         with open(path, encoding="utf-8") as fh:
             code = compile(fh.read(), path, "exec")
         exec(code, {"__name__": "__stylelayer_driver__", "__file__": path})
-    except BaseException:
+    except BaseException:  # noqa: BLE001 - any crash of the driven script is written out for the test
         out = os.environ.get("STYLELAYER_KRITA_RESULT", "")
         if out:
             with open(out + ".crash.txt", "w", encoding="utf-8") as fh:
