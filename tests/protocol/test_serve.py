@@ -48,6 +48,21 @@ def test_absent_device_is_refused(capsys) -> None:
     assert "cuda" in capsys.readouterr().err
 
 
+def test_a_taken_port_is_one_clear_line(tmp_path, capsys) -> None:
+    """Another program on the port: exit 2 with a line naming host and port, not waitress's traceback."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = ("--port", str(port), "--device", "cpu", "--data-dir", str(tmp_path / "data"))
+        assert serve.run(parse(*argv, "--styles-dir", str(tmp_path / "styles"))) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1 port {port}" in err and "Address already in use" in err
+    assert "Traceback" not in err
+
+
 def test_real_process_port_zero_prints_url_serves_and_stops_on_sigint(tmp_path) -> None:
     code = "import sys; from stylelayer.cli import main; sys.exit(main(sys.argv[1:]))"
     argv = [

@@ -9,6 +9,7 @@ import tempfile
 from typing import Any
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from ..engine import StyleEngine
 from ..limits import MAX_PIXELS, MAX_UPLOAD_BYTES
@@ -41,6 +42,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 
+class OrderedJSONProvider(DefaultJSONProvider):
+    """Answers keep the order of their fields as built (and documented), not sorted."""
+
+    sort_keys = False
+
+
 def create_app(config: dict[str, Any] | None = None, engine: Any = None, workers: list[Any] | None = None) -> Flask:
     """Build the app. With `engine=None` a `StyleEngine` is loaded in the worker thread from config's
     weights/device, so the server answers health checks while VGG loads (a load failure is a 503). `workers`
@@ -69,7 +76,7 @@ def create_app(config: dict[str, Any] | None = None, engine: Any = None, workers
     # and not the JSON error shape); without merging, such paths are a JSON 404.
     app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = cfg["max_content_length"]
-    app.json.sort_keys = False
+    app.json = OrderedJSONProvider(app)
     app.extensions["stylelayer"] = ServerState(config=cfg, queue=queue, library=StyleLibrary(styles_dir))
     register_error_handlers(app)
     app.before_request(check_request)  # on the app, not a blueprint: unknown paths need the token too

@@ -11,11 +11,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask
-from waitress import create_server
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
+from waitress.server import MultiSocketServer, create_server
 from waitress.task import ErrorTask
 
 from .errors import error_body, too_large_message
@@ -36,14 +37,16 @@ class JsonErrorTask(ErrorTask):
     """waitress's error response with a JSON body in the API's shape (the status stays waitress's)."""
 
     def execute(self) -> None:
-        error = self.request.error
+        # (typeshed's stub calls `request` the Error itself; it is the parser that holds it)
+        error = cast(HTTPRequestParser, self.request).error
+        assert error is not None  # waitress makes an ErrorTask only for a request with an error
         if error.code == 413:
             message = too_large_message(self.channel.adj.max_request_body_size - 1)  # = the app's limit, below
         else:
             message = f"{error.reason}: {error.body}"
         body = json.dumps(error_body(_WAITRESS_CODES.get(error.code, "bad_request"), message)).encode()
         self.status = f"{error.code} {error.reason}"
-        self.response_headers.append(("Content-Type", "application/json"))
+        self.response_headers = [*self.response_headers, ("Content-Type", "application/json")]
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
@@ -54,7 +57,11 @@ class JsonErrorChannel(HTTPChannel):
 
 
 def create_http_server(app: Flask, host: str, port: int, threads: int = HTTP_THREADS) -> Any:
-    """A waitress server for `app` on host:port (0: any free port), not yet running."""
+    """A waitress server for `app` on host:port (0: any free port), not yet running.
+
+    Raises OSError when it cannot listen there: the port is taken, or the host name has several addresses (waitress
+    would listen on each with its own server, and our JSON error channel and printed URL assume one).
+    (Any: the server's effective_host/effective_port are missing from typeshed's waitress stubs.)"""
     server = create_server(
         app,
         host=host,
@@ -64,5 +71,9 @@ def create_http_server(app: Flask, host: str, port: int, threads: int = HTTP_THR
         max_request_body_size=app.config["MAX_CONTENT_LENGTH"] + 1,  # waitress refuses at >= this
         ident="stylelayer",
     )
+    if isinstance(server, MultiSocketServer):
+        addresses = ", ".join(f"{h}:{p}" for h, p in server.effective_listen)
+        server.close()
+        raise OSError(f"{host} has several addresses ({addresses}): give one of them, such as 127.0.0.1")
     server.channel_class = JsonErrorChannel  # read by waitress for every accepted connection
     return server

@@ -479,6 +479,7 @@ class JobQueue:
                         self._unassign(slot)
                     return
                 job = slot.job
+            assert job is not None  # the wait above ends with a job or with stopping
             lost = self._execute(job, slot)
             with self._lock:
                 slot.job, slot.jobs_done, slot.idle_since = None, slot.jobs_done + 1, time.monotonic()

@@ -268,7 +268,14 @@ def run(args: argparse.Namespace) -> int:
         if pool is not None:
             pool.close()
         return 2
-    server = create_http_server(app, args.host, args.port)
+    try:
+        server = create_http_server(app, args.host, args.port)
+    except OSError as exc:  # the port is taken, the address is not this machine's, ...
+        print(f"stylelayer serve: cannot listen on {args.host} port {args.port}: {exc}", file=sys.stderr)
+        app.extensions["stylelayer"].queue.stop()
+        if pool is not None:
+            pool.close()
+        return 2
     host = f"[{server.effective_host}]" if ":" in str(server.effective_host) else server.effective_host
     print(f"stylelayer server listening on http://{host}:{server.effective_port}", flush=True)
     if not is_loopback(args.host):
@@ -279,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
             f" {args.weights}; press Ctrl+C to stop",
             flush=True,
         )
-    else:
+    elif engine is not None:
         print(f"device {engine.device}, weights {args.weights}; press Ctrl+C to stop", flush=True)
     # Service managers and `kill` send SIGTERM, and a shell starting us in the background ignores SIGINT for us:
     # both must end the same clean way Ctrl+C does.

@@ -80,15 +80,19 @@ class Worker(Protocol):
 
     def start(self, stopping: CancelCheck) -> None:
         """Load the engine (may take a while); raise when it cannot be loaded; give up once `stopping()`."""
+        ...
 
     def run(self, spec: JobSpec, report: Report, should_cancel: CancelCheck) -> JobOutcome:
         """Run a job; raises what the engine raises (Cancelled, OutOfMemory, ValueError, ...) or WorkerLost."""
+        ...
 
     def replace(self, stopping: CancelCheck) -> None:
         """Start afresh after WorkerLost."""
+        ...
 
     def describe(self) -> dict[str, Any]:
         """name, kind, device and where it runs, for /v1/info."""
+        ...
 
     def cache_stats(self) -> dict[str, int]: ...
 

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..userdirs import user_config_dir
@@ -19,7 +20,9 @@ PLUGIN_NAME = PACKAGE_DIRS["gimp"]
 GIMP_VERSION_DIR = "3.0"
 
 
-def default_plugin_dir(platform: str | None = None, home: Path | None = None, env: dict | None = None) -> Path:
+def default_plugin_dir(
+    platform: str | None = None, home: Path | None = None, env: Mapping[str, str] | None = None
+) -> Path:
     """The per-user GIMP 3.0 plug-ins folder for this (or the given) platform.
 
     Linux and other Unixes: $XDG_CONFIG_HOME/GIMP/3.0/plug-ins (default ~/.config/...); macOS:

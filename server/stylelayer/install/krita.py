@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..userdirs import home_dir, platform_family, user_config_dir, user_data_dir
@@ -22,12 +23,12 @@ PLUGIN_NAME = "stylelayer_krita"
 DESKTOP_FILE = PLUGIN_NAME + ".desktop"
 
 
-def default_resource_dir(platform: str | None = None, env: dict[str, str] | None = None) -> Path:
+def default_resource_dir(platform: str | None = None, env: Mapping[str, str] | None = None) -> Path:
     """Krita's user resource folder for this (or the given) platform."""
     return user_data_dir(platform, env) / "krita"
 
 
-def default_kritarc(platform: str | None = None, env: dict[str, str] | None = None) -> Path:
+def default_kritarc(platform: str | None = None, env: Mapping[str, str] | None = None) -> Path:
     """Where Krita keeps its settings file for this (or the given) platform."""
     env = os.environ if env is None else env
     family = platform_family(platform)
