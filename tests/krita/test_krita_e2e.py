@@ -101,6 +101,18 @@ def inputs(tmp_path_factory):
     return {"content": _image("tubingen", tmp, 96), "style": _image("starry_night", tmp, 128)}
 
 
+def krita_job(mode: str, inputs: dict, server_url: str, **extra) -> dict:
+    """What the driver runs: `mode` on the test image and style against `server_url`, with PARAMS unless given."""
+    return {
+        "mode": mode,
+        "image": str(inputs["content"]),
+        "style": str(inputs["style"]),
+        "server_url": server_url,
+        "params": PARAMS,
+        **extra,
+    }
+
+
 def run_krita(home: Path, out: Path, config: dict, timeout: int = KRITA_TIMEOUT) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     config = {"stacks_after_s": timeout - 30, **config, "out_dir": str(out)}
@@ -228,13 +240,7 @@ def test_entry_function_in_real_krita(krita_home, server, inputs, tmp_path):
     result = run_krita(
         krita_home,
         out,
-        {
-            "mode": "function",
-            "image": str(inputs["content"]),
-            "style": str(inputs["style"]),
-            "server_url": server.url,
-            "params": PARAMS,
-        },
+        krita_job("function", inputs, server.url),
     )
     w, h = result["size"]
     check_success(result, out, inputs, [0, 0, w, h])
@@ -248,14 +254,7 @@ def test_dialog_with_selection_in_real_krita(krita_home, server, inputs, tmp_pat
     result = run_krita(
         krita_home,
         out,
-        {
-            "mode": "dialog",
-            "image": str(inputs["content"]),
-            "style": str(inputs["style"]),
-            "server_url": server.url,
-            "params": PARAMS,
-            "selection": selection,
-        },
+        krita_job("dialog", inputs, server.url, selection=selection),
     )
     assert result["action_text"] == "Style Transfer…"
     check_success(result, out, inputs, selection[:4], mask_value=selection[4])
@@ -275,13 +274,7 @@ def test_server_down_leaves_document_unchanged(krita_home, inputs, tmp_path):
     result = run_krita(
         krita_home,
         out,
-        {
-            "mode": "dialog",
-            "image": str(inputs["content"]),
-            "style": str(inputs["style"]),
-            "server_url": f"http://127.0.0.1:{port}",
-            "params": PARAMS,
-        },
+        krita_job("dialog", inputs, f"http://127.0.0.1:{port}"),
     )
     assert result["ok"] is False
     assert result["dialog"]["messages"] and result["dialog"]["messages"][0][0] is False
@@ -301,14 +294,7 @@ def test_cancel_in_dialog_leaves_document_unchanged(krita_home, server, inputs, 
     result = run_krita(
         krita_home,
         out,
-        {
-            "mode": "dialog",
-            "image": str(inputs["content"]),
-            "style": str(inputs["style"]),
-            "server_url": server.url,
-            "params": {**PARAMS, "iterations": 500},
-            "cancel_on_progress": True,
-        },
+        krita_job("dialog", inputs, server.url, params={**PARAMS, "iterations": 500}, cancel_on_progress=True),
     )
     assert result["ok"] is False
     assert result["dialog"]["messages"] == [[False, "The style transfer was cancelled; the image is unchanged."]]
@@ -333,20 +319,18 @@ def test_ellipse_with_a_token_server_twice_then_undo(krita_home, token_server, i
     result = run_krita(
         krita_home,
         out,
-        {
-            "mode": "dialog",
-            "image": str(inputs["content"]),
-            "style": str(inputs["style"]),
-            "server_url": token_server.url,
-            "token": TOKEN,
-            "params": PARAMS,
-            "ellipse": [12, 10, 60, 44],
-            "test_connection": True,
-            "add_to_library": True,
-            "runs": 2,
-            "undo": 2,
-            "dialog_timeout_s": 60,
-        },
+        krita_job(
+            "dialog",
+            inputs,
+            token_server.url,
+            token=TOKEN,
+            ellipse=[12, 10, 60, 44],
+            test_connection=True,
+            add_to_library=True,
+            runs=2,
+            undo=2,
+            dialog_timeout_s=60,
+        ),
         timeout=150,
     )
     assert result["ok"], result.get("traceback") or result.get("error_message")
@@ -388,14 +372,7 @@ def test_without_a_selection_undo_removes_the_layer_in_one_step(krita_home, serv
     result = run_krita(
         krita_home,
         out,
-        {
-            "mode": "function",
-            "image": str(inputs["content"]),
-            "style": str(inputs["style"]),
-            "server_url": server.url,
-            "params": PARAMS,
-            "undo": 1,
-        },
+        krita_job("function", inputs, server.url, undo=1),
     )
     assert result["ok"], result.get("traceback")
     assert [entry[0] for entry in layers(result)] == [result["original"]["name"], "Style: starry night"]
@@ -411,14 +388,9 @@ def test_full_resolution_render_has_the_canvas_size(krita_home, server, inputs, 
     result = run_krita(
         krita_home,
         out,
-        {
-            "mode": "dialog",
-            "image": str(canvas),
-            "style": str(inputs["style"]),
-            "server_url": server.url,
-            "params": {"size": 0, "iterations": 4},
-            "dialog_timeout_s": 200,
-        },
+        krita_job(
+            "dialog", inputs, server.url, image=str(canvas), params={"size": 0, "iterations": 4}, dialog_timeout_s=200
+        ),
         timeout=300,
     )
     assert result["ok"], result.get("traceback") or result.get("error_message")

@@ -6,6 +6,7 @@ import functools
 import io
 import json
 import struct
+import threading
 import time
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ from testimages import real_image
 
 from stylelayer.api.job_queue import TERMINAL
 
-__all__ = ["TERMINAL", "BadImage", "assert_json_error", "image_corpus", "real_jpeg"]
+__all__ = ["TERMINAL", "BadImage", "assert_json_error", "image_corpus", "real_jpeg", "stylize_behind"]
 
 
 def assert_json_error(status: int, body: bytes, content_type: str | None, allowed: set[int] | None = None) -> dict:
@@ -31,6 +32,26 @@ def assert_json_error(status: int, body: bytes, content_type: str | None, allowe
     else:
         assert status in allowed, (status, error)
     return error
+
+
+def stylize_behind(client, content: bytes, style: bytes, queued: int) -> tuple[threading.Thread, dict[str, object]]:
+    """A synchronous /v1/stylize call on a thread, returned once its job is queued as the `queued`-th: the answer
+    it gets ({"png": ...} or {"error": (status, code)}) lands in the dict when the thread ends."""
+    answer: dict[str, object] = {}
+
+    def call() -> None:
+        try:
+            answer["png"] = client.stylize(content, style)
+        except stylelayer_client.StylelayerError as exc:
+            answer["error"] = (exc.status, exc.code)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    deadline = time.monotonic() + 5
+    while client.info()["jobs"]["queued"] < queued:
+        assert time.monotonic() < deadline, "the stylize call's job was not queued within 5 s"
+        time.sleep(0.01)
+    return caller, answer
 
 
 def real_jpeg(name: str = "tubingen", longest: int = 96, **save: object) -> bytes:

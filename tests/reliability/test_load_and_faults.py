@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 from PIL import Image
 from protocol_helpers import REPO, FakeEngine, gradient, png_bytes, raw, stylelayer_client
-from reliability_helpers import TERMINAL, assert_json_error, wait_terminal
+from reliability_helpers import TERMINAL, assert_json_error, stylize_behind, wait_terminal
 from server_thread import ServerThread
 
 from stylelayer.api import create_app
@@ -352,20 +352,7 @@ def test_shutdown_while_jobs_run_and_wait(fake_engine, tmp_path, cases) -> None:
     client = stylelayer_client.StylelayerClient(srv.url, timeout=20)
     ids = [client.submit(CONTENT, STYLE) for _ in range(4)]
     assert fake_engine.started.wait(5)
-    answer: dict[str, object] = {}
-
-    def waiting_caller() -> None:
-        try:
-            answer["png"] = client.stylize(CONTENT, STYLE)
-        except stylelayer_client.StylelayerError as exc:
-            answer["error"] = (exc.status, exc.code)
-
-    caller = threading.Thread(target=waiting_caller)
-    caller.start()
-    deadline = time.monotonic() + 5
-    while client.info()["jobs"]["queued"] < 4:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    caller, answer = stylize_behind(client, CONTENT, STYLE, queued=4)
     queue = app.extensions["stylelayer"].queue
     started = time.monotonic()
     srv.stop()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from protocol_helpers import FakeEngine, gradient, png_bytes, stylelayer_client
-from reliability_helpers import wait_terminal
+from reliability_helpers import stylize_behind, wait_terminal
 from server_thread import ServerThread
 from testimages import real_image
 
@@ -54,20 +54,7 @@ def test_clean_stop_and_start_keep_every_job(tmp_path, cases) -> None:
     running = client.submit(png_bytes(gradient(30, 20)), STYLE, params={"iterations": 3})
     assert engine.started.wait(5)
     queued = client.submit(CONTENT, [STYLE, STYLE], params={"iterations": 2, "style_blend": [1, 3]})
-    answer: dict[str, object] = {}
-
-    def waiting_caller() -> None:
-        try:
-            answer["png"] = client.stylize(CONTENT, STYLE)
-        except stylelayer_client.StylelayerError as exc:
-            answer["error"] = (exc.status, exc.code)
-
-    caller = threading.Thread(target=waiting_caller)
-    caller.start()
-    deadline = time.monotonic() + 5
-    while client.info()["jobs"]["queued"] < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    caller, answer = stylize_behind(client, CONTENT, STYLE, queued=2)
     srv.stop()
     caller.join(10)
     assert answer == {"error": (409, "job_cancelled")}
