@@ -21,6 +21,7 @@ from PIL import Image
 from torch import Tensor
 
 from . import imaging
+from .limits import MAX_SIZE
 from .losses import gram_matrix, pixel_scale, positions, style_target
 from .memory import (
     HEADROOM,
@@ -180,7 +181,7 @@ class StyleEngine:
             content_rgb, alpha = imaging.split_alpha(content)
             out_size = content_rgb.size
             longest = max(out_size) if params.size == 0 else min(params.size, max(out_size))
-            work = _at_least(imaging.fit_longest_side(content_rgb, longest), "content")
+            work = _resized(content_rgb, longest, "content")
             work_size = work.size
         else:
             assert params.output_size is not None  # check_inputs: texture mode without content gives output_size
@@ -244,8 +245,7 @@ class StyleEngine:
             work_size = params.output_size
         else:
             longest = max(content_size) if params.size == 0 else min(params.size, max(content_size))
-            scale = longest / max(content_size)
-            work_size = (max(MIN_SIDE, round(content_size[0] * scale)), max(MIN_SIDE, round(content_size[1] * scale)))
+            work_size = working_size(content_size, longest, "content")
         levels = _level_sizes(work_size, params.scales)
         run = _Run(self, params, 0, levels, 0.0, None, None, 0)
         has_content = content_size is not None
@@ -503,7 +503,7 @@ class _Run:
         longest = max(1, round(max(size) * p.style_scale))
         blended: dict[str, Tensor] = {}
         for weight, style in zip(p.blend_weights(len(styles)), styles, strict=True):
-            prepared = _at_least(imaging.fit_longest_side(imaging.split_alpha(style)[0], longest), "style")
+            prepared = _resized(imaging.split_alpha(style)[0], longest, "style")
             if p.preserve_colors and color_ref is not None:
                 lum = imaging.luminance_image(imaging.to_tensor(prepared), match=color_ref.cpu())
                 prepared = imaging.to_image(lum)
@@ -569,22 +569,31 @@ def check_inputs(content: Image.Image | None, styles: Sequence[Image.Image], par
 
 AUTO_BASE = 512  # longest side of the coarsest level when the levels are automatic (scales 0)
 MIN_SIDE = 16  # conv5_1 sits behind four 2x2 poolings: 16 px become 1
-MAX_SIDE = 8192
 
 
-def _at_least(img: Image.Image, what: str) -> Image.Image:
-    """Upscale an image whose short side is under MIN_SIDE (a tiny selection, a thin strip), or refuse it."""
-    short = min(img.size)
+def working_size(size: tuple[int, int], longest: int, what: str) -> tuple[int, int]:
+    """`size` scaled so its longest side is `longest`, then up so its short side is at least MIN_SIDE (a tiny
+    selection, a thin strip); refused when that makes the long side over MAX_SIZE. One rule for running a job and
+    for planning it."""
+    scale = longest / max(size)
+    fitted = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
+    short = min(fitted)
     if short >= MIN_SIDE:
-        return img
-    scale = MIN_SIDE / short
-    size = (max(MIN_SIDE, round(img.width * scale)), max(MIN_SIDE, round(img.height * scale)))
-    if max(size) > MAX_SIDE:
+        return fitted
+    up = MIN_SIDE / short
+    grown = (max(MIN_SIDE, round(fitted[0] * up)), max(MIN_SIDE, round(fitted[1] * up)))
+    if max(grown) > MAX_SIZE:
         raise ValueError(
-            f"{what} is {img.width}x{img.height}: too thin to stylise (its short side would need "
-            f"{MIN_SIDE} px, making the long side over {MAX_SIDE} px)"
+            f"{what} is {fitted[0]}x{fitted[1]}: too thin to stylise (its short side would need "
+            f"{MIN_SIDE} px, making the long side over {MAX_SIZE} px)"
         )
-    return img.resize(size, Image.Resampling.BICUBIC)
+    return grown
+
+
+def _resized(img: Image.Image, longest: int, what: str) -> Image.Image:
+    """`img` at its `working_size`."""
+    size = working_size(img.size, longest, what)
+    return img if size == img.size else img.resize(size, Image.Resampling.LANCZOS)
 
 
 def _level_sizes(size: tuple[int, int], scales: int) -> list[tuple[int, int]]:

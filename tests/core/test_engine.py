@@ -196,3 +196,15 @@ def test_tiny_and_thin_images(engine, starry64):
         assert result.image.getchannel("A").tobytes() == tiny.getchannel("A").tobytes()
     with pytest.raises(ValueError, match="too thin"):
         engine.stylize(Image.new("RGB", (1, 3000)), [starry64], params(size=0, iterations=1))
+
+
+def test_the_plan_works_at_the_size_the_job_runs(engine, starry64):
+    """An estimate plans the levels the job will run: for a thin strip (upscaled to 16 px on its short side) too,
+    and a strip too thin to run cannot be planned either."""
+    for content_size, size in (((3, 40), 512), ((200, 90), 64), ((90, 5), 32)):
+        p = params(size=size, iterations=2, scales=2)
+        ran = engine.stylize(Image.new("RGB", content_size), [starry64], p).plans
+        planned = [plan.describe() for plan, _ in engine.plan_job(content_size, p)]
+        assert planned == ran, content_size  # sizes, whole or tiled, optimiser and memory of every level
+    with pytest.raises(ValueError, match="too thin"):
+        engine.plan_job((1, 3000), params(size=0))

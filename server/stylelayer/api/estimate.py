@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from ..memory import BudgetError, LevelPlan
+from ..memory import LevelPlan
 from ..params import StyleParams
 
 # Seconds per unit (one pixel through one forward + backward pass) before this server has timed a job of its own.
@@ -113,7 +113,7 @@ def estimate_json(engine: Any, speed: SpeedMeter, content_size: tuple[int, int] 
     answer: dict[str, Any] = {"device": device, "speed": {"seconds_per_unit": rate, "source": source}}
     try:
         cost = job_cost(engine, content_size, params)
-    except BudgetError as exc:
+    except ValueError as exc:  # memory.BudgetError, or a content too thin to stylise
         return {**answer, "fits": False, "problem": str(exc), "seconds": None, "iterations": None, "levels": []}
     last = cost.levels[-1][0]
     return {
