@@ -379,10 +379,7 @@ class _Run:
             optimizer.zero_grad(set_to_none=True)
             if plan.tile is not None:
                 tiles = tile_grid(height, width, plan.tile, plan.halo, random_offset(plan.tile, generator))
-                gram_tiles = tile_grid(height, width, plan.gram_tile or plan.tile, plan.halo)
-                losses, grad = tiled_loss_and_grad(
-                    terms, image, tiles, self.check_cancel, self._report_tile, gram_tiles=gram_tiles
-                )
+                losses, grad = tiled_loss_and_grad(terms, image, tiles, self.check_cancel, self._report_tile)
                 if not scale:
                     scale.append(1.0 / max(losses["total"], 1e-12))
                 image.grad = grad.mul_(scale[0])
@@ -462,7 +459,7 @@ class _Run:
                 with torch.no_grad(), autocast():
                     content_target = engine.model(content, [p.content_layer], p.pooling)[p.content_layer]
             else:
-                tiles = tile_grid(height, width, plan.gram_tile or plan.tile, plan.halo)  # no gradients: larger
+                tiles = tile_grid(height, width, plan.tile, plan.halo)
                 content_target = tiled_features(engine.model, content, p.content_layer, p.pooling, tiles, autocast)
         targets = self._style_targets(styles, size, color_ref) if p.effective_style_weight else {}
         return Terms(

@@ -150,9 +150,6 @@ class LevelPlan:
     optimizer: str  # "lbfgs" or "adam" (L-BFGS's history would not fit)
     history: int  # L-BFGS history size (0 for Adam)
     estimate: int  # bytes the plan needs at its peak, beyond what the process held when planned
-    # Tiled levels: core size of the Gram pass, which keeps no gradients and so fits larger tiles (fewer halos) in
-    # the same memory; a size of the image's longest side or more is one pass over the whole image. None: `tile`.
-    gram_tile: int | None = None
 
     @property
     def tiled(self) -> bool:
@@ -161,28 +158,21 @@ class LevelPlan:
     def work(self) -> float:
         """Pixels the network processes per iteration, in units of one forward + backward pass over one pixel.
 
-        Whole image: its pixels. Tiled: every crop (core + halo) once with gradients, plus the Gram pass's crops
-        without (a forward pass costs about a third of a forward + backward pass: measured 5.5 s vs 16 s at 1024²).
+        Whole image: its pixels. Tiled: every crop (core + halo) once with gradients, plus the Gram pass without
+        (a forward pass costs about a third of a forward + backward pass: measured 5.5 s vs 16 s at 1024²).
         """
         if self.tile is None:
             return float(self.width * self.height)
-        return self._crop_pixels(self.tile) + FORWARD_SHARE * self._crop_pixels(self.gram_tile or self.tile)
-
-    def _crop_pixels(self, tile: int) -> int:
         crops = 0
-        for y0, y1 in spans(self.height, tile, 0):
-            for x0, x1 in spans(self.width, tile, 0):
+        for y0, y1 in spans(self.height, self.tile, 0):
+            for x0, x1 in spans(self.width, self.tile, 0):
                 h = min(self.height, y1 + self.halo) - max(0, y0 - self.halo)
                 w = min(self.width, x1 + self.halo) - max(0, x0 - self.halo)
                 crops += h * w
-        return crops
+        return crops * (1 + FORWARD_SHARE)
 
     def describe(self) -> str:
-        how = "whole image"
-        if self.tile:
-            gram = self.gram_tile or self.tile
-            gram_pass = "Gram pass whole" if gram >= max(self.width, self.height) else f"Gram pass in {gram} px tiles"
-            how = f"tiles of {self.tile} px (+{self.halo} px halo; {gram_pass})"
+        how = f"tiles of {self.tile} px (+{self.halo} px halo)" if self.tile else "whole image"
         opt = f"L-BFGS, history {self.history}" if self.optimizer == "lbfgs" else "Adam"
         return f"{self.width}x{self.height}: {how}, {opt}, ~{format_size(self.estimate)}"
 
@@ -228,13 +218,8 @@ def plan_level(
         tile = force_tile or _largest_tile(left, width, height, halo, deepest, precision, pooling)
         if tile is None or (tile < smallest and not force_tile):
             return None
-        gram = _largest_tile(left, width, height, halo, deepest, precision, pooling, grad=False) or tile
-        gram = max(gram, tile)
-        passes = max(
-            _tile_bytes(tile, halo, deepest, precision, pooling),
-            _tile_bytes(gram, halo, deepest, precision, pooling, grad=False),
-        )
-        return LevelPlan(width, height, tile, halo, opt, history, fixed + state(opt, history) + passes, gram)
+        estimate = fixed + state(opt, history) + _tile_bytes(tile, halo, deepest, precision, pooling)
+        return LevelPlan(width, height, tile, halo, opt, history, estimate)
 
     good = min(GOOD_TILE, math.ceil(max(width, height) / GRID) * GRID)
     candidates: list[tuple[str, int, int]] = [("adam", 0, MIN_TILE)]
@@ -265,20 +250,19 @@ def style_tile(width: int, height: int, budget: int, deepest: str, precision: st
     return max(MIN_TILE, tile)
 
 
-def _tile_bytes(tile: int, halo: int, deepest: str, precision: str, pooling: str, grad: bool = True) -> int:
+def _tile_bytes(tile: int, halo: int, deepest: str, precision: str, pooling: str) -> int:
     crop = (tile + 2 * halo) ** 2
-    return int(activation_bytes(crop, deepest, precision, pooling, grad=grad))
+    return int(activation_bytes(crop, deepest, precision, pooling, grad=True))
 
 
 def _largest_tile(
-    left: int, width: int, height: int, halo: int, deepest: str, precision: str, pooling: str, grad: bool = True
+    left: int, width: int, height: int, halo: int, deepest: str, precision: str, pooling: str
 ) -> int | None:
-    """The largest core size on the 16-px grid whose pass (with or without gradients) fits in `left` bytes, up to
-    the image's longest side (None when not even MIN_TILE)."""
+    """The largest core size on the 16-px grid whose pass fits in `left` bytes (None when not even MIN_TILE)."""
     cap = math.ceil(max(width, height) / GRID) * GRID
     best = None
     tile = MIN_TILE
-    while tile <= cap and _tile_bytes(tile, halo, deepest, precision, pooling, grad) <= left:
+    while tile <= cap and _tile_bytes(tile, halo, deepest, precision, pooling) <= left:
         best = tile
         tile += GRID
     return best

@@ -70,31 +70,20 @@ def tiled_loss_and_grad(
     tiles: Sequence[Tile],
     check: CancelCheck | None = None,
     on_tile: TileProgress | None = None,
-    gram_tiles: Sequence[Tile] | None = None,
 ) -> tuple[dict[str, float], Tensor]:
     """The whole image's losses and the gradient of their weighted total, computed tile by tile.
 
-    First the Gram pass (no gradients) over `gram_tiles` (default: `tiles`; it may use larger ones), then the
-    backward pass over `tiles`. Peak memory is the larger of one tile's pass of each kind plus the image-sized
-    gradient. `check` runs before every tile (it raises to cancel); `on_tile(done, total)` counts tiles over both
-    passes.
+    Peak memory is one tile's forward and backward pass plus the image-sized gradient. `check` runs before every
+    tile (it raises to cancel); `on_tile(done, total)` counts tiles over both passes.
     """
     image = image.detach()
-    gram_tiles = tiles if gram_tiles is None else gram_tiles
-    counter = _TileCounter(on_tile, (len(gram_tiles) if terms.style_targets else 0) + len(tiles))
+    counter = _TileCounter(on_tile, (2 if terms.style_targets else 1) * len(tiles))
 
     style = 0.0
     grams: dict[str, tuple[Tensor, int]] = {}
     if terms.style_targets:
         grams = tiled_grams(
-            terms.model,
-            image,
-            list(terms.style_targets),
-            terms.pooling,
-            gram_tiles,
-            terms.autocast,
-            check,
-            counter.tick,
+            terms.model, image, list(terms.style_targets), terms.pooling, tiles, terms.autocast, check, counter.tick
         )
         for name, target in terms.style_targets.items():
             gram, m = grams[name]

@@ -11,16 +11,7 @@ from testimages import real_image
 
 from stylelayer.cli import main
 from stylelayer.engine import StyleEngine
-from stylelayer.memory import (
-    HEADROOM,
-    MAX_HISTORY,
-    BudgetError,
-    LevelPlan,
-    activation_bytes,
-    in_use,
-    parse_size,
-    plan_level,
-)
+from stylelayer.memory import HEADROOM, MAX_HISTORY, BudgetError, activation_bytes, in_use, parse_size, plan_level
 from stylelayer.params import StyleParams
 
 GB = 2**30
@@ -66,20 +57,6 @@ def test_plans_whole_image_while_it_fits_then_tiles():
     assert huge.tiled and huge.optimizer == "adam" and huge.history == 0 and huge.estimate <= 6 * GB
     with pytest.raises(BudgetError, match="raise --max-memory"):
         _plan(8000, 6000, 2 * GB)
-
-
-def test_the_gram_pass_takes_larger_tiles_in_the_same_memory():
-    """Without gradients a pass needs about a third of the memory: the Gram pass runs fewer, larger tiles (less
-    halo), or the whole image, and the plan's estimate covers whichever pass is larger."""
-    big = _plan(4000, 3000, 3 * GB)
-    assert big.tile is not None and big.gram_tile is not None and big.gram_tile > big.tile
-    assert big.estimate <= 3 * GB
-    assert f"Gram pass in {big.gram_tile} px tiles" in big.describe()
-    same_tiles = LevelPlan(4000, 3000, big.tile, big.halo, big.optimizer, big.history, big.estimate)
-    assert big.work() < same_tiles.work()  # fewer halo pixels in the Gram pass
-    mid = _plan(1024, 768, 2 * GB)  # tiled with gradients, one pass without
-    assert mid.tiled and mid.gram_tile is not None and mid.gram_tile >= 1024
-    assert "Gram pass whole" in mid.describe()
 
 
 def test_whole_image_estimate_grows_with_pixels_and_halves_in_bf16():
