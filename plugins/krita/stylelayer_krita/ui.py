@@ -712,13 +712,18 @@ class StyleTransferDialog(QDialog):
                 self.status_label.setText("Not connected: " + message)
             self._finish(False, message)
             return
+        # Inserting lets Qt run its events, and Krita may make the new layer active meanwhile: the target watch waits
+        # until `created` names that layer, or it would follow Krita onto the result.
+        self._watch.stop()
         try:
             name = logic.style_layer_name(label, transfer.sibling_names(source.node))
             new = transfer.insert_result(source, value, name, self.codec, self.ops)
         except Exception as exc:  # noqa: BLE001
+            self._watch.start()
             self._finish(False, logic.error_message(exc))
             return
         self.created = node_id(new)  # Krita may activate it: the next run still paints the original
+        self._watch.start()
         if self.server_info is None:
             self.status_label.setText(f"Connected to the stylelayer server at {self.client().base_url}.")
         self.progress_bar.setValue(1000)
