@@ -61,6 +61,15 @@ def test_a_plan_over_the_memory_budget_says_so(make_server) -> None:
     assert answer["problem"].startswith("a 8000x6000 level needs")
 
 
+def test_a_content_too_thin_to_run_says_so(make_server) -> None:
+    """The engine refuses to plan a strip it could not run (engine.working_size): an answer, not a 500."""
+    engine = FakeEngine()
+    engine.plan_error = ValueError("content is 1x512: too thin to stylise (its short side would need 16 px, ...)")
+    _, client = make_server(engine)
+    answer = client.estimate(1, 512, {"size": 512})
+    assert answer["fits"] is False and answer["seconds"] is None and "too thin" in answer["problem"]
+
+
 def test_texture_mode_needs_no_content_size(server) -> None:
     _, client = server
     answer = client.estimate(None, None, {"mode": "texture", "output_size": [64, 48], "iterations": 5})
