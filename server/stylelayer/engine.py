@@ -27,16 +27,19 @@ from .memory import (
     HEADROOM,
     BudgetError,
     LevelPlan,
+    cap_cuda_allocator,
     default_budget,
     format_size,
     in_use,
+    measure_cuda_runtime,
     plan_level,
     return_freed_memory_to_the_system,
     style_tile,
 )
-from .objective import Terms, tiled_loss_and_grad, whole_loss
+from .objective import Terms
 from .params import VGG_LAYERS, StyleParams
-from .tiling import halo_for, random_offset, tile_grid, tiled_features, tiled_grams
+from .steps import LevelSteps
+from .tiling import Tile, halo_for, random_offset, tile_grid, tiled_features, tiled_grams
 from .vgg import VGG19Features, layer_stride, load_vgg19
 
 _GRAM_CACHE_SIZE = 16
@@ -134,13 +137,55 @@ class StyleEngine:
         self.tile_size = tile_size
         self.weights_name = weights
         model = load_vgg19(weights, preprocess)
-        if self.device.type == "cpu":
+        if self.device.type == "cpu":  # on CUDA the weights stay NCHW: large levels run faster so (vgg.channels_last)
             model = model.to(memory_format=torch.channels_last)
             return_freed_memory_to_the_system()
         self.model: VGG19Features = model.to(self.device)
         self._grams: OrderedDict[tuple, dict[str, tuple[Tensor, int]]] = OrderedDict()
         self._hits = 0
         self._misses = 0
+        self.seconds_per_unit: float | None = None  # measured by `calibrate`
+        if self.device.type == "cuda":
+            self._load_cuda_libraries()
+            measure_cuda_runtime(self.device)
+            if max_memory is not None:
+                cap_cuda_allocator(self.device, max_memory)
+
+    def _load_cuda_libraries(self) -> None:
+        """One small forward and backward pass, so cuDNN and cuBLAS are loaded before the runtime is measured."""
+        x = torch.rand(1, 3, 32, 32, device=self.device, requires_grad=True)
+        feats = self.model(x, ["conv1_1"], "avg")
+        torch.autograd.grad(gram_matrix(feats["conv1_1"]).sum(), x)
+
+    def calibrate(self) -> float:
+        """Seconds per unit of work (one pixel through one forward and backward pass; see `LevelPlan.work`) on this
+        device, so that estimates before the first job use this machine's speed, not a guess for its device type.
+
+        Timed as the difference between two small jobs that differ only in their iteration count, after a warm-up
+        job (about a second on a GPU, a few on a CPU): what one more iteration costs, optimiser and graphs included,
+        without the set-up (targets, cuDNN, graph capture) that a painter's longer jobs spread over more iterations.
+        """
+        rate = self._time_two_jobs(160, 1, 3) if self.device.type == "cpu" else self._time_two_jobs(512, 10, 40)
+        self.seconds_per_unit = rate
+        return rate
+
+    def _time_two_jobs(self, side: int, few: int, more: int) -> float:
+        """Seconds per unit of what `more - few` iterations add to a `side` px job (after a warm-up job)."""
+        noise = torch.Generator().manual_seed(0)
+        content = imaging.to_image(torch.rand(1, 3, side * 3 // 4, side, generator=noise))
+        style = imaging.to_image(torch.rand(1, 3, side, side, generator=noise))
+        timed, cached, counts = [], set(self._grams), (self._hits, self._misses)
+        for iterations in (few, few, more):  # the first run warms up: cuDNN's set-up, the style's Gram matrices
+            params = StyleParams.from_dict({"size": side, "iterations": iterations, "seed": 0})
+            units = sum((n + 1) * plan.work() for plan, n in self.plan_job(content.size, params))
+            started = time.perf_counter()
+            self.stylize(content, [style], params)
+            timed.append((units, time.perf_counter() - started))
+        (units_few, seconds_few), (units_more, seconds_more) = timed[1], timed[2]
+        for key in set(self._grams) - cached:  # the cache and its counts are for painters' styles
+            del self._grams[key]
+        self._hits, self._misses = counts
+        return max(seconds_more - seconds_few, 1e-9) / (units_more - units_few)
 
     def describe(self) -> dict[str, object]:
         return {
@@ -249,7 +294,7 @@ class StyleEngine:
         levels = _level_sizes(work_size, params.scales)
         run = _Run(self, params, 0, levels, 0.0, None, None, 0)
         has_content = content_size is not None
-        return [(run._plan(w, h, has_content), n) for (w, h), n in zip(levels, run.level_iterations, strict=True)]
+        return [(run._plan(w, h, has_content, n), n) for (w, h), n in zip(levels, run.level_iterations, strict=True)]
 
     def budget(self) -> int:
         """Bytes a job may use beyond what the process holds now: from `max_memory`, else the free RAM/VRAM."""
@@ -329,12 +374,41 @@ class _Run:
         self.plan = ""
         self.history: list[dict[str, float]] = []
         self.plans: list[str] = []
+        self.budget_share = 1.0  # of the engine's budget this job plans with (halved after running out on a GPU)
 
     def check_cancel(self) -> None:
         if self.should_cancel is not None and self.should_cancel():
             raise Cancelled("cancelled")
 
     def level(
+        self,
+        number: int,
+        work: Image.Image | None,
+        styles: Sequence[Image.Image],
+        size: tuple[int, int],
+        previous: Tensor | None,
+        generator: torch.Generator,
+    ) -> Tensor:
+        """Optimise at one resolution; where the device runs out of memory, once more with half the budget.
+
+        The planner's activation model is measured on the CPU; on a GPU cuDNN's workspaces and the allocator's
+        fragmentation come on top, and with --max-memory the allocator is capped (memory.cap_cuda_allocator). A
+        level that passes the cap starts again with smaller tiles instead of failing the painter's job.
+        """
+        started, history, plans = self.iteration, len(self.history), len(self.plans)
+        try:
+            return self._level(number, work, styles, size, previous, generator)
+        except RuntimeError as exc:
+            if not _is_out_of_memory(exc) or self.budget_share < 1:
+                raise
+            exc.__traceback__ = None  # its frames hold the level's tensors
+        _free_cached_memory(self.engine.device)
+        self.iteration = started
+        del self.history[history:], self.plans[plans:]
+        self.budget_share = 0.5
+        return self._level(number, work, styles, size, previous, generator)
+
+    def _level(
         self,
         number: int,
         work: Image.Image | None,
@@ -358,7 +432,7 @@ class _Run:
         if p.preserve_colors and content is not None:
             content = imaging.luminance_image(content)
 
-        plan = self._plan(width, height, content is not None)
+        plan = self._plan(width, height, content is not None, self.level_iterations[number - 1])
         self.plan = plan.describe()
         self.plans.append(self.plan)
         terms = self._terms(content, styles, (width, height), color_ref, plan)
@@ -368,60 +442,30 @@ class _Run:
         else:
             init = self._initial_image(content, styles, (width, height), generator)
         del content, previous
-        image = init.detach().clone().requires_grad_(True)
+        image = init.detach().clone().contiguous()
         del init
         if not self.preview_every:
             color_ref = None  # only previews still need the content's colours
-        last: dict[str, float] = {}
-        scale: list[float] = []
 
-        def closure() -> Tensor:
-            optimizer.zero_grad(set_to_none=True)
-            if plan.tile is not None:
-                tiles = tile_grid(height, width, plan.tile, plan.halo, random_offset(plan.tile, generator))
-                losses, grad = tiled_loss_and_grad(terms, image, tiles, self.check_cancel, self._report_tile)
-                if not scale:
-                    scale.append(1.0 / max(losses["total"], 1e-12))
-                image.grad = grad.mul_(scale[0])
-                last.update(losses)
-                return torch.tensor(losses["total"])
-            c_loss, s_loss, t_loss = whole_loss(terms, image)
-            total = terms.content_weight * c_loss + terms.style_weight * s_loss + terms.tv_weight * t_loss
-            if not scale:
-                # Losses in the paper's units reach 1e11; PyTorch's L-BFGS then takes a uselessly tiny first step
-                # (t = 1/|g|₁) and diverges after it. The optimiser sees the loss relative to its starting value.
-                scale.append(1.0 / max(float(total.detach()), 1e-12))
-            (total * scale[0]).backward()
-            # channels_last inside the network hands back a channels_last gradient; L-BFGS needs it flat (NCHW).
-            image.grad = image.grad.contiguous()  # type: ignore[union-attr]
-            last.update(terms.totals(float(c_loss.detach()), float(s_loss.detach()), float(t_loss.detach())))
-            return total
+        def tiles() -> list[Tile]:
+            return tile_grid(height, width, plan.tile or 0, plan.halo, random_offset(plan.tile or 0, generator))
 
-        if plan.optimizer == "lbfgs":
-            # One L-BFGS iteration per step() so that progress and cancellation happen every iteration.
-            optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
-                [image],
-                lr=p.effective_lr,
-                max_iter=1,
-                history_size=plan.history,
-                tolerance_grad=0.0,
-                tolerance_change=0.0,
-            )
-        else:
-            optimizer = torch.optim.Adam([image], lr=p.lr if p.lr is not None and p.optimizer == "adam" else 0.02)
-
-        for _ in range(self.level_iterations[number - 1]):
-            self.check_cancel()
-            optimizer.step(closure)
-            if plan.optimizer == "adam":  # clamping under L-BFGS would corrupt its curvature history; clamp at the end
-                with torch.no_grad():
-                    image.clamp_(0, 1)
-            self.iteration += 1
-            self.history.append(dict(last))
-            self._report(image, color_ref, dict(last))
+        lr = p.effective_lr
+        if plan.optimizer == "adam" and p.optimizer != "adam":
+            lr = 0.02  # the planner fell back to Adam: a step length given for L-BFGS would be far too long for it
+        steps = LevelSteps(terms, image, plan, lr, tiles, self.check_cancel, self._report_tile)
+        try:
+            for _ in range(self.level_iterations[number - 1]):
+                self.check_cancel()
+                losses = steps()
+                self.iteration += 1
+                self.history.append(losses)
+                self._report(image, color_ref, dict(losses))
+        finally:
+            steps.close()
         return image.detach()
 
-    def _plan(self, width: int, height: int, has_content: bool) -> LevelPlan:
+    def _plan(self, width: int, height: int, has_content: bool, iterations: int) -> LevelPlan:
         p = self.params
         layers = [*p.style_layers] if p.effective_style_weight else []
         content_layer = p.content_layer if has_content and p.effective_content_weight else None
@@ -431,7 +475,7 @@ class _Run:
         return plan_level(
             width,
             height,
-            budget=self.engine.budget(),
+            budget=int(self.engine.budget() * self.budget_share),
             deepest=deepest,
             content_layer=content_layer,
             optimizer=p.optimizer,
@@ -439,6 +483,7 @@ class _Run:
             pooling=p.pooling,
             halo=halo_for([deepest]),
             force_tile=self.engine.tile_size,
+            iterations=iterations,
         )
 
     def _terms(
@@ -622,10 +667,6 @@ def _level_iterations(iterations: int, levels: int) -> list[int]:
     return [max(1, iterations >> i) for i in range(levels)]
 
 
-def _zero(device: torch.device) -> Tensor:
-    return torch.zeros((), device=device)
-
-
 @contextmanager
 def _deterministic(device: torch.device) -> Iterator[None]:
     """The reported seed reproduces a result on CUDA too: cuDNN's autotuned kernels are not bit-reproducible."""
@@ -657,5 +698,6 @@ def _free_cached_memory(device: torch.device) -> None:
 
 def _autocast(device: torch.device, precision: str):
     if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        # No cast cache: every pass casts each weight once anyway, and CUDA graphs cannot capture a cached cast.
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=False)
     return nullcontext()

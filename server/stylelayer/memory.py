@@ -86,10 +86,36 @@ def return_freed_memory_to_the_system() -> None:
     libc.mallopt(_M_MMAP_THRESHOLD, 2**20)
 
 
+_cuda_runtime: dict[int, int] = {}  # device index -> bytes the CUDA context and libraries hold outside PyTorch's pool
+MAX_CUDA_RUNTIME = 4 * 2**30  # more than this is taken for other processes on the card, not our own context
+
+
+def measure_cuda_runtime(device: torch.device) -> int:
+    """Bytes of the card this process holds outside PyTorch's allocator (the CUDA context, cuDNN's and cuBLAS's
+    code and handles), measured once after a first pass has loaded them: nvidia-smi counts them against the process,
+    so a budget must too. Other processes on the card are counted as ours (up to MAX_CUDA_RUNTIME): conservative."""
+    torch.cuda.synchronize(device)
+    free, total = torch.cuda.mem_get_info(device)
+    runtime = max(0, min(MAX_CUDA_RUNTIME, total - free - torch.cuda.memory_reserved(device)))
+    _cuda_runtime[_index(device)] = runtime
+    return runtime
+
+
+def cap_cuda_allocator(device: torch.device, limit: int) -> None:
+    """Make PyTorch's allocator give back its cache, then fail, rather than let the process pass `limit` bytes."""
+    total = torch.cuda.get_device_properties(device).total_memory
+    runtime = _cuda_runtime.get(_index(device), 0)
+    torch.cuda.set_per_process_memory_fraction(max(0.0, min(1.0, (limit - runtime) / total)), _index(device))
+
+
+def _index(device: torch.device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
 def in_use(device: torch.device) -> int:
     """Memory this process holds now on `device` (the model, the runtime): the budget's starting point."""
     if device.type == "cuda":
-        return torch.cuda.memory_allocated(device)
+        return torch.cuda.memory_allocated(device) + _cuda_runtime.get(_index(device), 0)
     return _rss_bytes()
 
 
@@ -189,9 +215,17 @@ def plan_level(
     pooling: str,
     halo: int,
     force_tile: int | None = None,
+    iterations: int | None = None,
 ) -> LevelPlan:
-    """The fastest way to run a `width`×`height` level within `budget` bytes (beyond what the process holds)."""
+    """The fastest way to run a `width`×`height` level within `budget` bytes (beyond what the process holds).
+
+    `iterations`: how many the level runs. L-BFGS stores one pair per iteration after the first, so a longer history
+    than that would hold only empty slots (a 4000x3000 level of 37 iterations needs 36, not 100: 20 GB less).
+    """
     pixels = width * height
+    pairs = MAX_HISTORY if iterations is None else max(1, min(MAX_HISTORY, iterations - 1))
+    enough = min(WHOLE_MIN_HISTORY, pairs)  # a history this long counts as full for the whole image ...
+    least = min(MIN_HISTORY, pairs)  # ... and this long as enough for tiles
     vector = 3 * pixels * 4  # one image-sized float32 vector
     fixed = 3 * vector  # the image, its gradient, and one in flight (the content tensor, a step's temporary)
     if content_layer is not None:  # the content target, in the features' precision
@@ -207,8 +241,8 @@ def plan_level(
         if optimizer == "adam" and fixed + state("adam", 0) + whole <= budget:
             return LevelPlan(width, height, None, 0, "adam", 0, fixed + state("adam", 0) + whole)
         if optimizer == "lbfgs":
-            history = min(MAX_HISTORY, (budget - fixed - whole) // (2 * vector))
-            if history >= min(WHOLE_MIN_HISTORY, MAX_HISTORY):
+            history = min(pairs, (budget - fixed - whole) // (2 * vector))
+            if history >= enough:
                 return LevelPlan(width, height, None, 0, "lbfgs", history, fixed + state("lbfgs", history) + whole)
 
     # Tiled. Tiles of GOOD_TILE px keep the halo's overhead moderate: L-BFGS gets the history that leaves room for
@@ -225,9 +259,9 @@ def plan_level(
     candidates: list[tuple[str, int, int]] = [("adam", 0, MIN_TILE)]
     if optimizer == "lbfgs":
         room = budget - fixed - state("lbfgs", 0) - _tile_bytes(good, halo, deepest, precision, pooling)
-        history = min(MAX_HISTORY, room // (2 * vector))
-        candidates = [("lbfgs", history, good), ("lbfgs", MIN_HISTORY, FAIR_TILE), *candidates]
-        candidates = [c for c in candidates if c[0] == "adam" or c[1] >= MIN_HISTORY]
+        history = min(pairs, room // (2 * vector))
+        candidates = [("lbfgs", history, good), ("lbfgs", least, FAIR_TILE), *candidates]
+        candidates = [c for c in candidates if c[0] == "adam" or c[1] >= least]
     for opt, history, smallest in candidates:
         plan = fit(opt, history, smallest)
         if plan is not None:

@@ -208,3 +208,13 @@ def test_the_plan_works_at_the_size_the_job_runs(engine, starry64):
         assert planned == ran, content_size  # sizes, whole or tiled, optimiser and memory of every level
     with pytest.raises(ValueError, match="too thin"):
         engine.plan_job((1, 3000), params(size=0))
+
+
+def test_calibrate_times_this_machine_and_leaves_the_style_cache_as_it_was(engine) -> None:
+    """The figure estimates use before a server's first job: positive, within what a CPU can do, and the painter's
+    Gram cache and its counts untouched by the calibration's own noise style."""
+    before = engine.cache_stats()
+    rate = engine.calibrate()
+    assert engine.seconds_per_unit == rate
+    assert 1e-8 < rate < 1e-2  # seconds per pixel of a forward and backward pass on any CPU that runs the tests
+    assert engine.cache_stats() == before

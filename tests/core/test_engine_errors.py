@@ -33,7 +33,34 @@ def test_out_of_memory_becomes_the_engines_error_with_the_cache_freed(
     width, height = tubingen64.size
     assert f"at {width}x{height} px: reduce size" in str(raised.value)
     assert raised.value.__cause__ is None and raised.value.__suppress_context__  # no torch traceback in the message
-    assert freed == [engine.device]
+    assert freed == [engine.device, engine.device]  # once before the level's second try with half the budget
+
+
+def test_a_level_that_runs_out_of_memory_runs_again_with_half_the_budget(
+    engine, monkeypatch, tubingen64, starry64
+) -> None:
+    """Where the planner under-counted (a GPU's workspaces, a capped allocator), the level starts again within
+    half the budget, and the job's history counts its iterations once."""
+    model, calls, budgets = engine.model, [], []
+
+    def once_exhausted(*args: object, **kwargs: object):
+        calls.append(1)
+        if len(calls) == 2:  # inside the level (the first call makes the style's Gram matrices, cached after)
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return model(*args, **kwargs)
+
+    planned = engine_module.plan_level
+
+    def spy(*args: object, **kwargs: object):
+        budgets.append(kwargs["budget"])
+        return planned(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "model", once_exhausted)
+    monkeypatch.setattr(engine_module, "plan_level", spy)
+    monkeypatch.setattr(engine_module, "_free_cached_memory", lambda device: None)
+    result = engine.stylize(tubingen64, [starry64], StyleParams(size=64, iterations=3, seed=1))
+    assert result.iterations == 3 and len(result.history) == 3 and len(result.plans) == 1
+    assert len(budgets) == 2 and abs(budgets[1] - budgets[0] / 2) <= budgets[0] * 0.05
 
 
 def test_other_runtime_errors_pass_through_unchanged(engine, monkeypatch, tubingen64, starry64) -> None:

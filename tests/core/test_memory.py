@@ -167,3 +167,37 @@ print(json.dumps({"plans": result.plans, "peak": resource.getrusage(resource.RUS
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert "tiles of" in report["plans"][0]
     assert report["peak"] <= budget, f"peak {report['peak'] / GB:.2f} GB over the {budget / GB:.2f} GB budget"
+
+
+def test_history_no_longer_than_the_level_has_iterations():
+    """A level of n iterations stores n - 1 pairs: the planner neither reserves nor allocates more."""
+    full = _plan(4000, 3000, 100 * GB)
+    short = plan_level(
+        4000,
+        3000,
+        budget=100 * GB,
+        deepest="conv5_1",
+        content_layer="conv4_2",
+        optimizer="lbfgs",
+        precision="fp32",
+        pooling="avg",
+        halo=80,
+        iterations=37,
+    )
+    assert not full.tiled and full.history == MAX_HISTORY
+    assert not short.tiled and short.history == 36
+    assert full.estimate - short.estimate == (MAX_HISTORY - 36) * 2 * 3 * 4000 * 3000 * 4
+    # Even a one-iteration level keeps a (one-pair) L-BFGS and the whole image where that fits.
+    one = plan_level(
+        512,
+        384,
+        budget=8 * GB,
+        deepest="conv5_1",
+        content_layer=None,
+        optimizer="lbfgs",
+        precision="fp32",
+        pooling="avg",
+        halo=80,
+        iterations=1,
+    )
+    assert not one.tiled and one.optimizer == "lbfgs" and one.history == 1

@@ -56,7 +56,7 @@ def test_server_on_gpu_runs_jobs_and_survives_out_of_memory(cuda_engine):
             torch.cuda.set_per_process_memory_fraction(1.0)
         result = client.run_job(content, style, params={"size": 512, "iterations": 20, "seed": 3}, poll_interval=0.1)
         img = Image.open(io.BytesIO(result))
-        assert img.size == (1024, 768)
+        assert img.size == photo.size  # the result has the content's size, whatever the working size
         assert img.text["stylelayer:seed"] == "3"
 
 
@@ -69,3 +69,44 @@ def test_seed_reproduces_on_gpu(cuda_engine):
     again = cuda_engine.stylize(content, [style], params)
     assert first.image.tobytes() == again.image.tobytes()
     assert first.history[-1]["total"] < 0.2 * first.history[0]["total"]
+
+
+def test_lbfgs_steps_without_waiting_for_the_gpu():
+    """Every quantity stays on the device: with sync debugging on 'error', any read back to the host would raise."""
+    from stylelayer.lbfgs import LBFGS
+
+    x = torch.randn(10_000, device="cuda")
+    optimiser = LBFGS(x, 5)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(12):  # past the ring's wrap
+            optimiser.step(2 * x - 1)  # the gradient of |x|² - Σx
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert torch.allclose(x, torch.full_like(x, 0.5), atol=1e-4)
+
+
+def test_whole_image_levels_replay_a_cuda_graph_with_the_eager_result(cuda_engine, monkeypatch):
+    from stylelayer import steps
+    from stylelayer.params import StyleParams
+
+    captured = []
+    capture = steps.LevelSteps._capture
+
+    def spy(self):
+        capture(self)
+        captured.append(self.graph is not None)
+
+    monkeypatch.setattr(steps.LevelSteps, "_capture", spy)
+    content, style = real_image("tubingen", 256), real_image("starry_night", 256)
+    params = StyleParams.from_dict({"size": 256, "iterations": 30, "seed": 5, "precision": "fp32"})
+    graphed = cuda_engine.stylize(content, [style], params)
+    assert captured == [True]
+    monkeypatch.setattr(steps, "GRAPH_MAX_PIXELS", 0)
+    eager = cuda_engine.stylize(content, [style], params)
+    assert captured == [True]  # no second capture: the eager run did not use one
+    # The same iterations, summed in another order (the eager run reads only the pairs stored so far): equal up to
+    # rounding at first, then as close as two runs of a non-convex optimisation can stay.
+    for a, b in zip(graphed.history[:5], eager.history[:5], strict=True):
+        assert abs(a["total"] - b["total"]) <= 1e-4 * b["total"]
+    assert abs(graphed.losses["total"] - eager.losses["total"]) <= 0.02 * eager.losses["total"]

@@ -52,6 +52,18 @@ def test_estimate_learns_the_speed_from_a_finished_job(make_server) -> None:
     assert after["seconds"] == pytest.approx(after["speed"]["seconds_per_unit"] * units, abs=0.051)
 
 
+def test_estimate_before_any_job_uses_the_calibrated_speed(make_server, server_workers) -> None:
+    """A server whose engine timed itself at start-up (StyleEngine.calibrate) estimates with that, until a job."""
+    if server_workers is not None:
+        pytest.skip("Ray actors load their engines after the server starts and do not calibrate (serve.py)")
+    engine = FakeEngine()
+    engine.seconds_per_unit = 3e-6
+    _, client = make_server(engine)
+    answer = client.estimate(1200, 800, {"size": 600, "iterations": 40})
+    assert answer["speed"] == {"seconds_per_unit": 3e-6, "source": "calibrated"}
+    assert answer["seconds"] == pytest.approx(41 * 600 * 400 * 3e-6, abs=0.1)
+
+
 def test_a_plan_over_the_memory_budget_says_so(make_server) -> None:
     engine = FakeEngine()
     engine.plan_error = BudgetError("a 8000x6000 level needs at least 9 GB ...: raise --max-memory, or lower the size")

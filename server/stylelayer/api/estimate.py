@@ -110,6 +110,9 @@ def estimate_json(engine: Any, speed: SpeedMeter, content_size: tuple[int, int] 
     """The answer of POST /v1/estimate (docs/openapi.yaml, schema Estimate)."""
     device = device_type(engine.describe().get("device", "cpu"))
     rate, source = speed.seconds_per_unit(device)
+    calibrated = getattr(engine, "seconds_per_unit", None)  # StyleEngine.calibrate's figure, where it ran
+    if source == "default" and calibrated:
+        rate, source = calibrated, "calibrated"
     answer: dict[str, Any] = {"device": device, "speed": {"seconds_per_unit": rate, "source": source}}
     try:
         cost = job_cost(engine, content_size, params)

@@ -261,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
     else:  # load once, before accepting jobs
         engine = StyleEngine(weights=args.weights, device=args.device, max_memory=args.max_memory)
+        engine.calibrate()  # about a second: the first estimate then uses this machine's measured speed
     try:
         app = create_app(config, engine=engine, workers=pool.workers if pool is not None else None)
     except StoreBusy as exc:
