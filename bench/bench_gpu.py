@@ -123,10 +123,12 @@ def canvas(device: str, size: str, max_memory: str | None) -> None:
     seconds = time.perf_counter() - started
     print(f"{size} budget {max_memory or 'default'}: {seconds:.1f} s, final loss {result.losses['total']:.5g}")
     if peak is not None:
+        from stylelayer.memory import _cuda_runtime
+
         reserved, allocated = torch.cuda.max_memory_reserved() / 2**30, torch.cuda.max_memory_allocated() / 2**30
         print(
             f"  peak on the card (NVML, whole process) {peak() / 2**30:.2f} GB; PyTorch reserved {reserved:.2f} GB,"
-            f" allocated {allocated:.2f} GB"
+            f" allocated {allocated:.2f} GB; runtime counted {sum(_cuda_runtime.values()) / 2**30:.2f} GB"
         )
     for plan in result.plans:
         print("  level", plan)
@@ -138,6 +140,7 @@ def _card_peak() -> Callable[[], int]:
 
     pynvml.nvmlInit()
     handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+    print(f"  the card before this process used it: {int(pynvml.nvmlDeviceGetMemoryInfo(handle).used) / 2**30:.2f} GB")
     peak, stop = [0], threading.Event()
 
     def sample() -> None:

@@ -152,10 +152,13 @@ class StyleEngine:
                 cap_cuda_allocator(self.device, max_memory)
 
     def _load_cuda_libraries(self) -> None:
-        """One small forward and backward pass, so cuDNN and cuBLAS are loaded before the runtime is measured."""
-        x = torch.rand(1, 3, 32, 32, device=self.device, requires_grad=True)
-        feats = self.model(x, ["conv1_1"], "avg")
-        torch.autograd.grad(gram_matrix(feats["conv1_1"]).sum(), x)
+        """Forward and backward passes through every layer in both precisions, so that cuDNN's and cuBLAS's code
+        (loaded lazily, kernel by kernel) is mostly in memory before the runtime is measured."""
+        x = torch.rand(1, 3, 256, 256, device=self.device, requires_grad=True)
+        for precision in ("fp32", "bf16") if bf16_supported(self.device) else ("fp32",):
+            with _autocast(self.device, precision):
+                feats = self.model(x, VGG_LAYERS, "avg")
+            torch.autograd.grad(torch.stack([gram_matrix(f).sum() for f in feats.values()]).sum(), x)
 
     def calibrate(self) -> float:
         """Seconds per unit of work (one pixel through one forward and backward pass; see `LevelPlan.work`) on this

@@ -31,7 +31,7 @@ from ..memory import BudgetError
 from ..params import ParamError, StyleParams
 from .estimate import JobCost, SpeedMeter, job_cost
 from .job_store import JobStore
-from .workers import InProcessWorker, JobSpec, ProgressUpdate, Worker, WorkerLost, style_key
+from .workers import InProcessWorker, JobSpec, Preview, ProgressUpdate, Worker, WorkerLost, style_key
 
 log = logging.getLogger("stylelayer.api")
 
@@ -93,7 +93,7 @@ class Job:
     error: dict[str, str] | None = None
     seed: int | None = None
     restarts: int = 0  # times the job started over because the server stopped while it ran
-    preview_png: bytes | None = None
+    preview: Preview | None = None
     preview_iteration: int | None = None
     level: int = 0  # coarse-to-fine level being optimised (1-based), of `levels`
     levels: int = 0
@@ -541,8 +541,8 @@ class JobQueue:
                 # A tiled level reports every tile with the iteration before it: one point per iteration.
                 if p.tile == 0 and p.iteration > (job.history[-1][0] if job.history else 0):
                     job.history.append((p.iteration, job.losses))
-                if p.preview_png is not None:
-                    job.preview_png, job.preview_iteration = p.preview_png, p.iteration
+                if p.preview is not None:
+                    job.preview, job.preview_iteration = p.preview, p.iteration
 
         spec = JobSpec(job.id, job.content, job.styles, job.params, job.preview_every)
         try:
@@ -629,7 +629,7 @@ class JobQueue:
             job.elapsed = job.finished - job.started  # also when it ended before its first progress report
         job.content, job.styles = None, []
         if state == DONE:
-            job.preview_png = None  # the result supersedes it (the preview route then serves the result)
+            job.preview = None  # the result supersedes it (the preview route then serves the result)
         self.store.finish(job, job.history)
         job.history = []
         job.ended.set()
@@ -640,7 +640,7 @@ class JobQueue:
             job.restarts += 1
         job.state, job.started, job.finished = QUEUED, None, None
         job.iteration, job.total, job.elapsed, job.losses, job.history = 0, 0, 0.0, {}, []
-        job.preview_png = job.preview_iteration = None
+        job.preview = job.preview_iteration = None
         self.store.restart(job)
 
     def _prune(self) -> None:

@@ -54,7 +54,8 @@ def job_status(job_id: str) -> Response:
 @jobs.get("/jobs/<job_id>/preview")
 def job_preview(job_id: str) -> Response:
     job = _find_job(job_id)
-    png = server_state().queue.result_png(job) if job.state == DONE else job.preview_png
+    preview = job.preview
+    png = server_state().queue.result_png(job) if job.state == DONE else preview.png() if preview else None
     if png is None:
         raise ApiError(404, "no_preview", "no preview yet: previews appear every few iterations while a job runs")
     return _png(png, job)
