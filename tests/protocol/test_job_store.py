@@ -1,5 +1,6 @@
 """The job store's budget and its files: finished jobs go after their time, beyond the count or the disk budget,
-and their files with them; file names come from validated ids only; a store folder serves one server."""
+and their files with them; file names come from validated ids only; a store folder serves one server; files no
+job accounts for are set aside, never deleted."""
 
 from __future__ import annotations
 
@@ -76,13 +77,16 @@ def test_file_names_come_from_valid_ids_only(tmp_path) -> None:
         store.close()
 
 
-def test_files_of_no_job_are_removed_at_start(tmp_path) -> None:
-    (tmp_path / "files").mkdir()
-    for name in ("f" * 32 + ".result.png", "f" * 32 + ".content", "notes.txt", "0" * 32 + ".result.png.tmp"):
+def test_files_of_no_job_are_quarantined_at_start_and_temporary_ones_removed(tmp_path, caplog) -> None:
+    JobStore(tmp_path).close()  # the database exists: these files are of no job it knows
+    orphans = ("f" * 32 + ".result.png", "f" * 32 + ".content", "notes.txt")
+    for name in (*orphans, "0" * 32 + ".result.png.tmp", ".probe"):
         (tmp_path / "files" / name).write_bytes(b"x")
     store = JobStore(tmp_path)
     try:
         assert store.load() == [] and list((tmp_path / "files").iterdir()) == []
+        assert sorted(p.name for p in (tmp_path / "quarantine").iterdir()) == sorted(orphans)
+        assert "3 files that no job accounts for were moved to" in caplog.text
     finally:
         store.close()
 
