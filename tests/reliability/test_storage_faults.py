@@ -12,9 +12,13 @@ import argparse
 import contextlib
 import errno
 import os
+import random
+import re
 import shutil
+import signal
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -514,3 +518,111 @@ def test_health_is_degraded_while_nearly_full(make_server, tmp_path, cases) -> N
 def form() -> tuple[bytes, dict[str, str]]:
     body, content_type = stylelayer_client._job_form(CONTENT, STYLE, None, {"iterations": 1}, None, None)
     return body, {"Content-Type": content_type}
+
+
+# ---- kill -9 during writes -----------------------------------------------------------------------------------
+SERVE_FAKE = """
+import sys
+from protocol_helpers import FakeEngine
+from stylelayer.api import serve
+serve.StyleEngine = lambda **kw: FakeEngine(step_delay=0.002)
+serve.resolve_device = lambda device: device
+from stylelayer.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+KILLS = 4
+
+
+def start_fake_serve(data: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """`stylelayer serve` (its real start-up and store, the fake engine) in its own process; (process, URL)."""
+    repo = Path(__file__).resolve().parents[2]
+    paths = [repo / "server", repo / "plugins" / "common", repo / "tests" / "protocol", repo / "tests"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths))}
+    argv = ["serve", "--port", "0", "--device", "cpu", "--data-dir", str(data), "--styles-dir", str(data.parent / "s")]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-u", "-c", SERVE_FAKE, *argv], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if match := re.search(r"listening on (http://127\.0\.0\.1:\d+)", log.read_text()):
+            return proc, match.group(1)
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"the server did not start: {log.read_text()}")
+
+
+def traffic(client: stylelayer_client.StylelayerClient, told: dict[str, dict], results: dict[str, bytes], stop):
+    """Submit jobs and poll every known one until `stop` (or the server dies): what the client was told."""
+    rng = random.Random(len(told))
+    with contextlib.suppress(stylelayer_client.StylelayerError):
+        while not stop.is_set():
+            if sum(s["state"] in ("queued", "running") for s in told.values()) < 4:
+                size = rng.randrange(16, 48)
+                job_id = client.submit(
+                    png_bytes(gradient(size, size - 4)), STYLE, params={"iterations": rng.randrange(5, 40)}
+                )
+                told[job_id] = {"state": "queued"}
+            for job_id, status in list(told.items()):
+                if status["state"] in ("queued", "running"):
+                    status = told[job_id] = client.status(job_id)
+                    if status["state"] == "done":
+                        results[job_id] = client.result(job_id)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX-only")
+def test_kill_9_during_writes_in_a_loop(tmp_path, storage, cases, request) -> None:
+    """`stylelayer serve` killed with SIGKILL at a random moment while jobs are submitted, run, finish and are
+    written, again and again: every start succeeds (the database is never damaged), no job the client was told
+    about is lost, every result seen done comes back byte for byte, and the store agrees with the client."""
+    data = tmp_path / "data"
+    told: dict[str, dict] = {}
+    results: dict[str, bytes] = {}
+    rng = random.Random(18)
+    for kill in range(KILLS + 1):
+        proc, url = start_fake_serve(data, tmp_path / f"serve{kill}.log")
+        client = stylelayer_client.StylelayerClient(url, timeout=10)
+        for job_id, before in told.items():  # after the restart: nothing the client was told is lost
+            now = client.status(job_id)
+            if before["state"] in ("done", "failed", "cancelled"):
+                assert now["state"] == before["state"], (job_id, before, now)
+            storage.jobs += 1
+        for job_id, png in results.items():
+            same = client.result(job_id) == png
+            storage.lost += not same
+            assert same, f"the result of {job_id} changed or was lost"
+        if kill == KILLS:
+            break
+        stop = threading.Event()
+        worker = threading.Thread(target=traffic, args=(client, told, results, stop))
+        worker.start()
+        time.sleep(rng.uniform(0.4, 1.5))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        stop.set()
+        worker.join(20)
+        storage.faults += 1
+    try:  # the last start: let every job end, then the store must say what the client is told
+        for job_id in told:
+            told[job_id] = wait_terminal(client, job_id, timeout=60)
+        rows = store_rows(data)
+        for job_id, status in told.items():
+            assert rows[job_id][0] == status["state"], (job_id, rows[job_id], status)
+        assert "running" not in {state for state, _ in rows.values()}
+        logs = "".join((tmp_path / f"serve{k}.log").read_text() for k in range(KILLS + 1))
+        assert "Traceback" not in logs
+        quarantined = len(list((data / "quarantine").iterdir())) if (data / "quarantine").exists() else 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(20)
+    done = sum(s["state"] == "done" for s in told.values())
+    request.node.user_properties.append(
+        (
+            "figures",
+            f"{KILLS} kills, {len(told)} jobs submitted ({done} done in the end), {len(results)} results seen done"
+            f" before a kill and served unchanged after it, {quarantined} input files of unacknowledged"
+            " submissions quarantined",
+        )
+    )
+    cases(len(told))
