@@ -25,9 +25,9 @@ CATEGORIES = ["Bad inputs", "Property-based fuzzing", "Load", "Faults", "Storage
 # Bugs this suite found in the server, fixed in the same change as the test that caught them.
 FOUND = [
     (
-        "`params` nested 100000 deep (`[[[[…`) was a 500",
+        "`params` nested 100000 deep (`[[[[…`) was a 500 (60000 deep now: more is over the 64 KiB field limit)",
         "RecursionError from json.loads now a 400 `bad_param`",
-        "test_bad_fields_and_parameters[params nested 100000 deep]",
+        "test_bad_fields_and_parameters[params nested 60000 deep]",
     ),
     (
         "an integer parameter beyond float range (`size: 10**400`) was a 500",

@@ -755,7 +755,7 @@ class JobQueue:
         for job in list(self._unsynced.values()):
             try:
                 if job.id not in self._jobs:
-                    pass  # forgotten meanwhile: its row goes with _prune's next delete
+                    pass  # forgotten meanwhile: _prune deleted its row before it let go of the job
                 elif job.state in TERMINAL:
                     self._write_end(job)
                 elif job.state == QUEUED:
