@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, jsonify
 
 from .. import __version__
@@ -21,7 +23,11 @@ def get_health() -> Response:
     if queue.engine_error is not None:
         raise ApiError(503, "engine_unavailable", queue.engine_error)
     problem = queue.storage_problem()
-    answer = {"status": "ok" if problem is None else "degraded", "version": __version__, "engine": queue.engine_state}
+    answer: dict[str, Any] = {
+        "status": "ok" if problem is None else "degraded",
+        "version": __version__,
+        "engine": queue.engine_state,
+    }
     if problem is not None:
         answer["reason"] = {"code": problem.code, "message": problem.message}
     return jsonify(answer)
