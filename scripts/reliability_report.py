@@ -194,6 +194,11 @@ def render(collector: Collector, exit_code: int, wall: float) -> str:
         "- Restart: a kill during the few milliseconds between writing a result file and committing its row leaves "
         "the job running in the store, so it runs again (its old file is replaced). A power cut was not tested: "
         "files are fsynced, but SQLite runs with synchronous=NORMAL, so the last moments' changes may be lost.",
+        "- Storage: a row the disk refused is written again as soon as it can (every second, on each health check and "
+        "at stop); a server killed while the disk is still full leaves that job `running` in the store, so it runs "
+        "again at the next start although its client was told `failed`. The real full disk (a tmpfs) and the "
+        "read-only folder made mid-job (`chattr +i`) need root; without it the first is skipped and the second uses "
+        "chmod, and the injected ENOSPC/EIO tests cover the same paths.",
         "- No TLS, no multi-process or multi-host load; load is one server, 8 client threads.",
         "",
     ]
