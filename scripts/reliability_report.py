@@ -66,6 +66,43 @@ FOUND = [
         "waitress reports the hang-up (`channel_request_lookahead`) and the job is cancelled",
         "test_stylize_caller_that_hangs_up_cancels_its_job",
     ),
+    (
+        "one I/O error at a job's end (a full disk, an immutable folder) killed the worker thread: later jobs stayed "
+        "queued forever while /v1/health said ok, and on a full disk the job stayed `running` in SQLite, so it ran "
+        "again after a restart although its client was told `failed`",
+        "store writes raise `StorageError`; the job ends `failed` with `storage_full`/`storage_error`, the worker "
+        "goes on, refused rows are written again once the disk takes them; health `degraded` and 507 meanwhile",
+        "test_write_faults_fail_only_that_job, test_a_real_full_disk_then_space_returns, "
+        "test_a_data_folder_made_read_only_mid_job",
+    ),
+    (
+        "an emptied (0-byte) or deleted `jobs.sqlite3` silently deleted every stored result at the next start",
+        "refused with one line and exit 2 naming `--reset-jobs` (which moves everything to quarantine/); files no "
+        "row accounts for are quarantined, never deleted",
+        "test_a_lost_or_damaged_database_is_refused_and_nothing_deleted, test_quarantine_keeps_orphans",
+    ),
+    (
+        "a garbage, truncated or damaged database and a read-only data folder: a traceback and exit 1 after the "
+        "model had loaded",
+        "the store is opened and checked (`PRAGMA quick_check`, a write probe) before the model loads: one line, "
+        "exit 2",
+        "test_a_lost_or_damaged_database_is_refused_and_nothing_deleted, "
+        "test_a_read_only_data_folder_is_refused_at_start",
+    ),
+    (
+        "/v1/info showed every client the running job's id (the capability to read and cancel it)",
+        "ids only to the client that sent the job (its `X-Stylelayer-Client` key); everyone else sees counts",
+        "test_info_lists_each_client_only_its_own_jobs (tests/protocol)",
+    ),
+    (
+        "a `params` field over ~500 KB got a 413 naming the 256 MB upload limit; a 400 KB bad value was echoed "
+        "whole; OPTIONS answered an empty text/html 200; after a restart level/levels/plan/preview_iteration read "
+        '0/0/""/null',
+        "each field has its own limit, named in the 413; messages are cut to a 400-character excerpt; OPTIONS is "
+        "204 with Allow; the store keeps every field (schema 2, upgraded in place)",
+        "test_bad_fields_and_parameters[params over its 64 KiB limit], test_form_limits.py, "
+        "test_restart_keeps_every_field_of_a_job (tests/protocol)",
+    ),
 ]
 
 

@@ -96,6 +96,14 @@ def test_files_of_no_job_are_quarantined_at_start_and_temporary_ones_removed(tmp
         assert "3 files that no job accounts for were moved to" in caplog.text
     finally:
         store.close()
+    (tmp_path / "files" / orphans[0]).write_bytes(b"again")  # the same name once more: nothing is overwritten
+    store = JobStore(tmp_path)
+    try:
+        store.load()
+        assert (tmp_path / "quarantine" / orphans[0]).read_bytes() == b"x"
+        assert (tmp_path / "quarantine" / f"{orphans[0]}.1").read_bytes() == b"again"
+    finally:
+        store.close()
 
 
 def test_temporary_store_is_deleted_when_closed() -> None:

@@ -233,15 +233,13 @@ class JobStore:
 
     def _set_aside_everything(self) -> None:
         """--reset-jobs: the database and every stored file move to quarantine/reset-<time>/, nothing is deleted."""
-        target = self.quarantine / time.strftime("reset-%Y%m%d-%H%M%S")
+        target = _free_name(self.quarantine / time.strftime("reset-%Y%m%d-%H%M%S"))
         moved = 0
         for name in (DATABASE, f"{DATABASE}-wal", f"{DATABASE}-shm", "speed.json"):
             if (self.directory / name).exists():
-                target.mkdir(parents=True, exist_ok=True)
-                os.replace(self.directory / name, target / name)
+                _set_aside(self.directory / name, target)
         for path in list(self.files.iterdir()):
-            (target / "files").mkdir(parents=True, exist_ok=True)
-            os.replace(path, target / "files" / path.name)
+            _set_aside(path, target / "files")
             moved += 1
         if target.exists():
             log.warning("--reset-jobs: the job database and %d stored files were moved to %s", moved, target)
@@ -369,8 +367,7 @@ class JobStore:
             if _temporary(path):
                 path.unlink(missing_ok=True)
             elif path.name.split(".", 1)[0] not in known:
-                self.quarantine.mkdir(exist_ok=True)
-                os.replace(path, self.quarantine / path.name)
+                _set_aside(path, self.quarantine)
                 orphans += 1
         if orphans:
             log.warning("%d files that no job accounts for were moved to %s", orphans, self.quarantine)
@@ -550,6 +547,21 @@ def _probe(folder: Path) -> OSError | None:
     except OSError as exc:
         return exc
     return None
+
+
+def _set_aside(path: Path, folder: Path) -> None:
+    """Move `path` into `folder` under its own name, or a numbered one when that is taken (nothing overwritten)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.replace(path, _free_name(folder / path.name))
+
+
+def _free_name(path: Path) -> Path:
+    """`path`, or `path.1`, `path.2`, ... : the first that does not exist."""
+    number, candidate = 0, path
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.name}.{number}")
+    return candidate
 
 
 def _temporary(path: Path) -> bool:
