@@ -237,8 +237,8 @@ def test_write_faults_fail_only_that_job(
     assert "Traceback" not in status["error"]["message"] and len(status["error"]["message"]) < 400
     if count is None and where != "result":  # its row waits to be written: the store cannot take jobs
         answer = wait_health(srv.url, "degraded")
-        assert answer["reason"]["code"] == "storage_error" and "could not be written" in answer["reason"]["message"]
-        refused_507(client, "storage_error")
+        assert answer["reason"]["code"] == CODES[kind] and "could not be written" in answer["reason"]["message"]
+        refused_507(client, CODES[kind])
         assert store_rows(data)[victim][0] == "running"  # not yet written...
     faults.clear()
     wait_health(srv.url, "ok")  # ...and written as soon as the store takes it, without a restart

@@ -169,7 +169,8 @@ class JobQueue:
         self._ready = threading.Event()
         self._turn = 0  # jobs started so far...
         self._turns: dict[str, int] = {}  # ...and the number of each active client's latest one
-        self._unsynced: dict[str, Job] = {}  # jobs whose latest change the store could not take yet
+        self._unsynced: dict[str, Job] = {}  # jobs whose latest change the store could not take yet...
+        self._unsynced_error = StorageError("storage_error", "")  # ...and why, the last time it refused one
         for slot in self._slots:
             if slot.worker.engine is not None:  # given ready-made: serving at once
                 slot.state = WORKER_IDLE
@@ -264,7 +265,9 @@ class JobQueue:
             self._sync()
             if self._unsynced:
                 return StorageError(
-                    "storage_error", f"{len(self._unsynced)} job changes could not be written to the data folder yet"
+                    self._unsynced_error.code,
+                    f"{len(self._unsynced)} job changes could not be written to the data folder yet"
+                    f" ({self._unsynced_error.message})",
                 )
         return None
 
@@ -742,6 +745,7 @@ class JobQueue:
         except StorageError as exc:
             log.error("job %s: its state (%s) could not be recorded: %s", job.id, job.state, exc.message)
             self._unsynced[job.id] = job
+            self._unsynced_error = exc
         else:
             self._unsynced.pop(job.id, None)
 
@@ -762,7 +766,8 @@ class JobQueue:
                     self.store.restart(job)
                 else:
                     self.store.update(job)
-            except StorageError:
+            except StorageError as exc:
+                self._unsynced_error = exc
                 return
             log.info("job %s: its state (%s) is recorded now", job.id, job.state)
             del self._unsynced[job.id]

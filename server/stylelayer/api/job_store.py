@@ -524,8 +524,8 @@ def _checked(job_id: str) -> str:
 
 
 def _write_file(path: Path, data: bytes) -> None:
-    """`path` holds `data` whole or is unchanged: written under a temporary name, fsynced, renamed; the temporary
-    file goes when anything fails."""
+    """`path` holds `data` whole or is unchanged: written under a temporary name, fsynced, renamed, and the rename
+    made durable (the folder fsynced) before a row may point to it; the temporary file goes when anything fails."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as out:
@@ -533,6 +533,12 @@ def _write_file(path: Path, data: bytes) -> None:
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
+        if os.name == "posix":  # Windows cannot open a folder to flush it; NTFS journals the rename
+            folder = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
