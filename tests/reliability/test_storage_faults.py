@@ -553,11 +553,18 @@ def start_fake_serve(data: Path, log: Path) -> tuple[subprocess.Popen, str]:
     raise AssertionError(f"the server did not start: {log.read_text()}")
 
 
-def traffic(client: stylelayer_client.StylelayerClient, told: dict[str, dict], results: dict[str, bytes], stop):
-    """Submit jobs and poll every known one until `stop` (or the server dies): what the client was told."""
+def traffic(
+    client: stylelayer_client.StylelayerClient,
+    told: dict[str, dict],
+    results: dict[str, bytes],
+    killed: threading.Event,
+    errors: list[Exception],
+) -> None:
+    """Submit jobs and poll every known one until the server is killed: what the client was told. Anything that
+    goes wrong before the kill lands in `errors` (after it, a broken request is expected)."""
     rng = random.Random(len(told))
-    with contextlib.suppress(stylelayer_client.StylelayerError):
-        while not stop.is_set():
+    try:
+        while not killed.is_set():
             if sum(s["state"] in ("queued", "running") for s in told.values()) < 4:
                 size = rng.randrange(16, 48)
                 job_id = client.submit(
@@ -569,6 +576,9 @@ def traffic(client: stylelayer_client.StylelayerClient, told: dict[str, dict], r
                     status = told[job_id] = client.status(job_id)
                     if status["state"] == "done":
                         results[job_id] = client.result(job_id)
+    except Exception as exc:  # noqa: BLE001 - reported to the test unless the kill explains it
+        if not killed.is_set():
+            errors.append(exc)
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX-only")
@@ -594,14 +604,15 @@ def test_kill_9_during_writes_in_a_loop(tmp_path, storage, cases, request) -> No
             assert same, f"the result of {job_id} changed or was lost"
         if kill == KILLS:
             break
-        stop = threading.Event()
-        worker = threading.Thread(target=traffic, args=(client, told, results, stop))
+        killed, errors = threading.Event(), list[Exception]()
+        worker = threading.Thread(target=traffic, args=(client, told, results, killed, errors))
         worker.start()
         time.sleep(rng.uniform(0.4, 1.5))
+        killed.set()
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
-        stop.set()
         worker.join(20)
+        assert errors == [], errors
         storage.faults += 1
     try:  # the last start: let every job end, then the store must say what the client is told
         for job_id in told:
