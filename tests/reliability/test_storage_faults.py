@@ -255,6 +255,33 @@ def test_write_faults_fail_only_that_job(
     cases(3)
 
 
+def test_an_unexpected_error_in_the_bookkeeping(make_server, tmp_path, monkeypatch, storage, cases) -> None:
+    """Not an I/O error but a bug: recording a job's end raises RuntimeError. The job still ends (failed,
+    `storage_error`, its client is told), the worker runs the next job, and the store catches up."""
+    data = tmp_path / "data"
+    srv, client, engine = gated_server(make_server, data)
+    store = srv.app.extensions["stylelayer"].queue.store
+    ledger = Ledger(client, data)
+    victim = run_gated(engine, ledger)
+    finish, calls = store.finish, []
+
+    def broken_finish(job: Any, history: Any) -> None:
+        calls.append(job.id)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the bookkeeping")
+        finish(job, history)
+
+    monkeypatch.setattr(store, "finish", broken_finish)
+    engine.gate.set()
+    status = wait_terminal(client, victim)
+    assert status["state"] == "failed" and status["error"]["code"] == "storage_error", status
+    assert ledger.finished(ledger.submit())["state"] == "done"
+    wait_health(srv.url, "ok")
+    ledger.check(storage)
+    storage.faults += 1
+    cases(2)
+
+
 @pytest.mark.parametrize("kind", ["ENOSPC", "EIO"])
 def test_fault_while_saving_a_submission(make_server, tmp_path, monkeypatch, storage, cases, kind: str) -> None:
     """ENOSPC or EIO while a submission's images or row are written: 507 with one sentence, nothing queued, no

@@ -35,7 +35,7 @@ from ..limits import MAX_PIXELS
 from ..memory import BudgetError
 from ..params import ParamError, StyleParams
 from .estimate import JobCost, SpeedMeter, device_type, job_cost
-from .job_store import JobStore, StorageError
+from .job_store import JobStore, StorageError, storage_error
 from .workers import InProcessWorker, JobSpec, ProgressUpdate, Worker, WorkerLost, style_key
 
 log = logging.getLogger("stylelayer.api")
@@ -698,8 +698,9 @@ class JobQueue:
             job.preview_png = None  # the result supersedes it (the preview route then serves the result)
         try:
             self.store.finish(job, job.history)
-        except StorageError as exc:
-            log.error("job %s: its end could not be recorded: %s", job.id, exc.message)
+        except Exception as error:  # a full disk, or anything else: the job still ends, and the worker goes on
+            exc = storage_error(error)
+            log.error("job %s: its end could not be recorded: %s", job.id, exc.message, exc_info=error)
             if state == DONE:  # no row says done, so the result cannot be served after a restart: failed
                 job.state, job.error, job.result_bytes = FAILED, {"code": exc.code, "message": exc.message}, 0
             self._store(job, self._write_end)  # a failed job's row is smaller; else retried by _sync
@@ -742,7 +743,8 @@ class JobQueue:
         `_sync` later (its state in memory is what clients see, and what the store must end up saying)."""
         try:
             write(job)
-        except StorageError as exc:
+        except Exception as error:  # noqa: BLE001 - as in _finish: never out of the bookkeeping
+            exc = storage_error(error)
             log.error("job %s: its state (%s) could not be recorded: %s", job.id, job.state, exc.message)
             self._unsynced[job.id] = job
             self._unsynced_error = exc
@@ -766,8 +768,8 @@ class JobQueue:
                     self.store.restart(job)
                 else:
                     self.store.update(job)
-            except StorageError as exc:
-                self._unsynced_error = exc
+            except Exception as error:  # noqa: BLE001 - tried again at the next chance
+                self._unsynced_error = storage_error(error)
                 return
             log.info("job %s: its state (%s) is recorded now", job.id, job.state)
             del self._unsynced[job.id]
