@@ -7,25 +7,19 @@ from __future__ import annotations
 import json
 import threading
 
-from protocol_helpers import error_of, gradient, png_bytes, raw, stylelayer_client
+from protocol_helpers import error_of, gradient, info_as, png_bytes, raw, stylelayer_client, submit_as
 
 CONTENT = png_bytes(gradient(24, 16))
 STYLE = png_bytes(gradient(8, 8))
 KEY_A, KEY_B = "a" * 20 + "-client-one", "B" * 24 + "_two"
 
 
-def submit(url: str, key: str | None, path: str = "/v1/jobs") -> str:
-    body, content_type = stylelayer_client._job_form(CONTENT, STYLE, None, {"iterations": 2}, None, None)
-    headers = {"Content-Type": content_type} | ({"X-Stylelayer-Client": key} if key else {})
-    status, _, answer = raw(url + path, "POST", body, headers)
-    assert status == 202, answer
-    return json.loads(answer)["id"]
+def submit(url: str, key: str | None) -> str:
+    return submit_as(url, key, CONTENT, STYLE, iterations=2)
 
 
 def info(url: str, key: str | None) -> dict:
-    status, _, body = raw(url + "/v1/info", headers={"X-Stylelayer-Client": key} if key else {})
-    assert status == 200, body
-    return json.loads(body)
+    return info_as(url, key)
 
 
 def test_info_lists_each_client_only_its_own_jobs(make_server, fake_engine) -> None:
