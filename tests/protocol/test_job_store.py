@@ -216,6 +216,15 @@ def test_measured_speed_survives_a_restart(tmp_path, monkeypatch) -> None:
         assert stylelayer_client.StylelayerClient(srv.url, timeout=10).estimate(40, 30)["speed"] == measured
     finally:
         srv.stop()
+    saved = json.loads((data / "speed.json").read_text())
+    for written in (b"{not json", json.dumps({**saved, "device": "cuda"}).encode()):  # damaged; another device's
+        (data / "speed.json").write_bytes(written)
+        srv = ServerThread(create_app({"data_dir": str(data)}, engine=FakeEngine())).start()
+        try:
+            speed = stylelayer_client.StylelayerClient(srv.url, timeout=10).estimate(40, 30)["speed"]
+            assert speed["source"] == "default"
+        finally:
+            srv.stop()
 
 
 def test_a_version_1_store_is_upgraded_in_place(tmp_path) -> None:
