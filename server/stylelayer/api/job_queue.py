@@ -225,8 +225,8 @@ class JobQueue:
         if self.engine_error is not None:
             raise EngineUnavailable(self.engine_error)
         problem = self.storage_problem()
-        if problem is not None:
-            raise problem
+        if problem is not None:  # a new exception each time: the store's is shared between threads
+            raise StorageError(problem.code, problem.message)
         job = Job(
             params=params,
             preview_every=preview_every,
@@ -706,6 +706,7 @@ class JobQueue:
             self._store(job, self._write_end)  # a failed job's row is smaller; else retried by _sync
         else:
             job.history = []
+            self._unsynced.pop(job.id, None)  # an earlier change it could not take is superseded
         job.ended.set()
 
     def _requeue(self, job: Job) -> None:
