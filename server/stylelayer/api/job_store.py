@@ -510,9 +510,9 @@ def _reason(exc: BaseException) -> str:
 
 def _refusal(what: str, files: Path, count: int) -> str:
     return (
-        f"{what}, but {files} holds {count} files of earlier jobs; not starting, so that their results are not"
-        " lost: put the database back, or start with --reset-jobs to set the files aside (in"
-        f" {files.parent / QUARANTINE}) and begin with an empty store"
+        f"{what}, but {files} holds {count} file{'s' if count != 1 else ''} of earlier jobs; not starting, so that"
+        " their results are not lost: put the database back, or start with --reset-jobs to set the files aside"
+        f" (in {files.parent / QUARANTINE}) and begin with an empty store"
     )
 
 
