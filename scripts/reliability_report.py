@@ -231,8 +231,10 @@ def render(collector: Collector, exit_code: int, wall: float) -> str:
         "- Restart: a kill during the few milliseconds between writing a result file and committing its row leaves "
         "the job running in the store, so it runs again (its old file is replaced). A power cut was not tested: "
         "files are fsynced, but SQLite runs with synchronous=NORMAL, so the last moments' changes may be lost.",
-        "- Storage: a row the disk refused is written again as soon as it can (every second, on each health check and "
-        "at stop); a server killed while the disk is still full leaves that job `running` in the store, so it runs "
+        "- Storage: on a full disk the store gives up its 1 MiB reserve to record how a job ended, so the real full "
+        "disk test finds the row `failed` before any space returns. A row refused even so (a disk that keeps "
+        "failing with EIO, or a reserve already spent) is written again as soon as it can (every second, on each "
+        "health check and at stop); a server killed before then leaves that job `running` in the store, so it runs "
         "again at the next start although its client was told `failed`. The real full disk (a tmpfs) and the "
         "read-only folder made mid-job (`chattr +i`) need root; without it the first is skipped and the second uses "
         "chmod, and the injected ENOSPC/EIO tests cover the same paths.",

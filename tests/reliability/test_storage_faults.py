@@ -41,7 +41,7 @@ ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 # ---- injecting faults ----------------------------------------------------------------------------------------
 class Faults:
-    """Fails the store's next writes of a kind ('result', 'inputs', 'probe', 'speed' files; 'row' or 'commit'
+    """Fails the store's next writes of a kind ('result', 'inputs', 'probe', 'other' files; 'row' or 'commit'
     statements) with ENOSPC or EIO, as the OS and SQLite report them, until `clear` (or `count` times)."""
 
     def __init__(self, store: job_store.JobStore, monkeypatch: pytest.MonkeyPatch):
@@ -55,7 +55,7 @@ class Faults:
 
         def faulty_write_file(path: Path, data: bytes) -> None:
             name = path.name
-            where = "result" if name.endswith(".result.png") else "probe" if name == job_store.PROBE else "speed"
+            where = "result" if name.endswith(".result.png") else "probe" if name == job_store.PROBE else "other"
             if ".content" in name or ".style" in name:
                 where = "inputs"
             self.check(where, sql=False)
@@ -325,9 +325,10 @@ def fill(folder: Path) -> Path:
 
 @pytest.mark.skipif(not ROOT, reason="mounting a small tmpfs needs root; the injected ENOSPC tests cover the rest")
 def test_a_real_full_disk_then_space_returns(make_server, tmp_path, storage, cases) -> None:
-    """A real full file system (a 16 MB tmpfs filled up) while a job runs: the job fails `storage_full`, health
-    says degraded (nearly full) and submissions get 507; once space returns, the server recovers without a
-    restart and the store agrees with the client."""
+    """A real full file system (a 16 MB tmpfs filled up) while a job runs: the job fails `storage_full`, and
+    its row says so at once (the store gives up the 1 MiB it keeps back for this); health says degraded and
+    submissions get 507; once space returns, the server recovers without a restart and the store agrees with the
+    client."""
     with tmpfs(tmp_path / "mnt", "16m") as mount:
         data = mount / "data"
         srv, client, engine = gated_server(make_server, data, min_free_bytes=1024**2)
@@ -342,8 +343,11 @@ def test_a_real_full_disk_then_space_returns(make_server, tmp_path, storage, cas
         answer = wait_health(srv.url, "degraded")
         assert answer["reason"]["code"] == "storage_full"
         refused_507(client, "storage_full")
+        # written in the space the store kept back: a kill now would not run the job again
+        assert store_rows(data)[victim] == ("failed", status["error"]) and not (data / "reserve").exists()
         filler.unlink()
         wait_health(srv.url, "ok")
+        assert (data / "reserve").stat().st_size == job_store.RESERVE_BYTES  # kept back again
         assert ledger.finished(ledger.submit())["state"] == "done"
         ledger.check(storage)
         srv.stop()

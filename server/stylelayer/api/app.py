@@ -74,7 +74,8 @@ def create_app(
     unknown = sorted(set(cfg) - set(DEFAULT_CONFIG))
     if unknown:
         raise ValueError(f"unknown server setting(s): {', '.join(unknown)}")
-    store = store if store is not None else JobStore(cfg["data_dir"])
+    if store is None:
+        store = JobStore(cfg["data_dir"], min_free=cfg["min_free_bytes"])
     store.min_free = cfg["min_free_bytes"]
     queue = JobQueue(
         engine=engine,

@@ -743,7 +743,12 @@ class JobQueue:
         """Write a job's change to the store; when the store cannot take it, the job is written whole again by
         `_sync` later (its state in memory is what clients see, and what the store must end up saying)."""
         try:
-            write(job)
+            try:
+                write(job)
+            except StorageError as exc:
+                if exc.code != "storage_full" or not self.store.release_reserve():
+                    raise
+                write(job)  # in the space the store kept for this
         except Exception as error:  # noqa: BLE001 - as in _finish: never out of the bookkeeping
             exc = storage_error(error)
             log.error("job %s: its state (%s) could not be recorded: %s", job.id, job.state, exc.message)

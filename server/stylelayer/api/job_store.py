@@ -10,6 +10,7 @@ One folder (`stylelayer serve --data-dir`, by default the per-user data folder) 
     files/<id>.style<N>
     files/<id>.result.png    the result, byte for byte what the client downloads
     speed.json               the server's measured speed (estimate.SpeedMeter), so estimates survive a restart
+    reserve                  1 MiB held back: given up when the disk is full, so how jobs ended can still be written
     quarantine/              files no row accounts for, set aside at start (never deleted by the server)
     lock                     held while a server uses the folder, so two servers never run the same jobs
 
@@ -48,6 +49,8 @@ SCHEMA_VERSION = 2
 DATABASE = "jobs.sqlite3"
 QUARANTINE = "quarantine"
 PROBE = ".probe"  # written and removed again to learn whether a folder can be written
+RESERVE = "reserve"  # space kept back, given up on a full disk so that jobs' ends can still be recorded
+RESERVE_BYTES = 1024**2  # a few hundred row changes in the SQLite write-ahead log
 MIN_FREE_BYTES = 64 * 1024**2  # less free space in the data folder than this: /v1/health says degraded
 HEALTH_EVERY = 1.0  # seconds a storage check is reused (health is polled; each check writes a probe file)
 _TABLES = """
@@ -146,13 +149,14 @@ class JobStore:
     written, the database is ours and undamaged, and it accounts for the result files beside it. `reset` first
     sets the database and every file aside in quarantine/ (`stylelayer serve --reset-jobs`)."""
 
-    def __init__(self, directory: str | os.PathLike[str] | None, reset: bool = False):
-        """`directory` None: a fresh temporary folder, deleted again by `close` (tests)."""
+    def __init__(self, directory: str | os.PathLike[str] | None, reset: bool = False, min_free: int = MIN_FREE_BYTES):
+        """`directory` None: a fresh temporary folder, deleted again by `close` (tests). `min_free`: bytes the
+        folder's disk must have free, else `problem` reports it nearly full."""
         self.temporary = directory is None
         self.directory = Path(tempfile.mkdtemp(prefix="stylelayer-jobs-") if directory is None else directory)
         self.files = self.directory / "files"
         self.quarantine = self.directory / QUARANTINE
-        self.min_free = MIN_FREE_BYTES
+        self.min_free = min_free
         self._lock = threading.Lock()
         self._health_lock = threading.Lock()
         self._health: tuple[float, StorageError | None] = (-HEALTH_EVERY, None)
@@ -170,6 +174,8 @@ class JobStore:
             if reset:
                 self._set_aside_everything()
             self._db = self._open_database()
+            with contextlib.suppress(OSError):  # a disk already full: none, and `problem` says so
+                self._keep_reserve()
         except BaseException:
             self._lock_file.close()
             raise
@@ -420,31 +426,48 @@ class JobStore:
     # ---- health --------------------------------------------------------------------------------------------
     def problem(self) -> StorageError | None:
         """Why jobs cannot be stored now (the folder cannot be written, or is nearly full), else None. Checked
-        with a real write, at most every HEALTH_EVERY seconds; None again as soon as the folder recovers."""
+        with a real write, at most every HEALTH_EVERY seconds; None again as soon as the folder recovers. Nearly
+        full: less than `min_free` free besides the reserve, which is taken back as soon as there is room."""
         with self._health_lock:
             checked, problem = self._health
             if time.monotonic() - checked < HEALTH_EVERY:
                 return problem
-            failed = _probe(self.directory) or _probe(self.files)
-            if failed is not None:
-                code = "storage_full" if _is_full(failed) else "storage_error"
-                problem = StorageError(code, f"the data folder {self.directory} cannot be written: {_reason(failed)}")
-            else:
-                try:
-                    free = shutil.disk_usage(self.directory).free
-                except OSError as exc:
-                    free = None
-                    problem = StorageError("storage_error", f"the data folder {self.directory}: {_reason(exc)}")
-                if free is not None:
-                    problem = None
-                    if free < self.min_free:
-                        problem = StorageError(
-                            "storage_full",
-                            f"the data folder {self.directory} is nearly full: {free // 1024**2} MiB free, the"
-                            f" server needs {self.min_free // 1024**2} MiB",
-                        )
+            problem = None
+            try:
+                failed = _probe(self.directory) or _probe(self.files)
+                if failed is not None:
+                    raise failed
+                free = shutil.disk_usage(self.directory).free
+                needed = self.min_free + (0 if (self.directory / RESERVE).exists() else RESERVE_BYTES)
+                if free < needed:
+                    problem = StorageError(
+                        "storage_full",
+                        f"the data folder {self.directory} is nearly full: {free // 1024**2} MiB free, the server"
+                        f" needs {-(-needed // 1024**2)} MiB",
+                    )
+                else:
+                    self._keep_reserve()
+            except OSError as exc:
+                code = "storage_full" if _is_full(exc) else "storage_error"
+                problem = StorageError(code, f"the data folder {self.directory} cannot be written: {_reason(exc)}")
             self._health = (time.monotonic(), problem)
             return problem
+
+    def release_reserve(self) -> bool:
+        """Give the reserved space back to the disk (the disk is full: the rows that say how jobs ended must still
+        be written); False when there was none to give."""
+        try:
+            (self.directory / RESERVE).unlink()
+        except OSError:
+            return False
+        log.warning("the data folder is full: its %d reserved bytes were released to record jobs", RESERVE_BYTES)
+        return True
+
+    def _keep_reserve(self) -> None:
+        """Hold RESERVE_BYTES in a file of their own, for `release_reserve` (OSError when it cannot be written)."""
+        path = self.directory / RESERVE
+        if not path.exists():
+            _write_file(path, bytes(RESERVE_BYTES))
 
     def close(self) -> None:
         with self._lock:
