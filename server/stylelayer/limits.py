@@ -16,4 +16,7 @@ MAX_ITERATIONS = 10_000  # optimiser steps a job may ask for
 MAX_STYLES = 8  # style images blended in one job
 MAX_PIXELS = 50_000_000  # pixels of one decoded image (content, style or library upload): 8000x6000 is 48 MP
 MAX_UPLOAD_BYTES = 256 * 1024**2  # one request: an 8000x6000 RGBA PNG layer is up to ~192 MB (incompressible noise)
+MAX_PARAMS_BYTES = 64 * 1024  # a job's `params` form field: every parameter at its longest takes a few KB
+MAX_FIELD_BYTES = 1024  # any other text field of a form (a number, a style id, a style's name)
+MAX_FORM_TEXT_BYTES = 1024**2  # a text field is refused while it is read beyond this (held in memory until then)
 MAX_STYLE_SIDE = 2048  # the plug-ins scale a larger style image down before they send it

@@ -178,6 +178,23 @@ def _oversize_headers() -> bytes:
 OVERSIZE_HEADERS = _oversize_headers()
 
 
+def submit_as(url: str, key: str | None, content: bytes, style: bytes, path: str = "/v1/jobs", **params) -> str:
+    """Queue a job as the client with X-Stylelayer-Client `key` (None: without one); its id. /v1/info lists a job's
+    id only to that key (the plug-ins' client sends none)."""
+    body, content_type = stylelayer_client._job_form(content, style, None, params or None, None, None)
+    headers = {"Content-Type": content_type} | ({"X-Stylelayer-Client": key} if key else {})
+    status, _, answer = raw(url + path, "POST", body, headers)
+    assert status == 202, answer
+    return json.loads(answer)["id"]
+
+
+def info_as(url: str, key: str | None) -> dict:
+    """/v1/info as the client with X-Stylelayer-Client `key` (None: without one)."""
+    status, _, body = raw(url + "/v1/info", headers={"X-Stylelayer-Client": key} if key else {})
+    assert status == 200, body
+    return json.loads(body)
+
+
 def error_of(body: bytes) -> dict:
     payload = json.loads(body)
     assert set(payload) == {"error"} and {"code", "message"} <= set(payload["error"])

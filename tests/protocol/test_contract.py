@@ -237,6 +237,12 @@ def test_every_answer_of_every_route_is_as_documented(make_server, tmp_path) -> 
     contract.form(broken.url + "/v1/stylize")
     contract.call(broken.url + "/v1/estimate", "POST", *_json({"width": 40, "height": 30}))
 
+    # ---- a data folder nearly full: health degraded (with its reason), submissions 507 ------------------------
+    full, _ = make_server(FakeEngine(), min_free_bytes=2**62)
+    contract.call(full.url + "/v1/health")
+    contract.form(full.url + "/v1/jobs")
+    contract.form(full.url + "/v1/stylize")
+
     # ---- answers with no operation, and the HTTP server's own errors -----------------------------------------
     contract.call(srv.url + "/v1/nope")  # 404
     contract.call(base + "/health", "POST", b"")  # 405

@@ -161,7 +161,9 @@ class ConfigSeen(Exception):
 
 
 def test_data_dir_and_result_budget_flags_reach_the_config(tmp_path, monkeypatch) -> None:
-    def fake_create_app(config, engine, workers=None):
+    def fake_create_app(config, engine, workers=None, store=None):
+        assert store is not None and store.directory == tmp_path / "d"  # opened (checked) before the engine
+        store.close()
         raise ConfigSeen(config)
 
     monkeypatch.setattr(serve, "StyleEngine", lambda **kw: FakeEngine())

@@ -33,3 +33,21 @@ def cases(request: pytest.FixtureRequest) -> Iterator[Cases]:
     counter = Cases()
     yield counter
     request.node.user_properties.append(("cases", counter.n))
+
+
+class StorageCounts:
+    """What a storage-fault test did: faults injected, jobs whose state the client and the store were checked to
+    agree on, and results lost (a job the client saw done whose result is gone or changed): RELIABILITY.md's
+    "Storage faults" section adds them up."""
+
+    def __init__(self) -> None:
+        self.faults = 0
+        self.jobs = 0
+        self.lost = 0
+
+
+@pytest.fixture
+def storage(request: pytest.FixtureRequest) -> Iterator[StorageCounts]:
+    counts = StorageCounts()
+    yield counts
+    request.node.user_properties.append(("storage", (counts.faults, counts.jobs, counts.lost)))

@@ -39,7 +39,7 @@ FUZZ = settings(
 CONTENT = png_bytes(gradient(24, 16))
 STYLE = png_bytes(gradient(8, 8))
 PARAM_NAMES = sorted(StyleParams().to_dict())
-ANY_STATUS_OK = {200, 201, 202}
+ANY_STATUS_OK = {200, 201, 202, 204}  # 204: OPTIONS
 
 
 @pytest.fixture(scope="module")

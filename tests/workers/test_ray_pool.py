@@ -14,11 +14,12 @@ import time
 
 import pytest
 from PIL import Image
-from protocol_helpers import FakeEngine, gradient, png_bytes, stylelayer_client
+from protocol_helpers import FakeEngine, gradient, info_as, png_bytes, stylelayer_client, submit_as
 from testimages import real_image
 
 CONTENT = png_bytes(gradient())
 STYLE = png_bytes(gradient(16, 16))
+KEY = "ray-pool-test-client"  # /v1/info names a worker's job only to the client that sent it
 
 
 def wait_for(condition, timeout: float = 20.0) -> None:
@@ -41,10 +42,10 @@ def test_importing_the_server_does_not_import_ray() -> None:
 def test_two_actors_run_two_jobs_at_once_and_info_shows_them(serve_pool) -> None:
     engine = FakeEngine()
     engine.gate = threading.Event()
-    _, client = serve_pool(engine)
-    ids = [client.submit(CONTENT, STYLE, params={"iterations": 2, "seed": i}) for i in range(3)]
+    srv, client = serve_pool(engine)
+    ids = [submit_as(srv.url, KEY, CONTENT, STYLE, iterations=2, seed=i) for i in range(3)]
     wait_for(lambda: [client.status(i)["state"] for i in ids] == ["running", "running", "queued"])
-    workers = client.info()["workers"]
+    workers = info_as(srv.url, KEY)["workers"]
     assert [(w["name"], w["kind"], w["device"], w["state"], w["cpus"]) for w in workers] == [
         ("ray-0", "ray", "cpu", "running", 1.0),
         ("ray-1", "ray", "cpu", "running", 1.0),
@@ -64,10 +65,10 @@ def test_an_actor_killed_mid_job_costs_its_job_a_restart_and_is_replaced(serve_p
     iteration on the other actor, the pool starts a new actor in place of the dead one, and the next job runs."""
     engine = FakeEngine()
     engine.gate = threading.Event()
-    _, client = serve_pool(engine)
-    job = client.submit(CONTENT, STYLE, params={"iterations": 3})
+    srv, client = serve_pool(engine)
+    job = submit_as(srv.url, KEY, CONTENT, STYLE, iterations=3)
     wait_for(lambda: engine.started.is_set() and client.status(job)["state"] == "running")
-    victim = next(w for w in client.info()["workers"] if w["job"] == job)
+    victim = next(w for w in info_as(srv.url, KEY)["workers"] if w["job"] == job)
     os.kill(victim["pid"], signal.SIGKILL)
 
     wait_for(lambda: client.status(job)["restarts"] == 1)
@@ -75,7 +76,7 @@ def test_an_actor_killed_mid_job_costs_its_job_a_restart_and_is_replaced(serve_p
     assert status["state"] in ("queued", "running") and status["error"] is None
     survivor = next(w for w in client.info()["workers"] if w["name"] != victim["name"])
     wait_for(lambda: client.status(job)["state"] == "running")
-    assert next(w for w in client.info()["workers"] if w["job"] == job)["name"] == survivor["name"]
+    assert next(w for w in info_as(srv.url, KEY)["workers"] if w["job"] == job)["name"] == survivor["name"]
 
     def replaced() -> bool:
         worker = next(w for w in client.info()["workers"] if w["name"] == victim["name"])

@@ -10,7 +10,7 @@ import time
 
 import pytest
 from PIL import Image
-from protocol_helpers import FakeEngine, gradient, png_bytes
+from protocol_helpers import FakeEngine, gradient, info_as, png_bytes, submit_as
 
 from stylelayer.api.job_queue import JobQueue
 from stylelayer.api.job_store import JobStore
@@ -19,6 +19,7 @@ from stylelayer.params import StyleParams
 
 CONTENT = png_bytes(gradient())
 STYLE_A = png_bytes(gradient(16, 16))
+KEY = "scheduling-test-client"  # /v1/info names a worker's job only to the client that sent it
 STYLE_B = png_bytes(gradient(12, 12))
 
 
@@ -38,16 +39,17 @@ def gated() -> FakeEngine:
 def test_two_workers_run_the_first_two_jobs_at_once_and_the_third_waits(serve_workers) -> None:
     engines = [gated(), gated()]
     srv, client = serve_workers([InProcessWorker(engines[0], name="a"), InProcessWorker(engines[1], name="b")])
-    ids = [client.submit(CONTENT, STYLE_A, params={"iterations": 2, "seed": i}) for i in range(3)]
+    ids = [submit_as(srv.url, KEY, CONTENT, STYLE_A, iterations=2, seed=i) for i in range(3)]
     wait_for(lambda: all(engine.started.is_set() for engine in engines))
     assert [client.status(i)["state"] for i in ids] == ["running", "running", "queued"]
     assert client.status(ids[2])["queue_position"] == 1
-    workers = client.info()["workers"]
+    workers = info_as(srv.url, KEY)["workers"]
     assert [(w["name"], w["kind"], w["state"], w["device"]) for w in workers] == [
         ("a", "in-process", "running", "cpu"),
         ("b", "in-process", "running", "cpu"),
     ]
     assert {w["job"] for w in workers} == set(ids[:2])
+    assert {w["job"] for w in client.info()["workers"]} == {None}  # to their owner only (test_private_jobs.py)
     assert srv.app.extensions["stylelayer"].queue.get(ids[0]).client == "127.0.0.1"  # fairness is per address
     for engine in engines:
         engine.gate.set()

@@ -12,14 +12,14 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from ..engine import StyleEngine
-from ..limits import MAX_PIXELS, MAX_UPLOAD_BYTES
+from ..limits import MAX_FORM_TEXT_BYTES, MAX_PIXELS, MAX_UPLOAD_BYTES
 from .errors import register_error_handlers
 from .estimate_routes import estimate
 from .guard import check_request
 from .health_routes import health
 from .job_queue import JobQueue
 from .job_routes import jobs
-from .job_store import JobStore
+from .job_store import MIN_FREE_BYTES, JobStore
 from .state import ServerState
 from .style_library import StyleLibrary
 from .style_routes import styles
@@ -31,6 +31,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "max_pixels": MAX_PIXELS,  # per uploaded image
     "styles_dir": None,  # None: a fresh temporary directory (tests); `stylelayer serve` passes a real one
     "data_dir": None,  # the job store (job_store.py); None: a temporary directory deleted at stop (tests)
+    "min_free_bytes": MIN_FREE_BYTES,  # less free in data_dir: /v1/health says degraded, submissions get 507
     "preview_every": 10,  # default iterations between preview images; a job may ask for another value
     "keep_results": 100,  # finished jobs remembered (with their results, across restarts)...
     "result_ttl": 24 * 3600.0,  # ...for at most this many seconds...
@@ -48,21 +49,41 @@ class OrderedJSONProvider(DefaultJSONProvider):
     sort_keys = False
 
 
-def create_app(config: dict[str, Any] | None = None, engine: Any = None, workers: list[Any] | None = None) -> Flask:
+class ApiFlask(Flask):
+    """OPTIONS answers 204 with `Allow` (no CORS), not Flask's empty text/html 200."""
+
+    def make_default_options_response(self) -> Any:
+        response = super().make_default_options_response()
+        response.status_code = 204
+        response.headers.pop("Content-Type", None)
+        return response
+
+
+def create_app(
+    config: dict[str, Any] | None = None,
+    engine: Any = None,
+    workers: list[Any] | None = None,
+    store: JobStore | None = None,
+) -> Flask:
     """Build the app. With `engine=None` a `StyleEngine` is loaded in the worker thread from config's
     weights/device, so the server answers health checks while VGG loads (a load failure is a 503). `workers`
-    (job_queue's worker interface, e.g. a `ray_workers.RayPool`'s) run the jobs instead of one in-process engine."""
+    (job_queue's worker interface, e.g. a `ray_workers.RayPool`'s) run the jobs instead of one in-process engine.
+    `store`: the job store already opened (`stylelayer serve` checks the data folder before loading the model);
+    by default it is opened here from config's data_dir (StoreError, StoreBusy when it cannot be used)."""
     cfg = {**DEFAULT_CONFIG, **(config or {})}
     unknown = sorted(set(cfg) - set(DEFAULT_CONFIG))
     if unknown:
         raise ValueError(f"unknown server setting(s): {', '.join(unknown)}")
+    if store is None:
+        store = JobStore(cfg["data_dir"], min_free=cfg["min_free_bytes"])
+    store.min_free = cfg["min_free_bytes"]
     queue = JobQueue(
         engine=engine,
         engine_factory=None
         if engine is not None or workers is not None
         else lambda: StyleEngine(weights=cfg["weights"], device=cfg["device"], max_memory=cfg["max_memory"]),
         workers=workers,
-        store=JobStore(cfg["data_dir"]),  # StoreBusy when another server holds the folder
+        store=store,
         max_queue=cfg["max_queue"],
         keep_results=cfg["keep_results"],
         result_ttl=cfg["result_ttl"],
@@ -71,11 +92,12 @@ def create_app(config: dict[str, Any] | None = None, engine: Any = None, workers
     )
     styles_dir = cfg["styles_dir"] or tempfile.mkdtemp(prefix="stylelayer-styles-")
 
-    app = Flask("stylelayer.api", static_folder=None)  # an API: no /static route
+    app = ApiFlask("stylelayer.api", static_folder=None)  # an API: no /static route
     # Werkzeug would answer '/v1/jobs//result' with an HTML 308 redirect to '/v1/jobs/result' (another resource,
     # and not the JSON error shape); without merging, such paths are a JSON 404.
     app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = cfg["max_content_length"]
+    app.config["MAX_FORM_MEMORY_SIZE"] = MAX_FORM_TEXT_BYTES  # each field's own limit: errors.check_form_fields
     app.json = OrderedJSONProvider(app)
     app.extensions["stylelayer"] = ServerState(config=cfg, queue=queue, library=StyleLibrary(styles_dir))
     register_error_handlers(app)

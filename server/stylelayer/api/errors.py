@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, current_app, jsonify
+from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
+
+from ..limits import MAX_FIELD_BYTES, MAX_FORM_TEXT_BYTES, MAX_PARAMS_BYTES
 
 log = logging.getLogger("stylelayer.api")
 
@@ -26,6 +28,7 @@ _HTTP_CODES = {
     500: "internal",
     503: "unavailable",
 }
+MAX_MESSAGE = 400  # characters of an error message; a longer one (an echoed value) is cut to an excerpt
 
 
 class ApiError(Exception):
@@ -44,6 +47,8 @@ class ApiError(Exception):
 
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, dict[str, str]]:
     """The one error shape, also used for the errors waitress itself answers (http_server.py)."""
+    if len(message) > MAX_MESSAGE:
+        message = f"{message[: MAX_MESSAGE - 60]}… ({len(message) - MAX_MESSAGE + 60} more characters not shown)"
     body = {"code": code, "message": message}
     if field is not None:
         body["field"] = field
@@ -52,6 +57,21 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, d
 
 def too_large_message(limit: int) -> str:
     return f"the request is larger than this server's upload limit of {limit} bytes"
+
+
+def field_too_large(name: str, size: int) -> ApiError:
+    """A text field of a form over its own limit (413, naming the field and the limit)."""
+    limit = MAX_PARAMS_BYTES if name == "params" else MAX_FIELD_BYTES
+    return ApiError(413, "too_large", f"{name}: at most {limit} bytes; this one has {size}", field=name)
+
+
+def check_form_fields() -> None:
+    """Every text field of the request's form within its own limit (files are limited by the upload limit)."""
+    for name, values in request.form.lists():
+        for value in values:
+            size = len(value.encode("utf-8", "replace"))
+            if size > (MAX_PARAMS_BYTES if name == "params" else MAX_FIELD_BYTES):
+                raise field_too_large(name, size)
 
 
 def error_response(
@@ -77,7 +97,17 @@ def register_error_handlers(app: Flask) -> None:
         status = exc.code or 500
         code = _HTTP_CODES.get(status, "http_error")
         message = exc.description or exc.name
-        if status == 413:
+        if (
+            status == 413
+            and request.content_length is not None
+            and (request.content_length <= current_app.config["MAX_CONTENT_LENGTH"])
+        ):  # Werkzeug's form parser: a text field it stopped reading, or too many parts
+            message = (
+                f"a text field of the form is over {MAX_FORM_TEXT_BYTES} bytes, or the form has over"
+                f" {current_app.config['MAX_FORM_PARTS']} parts: params may have at most {MAX_PARAMS_BYTES} bytes,"
+                f" other text fields {MAX_FIELD_BYTES}; images go in file fields"
+            )
+        elif status == 413:
             message = too_large_message(current_app.config["MAX_CONTENT_LENGTH"])
         response = error_response(status, code, message)
         if status == 405 and exc.get_response().headers.get("Allow"):

@@ -82,28 +82,49 @@ def default_seconds_per_unit(device: str) -> float:
 
 class SpeedMeter:
     """Seconds per unit on this server's device: measured from finished jobs (recent ones weigh more), else a
-    default for the device type. Thread-safe: the worker records, request threads read."""
+    default for the device type. Thread-safe: the worker records, request threads read. `state`/`restore` carry
+    the measurement across a restart (the job store keeps it), for the device it was measured on only."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._seconds = 0.0
         self._units = 0.0
         self.jobs = 0
+        self.device = ""  # the device type the measurement is of ('' before the first)
 
-    def record(self, units: float, elapsed: float) -> None:
+    def record(self, units: float, elapsed: float, device: str = "") -> bool:
+        """Count a finished job; False when it teaches nothing (too short) and nothing changed."""
         if units <= 0 or not math.isfinite(elapsed) or elapsed < MIN_TIMED_S:
-            return
+            return False
         with self._lock:
+            if device and device != self.device:  # another device: what was measured no longer applies
+                self._seconds, self._units, self.jobs, self.device = 0.0, 0.0, 0, device
             self._seconds = self._seconds * MEMORY + elapsed
             self._units = self._units * MEMORY + units
             self.jobs += 1
+        return True
 
     def seconds_per_unit(self, device: str) -> tuple[float, str]:
         """(seconds per unit, 'measured' or 'default')."""
         with self._lock:
-            if self._units > 0:
+            if self._units > 0 and self.device in ("", device):
                 return self._seconds / self._units, "measured"
         return default_seconds_per_unit(device), "default"
+
+    def state(self) -> dict[str, Any]:
+        with self._lock:
+            return {"device": self.device, "seconds": self._seconds, "units": self._units, "jobs": self.jobs}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back what `state` returned before a restart; anything malformed is ignored (defaults stay)."""
+        try:
+            seconds, units, jobs = float(state["seconds"]), float(state["units"]), int(state["jobs"])
+            device = str(state["device"])
+        except (KeyError, TypeError, ValueError):
+            return
+        if all(math.isfinite(v) and v >= 0 for v in (seconds, units)) and seconds > 0 and units > 0:
+            with self._lock:
+                self._seconds, self._units, self.jobs, self.device = seconds, units, max(0, jobs), device
 
 
 def estimate_json(engine: Any, speed: SpeedMeter, content_size: tuple[int, int] | None, params: StyleParams) -> dict:

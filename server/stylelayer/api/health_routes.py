@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, jsonify
 
 from .. import __version__
 from ..limits import MAX_ITERATIONS, MAX_SIZE, MAX_STYLES
 from ..params import StyleParams
 from .errors import ApiError
+from .job_routes import owner_of
 from .state import server_state
 
 health = Blueprint("health", __name__, url_prefix="/v1")
@@ -15,16 +18,28 @@ health = Blueprint("health", __name__, url_prefix="/v1")
 
 @health.get("/health")
 def get_health() -> Response:
+    """ok, or degraded (200, with the reason) while the data folder cannot store jobs: submissions get 507 then."""
     queue = server_state().queue
     if queue.engine_error is not None:
         raise ApiError(503, "engine_unavailable", queue.engine_error)
-    return jsonify({"status": "ok", "version": __version__, "engine": queue.engine_state})
+    problem = queue.storage_problem()
+    answer: dict[str, Any] = {
+        "status": "ok" if problem is None else "degraded",
+        "version": __version__,
+        "engine": queue.engine_state,
+    }
+    if problem is not None:
+        answer["reason"] = {"code": problem.code, "message": problem.message}
+    return jsonify(answer)
 
 
 @health.get("/info")
 def get_info() -> Response:
+    """What the server runs and allows; of the jobs, counts per state and only the caller's own ids (see owner_of):
+    a job id is the capability to read and cancel a job."""
     state = server_state()
     cfg, queue = state.config, state.queue
+    owner = owner_of()
     engine = queue.engine if queue.engine_state == "ready" else None
     described = dict(engine.describe()) if engine is not None else {}
     limits = {
@@ -52,7 +67,8 @@ def get_info() -> Response:
             "defaults": StyleParams().to_dict(),
             "preview_every": cfg["preview_every"],
             "cache": queue.cache_stats() if engine is not None else None,
-            "workers": queue.workers_info(),
+            "workers": queue.workers_info(owner),
             "jobs": queue.counts(),
+            "own_jobs": queue.jobs_of(owner),
         }
     )

@@ -8,6 +8,11 @@ Requests only enqueue and read snapshots, so a long optimisation never blocks th
 written through to the durable `job_store.JobStore`; finished jobs are kept for a bounded time, count and disk
 budget so a plug-in that polls late (even after a restart) still gets its result, without the server growing
 forever.
+
+A write to the store that fails (a full disk, an I/O error) never stops a worker: the job it was about ends
+`failed` with code `storage_full` or `storage_error` when its result could not be stored, and a row that could not
+be written is written again as soon as the disk allows (`_sync`), so the store ends up saying what clients were
+told.
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ from ..imaging import ImageError, decode_image
 from ..limits import MAX_PIXELS
 from ..memory import BudgetError
 from ..params import ParamError, StyleParams
-from .estimate import JobCost, SpeedMeter, job_cost
-from .job_store import JobStore
+from .estimate import JobCost, SpeedMeter, device_type, job_cost
+from .job_store import JobStore, StorageError, storage_error
 from .workers import InProcessWorker, JobSpec, Preview, ProgressUpdate, Worker, WorkerLost, style_key
 
 log = logging.getLogger("stylelayer.api")
@@ -40,6 +45,7 @@ TERMINAL = frozenset({DONE, FAILED, CANCELLED})
 DEFAULT_RETRY_AFTER = 5  # seconds, for a 429 while the running job has not reported progress yet
 MAX_RETRY_AFTER = 600
 PRUNE_EVERY = 60.0  # seconds between clean-ups of expired results while the queue is idle
+SYNC_EVERY = 1.0  # seconds between attempts to write rows the store could not take (a full disk)
 WORKER_STARTING, WORKER_IDLE, WORKER_RUNNING, WORKER_FAILED = "starting", "idle", "running", "failed"
 MAX_WORKER_LOSSES = 1  # a job whose worker dies runs again once; losing a second one fails it (it may be the cause)
 RESTART_DELAY = 5.0  # seconds between attempts to replace a lost worker that could not be started
@@ -105,6 +111,7 @@ class Job:
     abandon_after: float = 0.0  # seconds without a look at the job after which it is cancelled (0: never)
     last_seen: float = field(default_factory=time.monotonic)  # when a client last asked about the job
     client: str = ""  # who sent it (remote address; '' for jobs restored at start): the unit of fairness
+    owner: str = ""  # digest of the key its client gave (job_routes.owner_of): who may see it listed in /v1/info
     style_key: str = ""  # digest of its style images (workers.style_key): the unit of style affinity
     lost_workers: int = 0  # workers that died while running it
     history: list[LossPoint] = field(default_factory=list)  # while queued or running; the store has it after
@@ -162,11 +169,16 @@ class JobQueue:
         self._ready = threading.Event()
         self._turn = 0  # jobs started so far...
         self._turns: dict[str, int] = {}  # ...and the number of each active client's latest one
+        self._unsynced: dict[str, Job] = {}  # jobs whose latest change the store could not take yet...
+        self._unsynced_error = StorageError("storage_error", "")  # ...and why, the last time it refused one
         for slot in self._slots:
             if slot.worker.engine is not None:  # given ready-made: serving at once
                 slot.state = WORKER_IDLE
                 self._ready.set()
         self.speed = SpeedMeter()  # seconds per unit of work on this device, from finished jobs (estimate.py)
+        saved_speed = self.store.load_speed()
+        if saved_speed is not None:
+            self.speed.restore(saved_speed)
         self._restore(max_pixels)
         with self._lock:
             self._dispatch()
@@ -205,11 +217,16 @@ class JobQueue:
         sync: bool = False,
         abandon_after: float = 0.0,
         client: str = "",
+        owner: str = "",
     ) -> Job:
         """Queue a job. `inputs` are the image files as received ('content', 'style0', ...): the store keeps them
-        until the job ends, so a restart can run it again. `client`: who sends it, for fairness between clients."""
+        until the job ends, so a restart can run it again. `client`: who sends it, for fairness between clients;
+        `owner`: who may see it in /v1/info. StorageError while the data folder cannot take a job."""
         if self.engine_error is not None:
             raise EngineUnavailable(self.engine_error)
+        problem = self.storage_problem()
+        if problem is not None:  # a new exception each time: the store's is shared between threads
+            raise StorageError(problem.code, problem.message)
         job = Job(
             params=params,
             preview_every=preview_every,
@@ -218,10 +235,11 @@ class JobQueue:
             sync=sync,
             abandon_after=abandon_after,
             client=client,
+            owner=owner,
             style_key=style_key(styles),
         )
-        self.store.save_inputs(job.id, inputs or [])  # outside the lock: uploads can be large
         try:
+            self.store.save_inputs(job.id, inputs or [])  # outside the lock: uploads can be large
             with self._lock:
                 if self._stopping:  # the worker is gone: a job queued now would never run
                     raise EngineUnavailable("the server is shutting down")
@@ -232,10 +250,26 @@ class JobQueue:
                 self._jobs[job.id] = job
                 self._waiting.append(job)
                 self._dispatch()
-        except (EngineUnavailable, QueueFull):
+        except (EngineUnavailable, QueueFull, StorageError):
             self.store.discard(job.id)
             raise
         return job
+
+    def storage_problem(self) -> StorageError | None:
+        """Why the server cannot store jobs now (None: it can): the data folder cannot be written or is nearly
+        full, or rows it could not take are still waiting. Rows waiting are written here once it can."""
+        problem = self.store.problem()
+        if problem is not None:
+            return problem
+        with self._lock:
+            self._sync()
+            if self._unsynced:
+                return StorageError(
+                    self._unsynced_error.code,
+                    f"{len(self._unsynced)} job changes could not be written to the data folder yet"
+                    f" ({self._unsynced_error.message})",
+                )
+        return None
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
@@ -320,13 +354,11 @@ class JobQueue:
                 total[name] = total.get(name, 0) + value
         return total
 
-    def workers_info(self) -> list[dict[str, Any]]:
-        """For /v1/info: each worker, where it runs, its state and the job it runs."""
+    def workers_info(self, owner: str = "") -> list[dict[str, Any]]:
+        """For /v1/info: each worker, where it runs, its state and the job it runs: its id only to the job's owner
+        (a job id is the capability to read and cancel the job)."""
         with self._lock:
-            slots = [
-                (slot, slot.state, slot.job.id if slot.job else None, slot.jobs_done, slot.error)
-                for slot in self._slots
-            ]
+            slots = [(slot, slot.state, _id_for(slot.job, owner), slot.jobs_done, slot.error) for slot in self._slots]
         return [
             {
                 **slot.worker.describe(),
@@ -338,6 +370,13 @@ class JobQueue:
             }
             for slot, state, job_id, done, error in slots
         ]
+
+    def jobs_of(self, owner: str) -> list[dict[str, Any]]:
+        """For /v1/info: the id and state of every job `owner` sent, oldest first (none without an owner)."""
+        if not owner:
+            return []
+        with self._lock:
+            return [{"id": job.id, "state": job.state} for job in self._jobs.values() if job.owner == owner]
 
     def stop(self, timeout: float = 10.0) -> None:
         """End the worker (server shutdown). Jobs stay queued in the store and run again at the next start, except
@@ -359,6 +398,14 @@ class JobQueue:
         if any(thread.is_alive() for thread in self._threads):  # an engine that ignores cancellation: leave the
             log.warning("the job workers did not stop within %.0f s", timeout)  # store to the process exit
             return
+        with self._lock:
+            self._sync()
+            if self._unsynced:
+                log.error(
+                    "%d job changes could not be written to the data folder: after the next start those jobs"
+                    " may run again",
+                    len(self._unsynced),
+                )
         self.store.close()
 
     # ---- start-up ------------------------------------------------------------------------------------------
@@ -387,6 +434,12 @@ class JobQueue:
                 seed=stored.seed,
                 restarts=stored.restarts,
                 result_bytes=stored.result_bytes,
+                level=stored.level,
+                levels=stored.levels,
+                plan=stored.plan,
+                preview_iteration=stored.preview_iteration,
+                abandon_after=stored.abandon_after,  # counted from now: a client gone with the old server is
+                owner=stored.owner,  # not polling, and the job is cancelled once that much time has passed
             )
             self._jobs[job.id] = job
             if job.state in TERMINAL:
@@ -450,7 +503,7 @@ class JobQueue:
             slot.job, slot.state = job, WORKER_RUNNING
             job.state = RUNNING
             job.started = time.time()
-            self.store.update(job)
+            self._store(job, self.store.update)
             self._lock.notify_all()
 
     def _unassign(self, slot: _Slot) -> None:
@@ -461,7 +514,7 @@ class JobQueue:
             self._finish(job, CANCELLED)
             return
         job.state, job.started = QUEUED, None
-        self.store.update(job)
+        self._store(job, self.store.update)
         self._waiting.appendleft(job)
 
     # ---- worker threads: one per worker --------------------------------------------------------------------
@@ -472,7 +525,8 @@ class JobQueue:
         while True:
             with self._lock:
                 while slot.job is None and not self._stopping:
-                    self._lock.wait(PRUNE_EVERY)
+                    self._lock.wait(SYNC_EVERY if self._unsynced else PRUNE_EVERY)
+                    self._sync()  # rows a full disk refused, once it takes them
                     self._prune()  # expired results go even when nobody asks
                 if self._stopping:
                     if slot.job is not None:
@@ -480,7 +534,15 @@ class JobQueue:
                     return
                 job = slot.job
             assert job is not None  # the wait above ends with a job or with stopping
-            lost = self._execute(job, slot)
+            try:
+                lost = self._execute(job, slot)
+            except Exception as exc:  # a bug in the bookkeeping: that job fails, the worker goes on
+                log.exception("job %s: the server failed while running it", job.id)
+                lost = False
+                with self._lock:
+                    if job.state not in TERMINAL:
+                        job.error = {"code": "internal", "message": f"the server failed: {type(exc).__name__}"}
+                        self._finish(job, FAILED)
             with self._lock:
                 slot.job, slot.jobs_done, slot.idle_since = None, slot.jobs_done + 1, time.monotonic()
                 slot.state = WORKER_STARTING if lost else WORKER_IDLE
@@ -576,9 +638,9 @@ class JobQueue:
             return False
         try:
             size = self.store.write_result(job.id, outcome.png)
-        except OSError as exc:  # a full or read-only disk
-            log.exception("job %s: could not store its result", job.id)
-            self._fail(job, "internal", f"the result could not be stored: {exc}")
+        except StorageError as exc:  # a full or read-only disk
+            log.error("job %s: its result could not be stored: %s", job.id, exc.message)
+            self._fail(job, exc.code, f"the job ran, but its result could not be stored: {exc.message}")
             return False
         with self._lock:
             job.seed, job.result_bytes = outcome.seed, size
@@ -586,8 +648,12 @@ class JobQueue:
             job.losses = _finite(outcome.losses)
             job.elapsed = outcome.elapsed
             self._finish(job, DONE)
-        if job.cost is not None:
-            self.speed.record(job.cost.units, outcome.elapsed)
+        device = device_type(worker.describe().get("device", ""))
+        if job.cost is not None and self.speed.record(job.cost.units, outcome.elapsed, device):
+            try:
+                self.store.save_speed(self.speed.state())
+            except StorageError as exc:  # only estimates after a restart need it
+                log.warning("the measured speed could not be saved: %s", exc.message)
         return False
 
     def _worker_lost(self, job: Job, exc: WorkerLost) -> None:
@@ -630,8 +696,17 @@ class JobQueue:
         job.content, job.styles = None, []
         if state == DONE:
             job.preview = None  # the result supersedes it (the preview route then serves the result)
-        self.store.finish(job, job.history)
-        job.history = []
+        try:
+            self.store.finish(job, job.history)
+        except Exception as error:  # a full disk, or anything else: the job still ends, and the worker goes on
+            exc = storage_error(error)
+            log.error("job %s: its end could not be recorded: %s", job.id, exc.message, exc_info=error)
+            if state == DONE:  # no row says done, so the result cannot be served after a restart: failed
+                job.state, job.error, job.result_bytes = FAILED, {"code": exc.code, "message": exc.message}, 0
+            self._store(job, self._write_end)  # a failed job's row is smaller; else retried by _sync
+        else:
+            job.history = []
+            self._unsynced.pop(job.id, None)  # an earlier change it could not take is superseded
         job.ended.set()
 
     def _requeue(self, job: Job) -> None:
@@ -640,8 +715,10 @@ class JobQueue:
             job.restarts += 1
         job.state, job.started, job.finished = QUEUED, None, None
         job.iteration, job.total, job.elapsed, job.losses, job.history = 0, 0, 0.0, {}, []
+        job.level = job.levels = job.tile = job.tiles = 0
+        job.plan = ""
         job.preview = job.preview_iteration = None
-        self.store.restart(job)
+        self._store(job, self.store.restart)
 
     def _prune(self) -> None:
         """Caller holds the lock. Forget finished jobs past their time-to-live, beyond the count limit or, oldest
@@ -653,9 +730,60 @@ class JobQueue:
         for i, job in enumerate(finished):
             over_budget = disk > self.result_bytes and i < len(finished) - 1
             if i < excess or now - (job.finished or now) > self.result_ttl or over_budget:
+                try:
+                    self.store.delete(job.id)
+                except StorageError as exc:  # kept (and listed) until the store can forget it too
+                    log.warning("job %s could not be deleted yet: %s", job.id, exc.message)
+                    return
                 disk -= job.result_bytes
                 del self._jobs[job.id]
-                self.store.delete(job.id)
+
+    # ---- store writes that may fail (callers hold the lock) --------------------------------------------------
+    def _store(self, job: Job, write: Callable[[Job], None]) -> None:
+        """Write a job's change to the store; when the store cannot take it, the job is written whole again by
+        `_sync` later (its state in memory is what clients see, and what the store must end up saying)."""
+        try:
+            try:
+                write(job)
+            except StorageError as exc:
+                if exc.code != "storage_full" or not self.store.release_reserve():
+                    raise
+                write(job)  # in the space the store kept for this
+        except Exception as error:  # noqa: BLE001 - as in _finish: never out of the bookkeeping
+            exc = storage_error(error)
+            log.error("job %s: its state (%s) could not be recorded: %s", job.id, job.state, exc.message)
+            self._unsynced[job.id] = job
+            self._unsynced_error = exc
+        else:
+            self._unsynced.pop(job.id, None)
+
+    def _write_end(self, job: Job) -> None:
+        """An ended job's row and loss history, then its input files go."""
+        self.store.finish(job, job.history)
+        job.history = []
+
+    def _sync(self) -> None:
+        """Write the jobs the store could not take before, as they are now; stops at the first failure."""
+        for job in list(self._unsynced.values()):
+            try:
+                if job.id not in self._jobs:
+                    pass  # forgotten meanwhile: _prune deleted its row before it let go of the job
+                elif job.state in TERMINAL:
+                    self._write_end(job)
+                elif job.state == QUEUED:
+                    self.store.restart(job)
+                else:
+                    self.store.update(job)
+            except Exception as error:  # noqa: BLE001 - tried again at the next chance
+                self._unsynced_error = storage_error(error)
+                return
+            log.info("job %s: its state (%s) is recorded now", job.id, job.state)
+            del self._unsynced[job.id]
+
+
+def _id_for(job: Job | None, owner: str) -> str | None:
+    """A job's id for /v1/info: only to the client that sent it."""
+    return job.id if job is not None and owner and job.owner == owner else None
 
 
 def _recency(styles: deque[str], key: str) -> int:

@@ -6,6 +6,7 @@ The routes only parse, validate and enqueue; the workers of `job_queue.JobQueue`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -19,10 +20,11 @@ from ..engine import MissingInput, check_inputs
 from ..limits import MAX_STYLES
 from ..params import ParamError, StyleParams
 from ..plot import loss_plot_png
-from .errors import ApiError
+from .errors import ApiError, check_form_fields
 from .estimate import progress_and_eta
 from .images import load_upload
 from .job_queue import DONE, FAILED, QUEUED, RUNNING, EngineUnavailable, Job, JobQueue, LossPoint, QueueFull
+from .job_store import StorageError
 from .state import server_state
 from .style_library import StyleNotFound
 
@@ -30,6 +32,8 @@ JOB_ID = re.compile(r"[0-9a-f]{32}")
 MAX_PREVIEW_EVERY = 10_000
 MAX_ABANDON_AFTER = 86_400  # seconds
 SYNC_POLL_S = 0.2  # how often a waiting /v1/stylize checks that its caller is still connected
+CLIENT_HEADER = "X-Stylelayer-Client"  # a secret the client makes up: /v1/info lists the jobs sent with it
+CLIENT_KEY = re.compile(r"[A-Za-z0-9._~-]{16,128}")
 # The engine says which image a job lacks; the API says which form field gives it.
 MISSING_IMAGE_MESSAGES = {
     "content": "a 'content' image file is required (texture mode may give params.output_size instead)",
@@ -182,6 +186,8 @@ def _enqueue(sync: bool = False) -> Job:
             "unsupported_media_type",
             "send multipart/form-data: a 'content' file, 'style' file(s) or 'style_id', and 'params' JSON",
         )
+    check_form_fields()
+    owner = owner_of()
     params = _parse_params(request.form.get("params", "{}"))
     preview_every = _parse_int(
         request.form.get("preview_every"),
@@ -215,7 +221,15 @@ def _enqueue(sync: bool = False) -> Job:
     _check_inputs(content, styles, params)
     try:
         return state.queue.submit(
-            content, styles, params, preview_every, inputs, sync, abandon_after, client=request.remote_addr or ""
+            content,
+            styles,
+            params,
+            preview_every,
+            inputs,
+            sync,
+            abandon_after,
+            client=request.remote_addr or "",
+            owner=owner,
         )
     except QueueFull as exc:
         retry = state.queue.retry_after()
@@ -224,6 +238,21 @@ def _enqueue(sync: bool = False) -> Job:
         ) from None
     except EngineUnavailable as exc:
         raise ApiError(503, "engine_unavailable", str(exc)) from None
+    except StorageError as exc:  # the data folder cannot be written or is nearly full (see /v1/health)
+        raise ApiError(507, exc.code, f"the server cannot store a job now: {exc.message}") from None
+
+
+def owner_of() -> str:
+    """Who the caller is, for /v1/info's list of its own jobs: a digest of the X-Stylelayer-Client key it made
+    up ('' without one: such a caller's jobs are listed to nobody). The key itself is never stored."""
+    key = request.headers.get(CLIENT_HEADER)
+    if key is None:
+        return ""
+    if not CLIENT_KEY.fullmatch(key):
+        raise ApiError(
+            400, "bad_request", f"{CLIENT_HEADER}: 16 to 128 letters, digits or ._~- (a random key the client keeps)"
+        )
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def _check_inputs(content: Image.Image | None, styles: list[Image.Image], params: StyleParams) -> None:
@@ -275,7 +304,9 @@ def _not_done(job: Job, sync: bool = False) -> ApiError:
     if job.state == FAILED and job.error is not None:
         status = 409
         if sync:
-            status = {"bad_request": 400, "engine_unavailable": 503}.get(job.error["code"], 500)
+            status = {"bad_request": 400, "engine_unavailable": 503, "storage_full": 507, "storage_error": 507}.get(
+                job.error["code"], 500
+            )
         return ApiError(status, job.error["code"], job.error["message"])
     return ApiError(409, "job_cancelled", f"job {job.id} was cancelled")
 

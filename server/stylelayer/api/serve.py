@@ -22,7 +22,7 @@ from ..memory import parse_size
 from ..userdirs import user_data_dir
 from .app import DEFAULT_CONFIG, create_app
 from .http_server import create_http_server
-from .job_store import StoreBusy
+from .job_store import JobStore, StoreError
 
 TOKEN_ENV = "STYLELAYER_TOKEN"
 
@@ -84,6 +84,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help=f"job store: jobs, loss curves and results kept across restarts (default {default_data_dir()})",
+    )
+    parser.add_argument(
+        "--reset-jobs",
+        action="store_true",
+        help="start with an empty job store: the database and stored results are moved to the data folder's"
+        " quarantine/ (nothing is deleted); for a damaged or lost database",
     )
     parser.add_argument(
         "--keep-results",
@@ -240,6 +246,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"stylelayer serve: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:  # before the model loads: a data folder that cannot be used is a refused configuration, not a crash
+        store = JobStore(args.data_dir or default_data_dir(), reset=args.reset_jobs)
+    except StoreError as exc:
+        print(f"stylelayer serve: {exc}", file=sys.stderr)
+        return 2
     config = {
         "token": token,
         "max_queue": args.max_queue,
@@ -258,17 +269,12 @@ def run(args: argparse.Namespace) -> int:
             pool = start_ray_pool(args)
         except Exception as exc:  # noqa: BLE001 - Ray missing, no cluster at the address, a cluster without GPUs
             print(f"stylelayer serve: could not start the Ray workers: {exc}", file=sys.stderr)
+            store.close()
             return 2
     else:  # load once, before accepting jobs
         engine = StyleEngine(weights=args.weights, device=args.device, max_memory=args.max_memory)
         engine.calibrate()  # about a second: the first estimate then uses this machine's measured speed
-    try:
-        app = create_app(config, engine=engine, workers=pool.workers if pool is not None else None)
-    except StoreBusy as exc:
-        print(f"stylelayer serve: {exc}", file=sys.stderr)
-        if pool is not None:
-            pool.close()
-        return 2
+    app = create_app(config, engine=engine, workers=pool.workers if pool is not None else None, store=store)
     try:
         server = create_http_server(app, args.host, args.port)
     except OSError as exc:  # the port is taken, the address is not this machine's, ...

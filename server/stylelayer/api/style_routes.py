@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from .errors import ApiError
+from .errors import ApiError, check_form_fields
 from .images import load_upload
 from .state import server_state
 from .style_library import StyleNotFound
@@ -21,6 +21,7 @@ def list_styles() -> Response:
 def add_style() -> tuple[Response, int, dict[str, str]]:
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "send multipart/form-data with an 'image' file and a 'name'")
+    check_form_fields()
     upload = request.files.get("image")
     if upload is None:
         raise ApiError(400, "missing_field", "an 'image' file is required", field="image")
