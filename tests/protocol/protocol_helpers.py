@@ -67,6 +67,10 @@ class FakeEngine:
     def describe(self) -> dict[str, object]:
         return {"device": "cpu", "weights": "fake"}
 
+    def calibrate(self) -> float:
+        """What `stylelayer serve` calls after loading an engine; the fake's speed is whatever a test sets."""
+        return getattr(self, "seconds_per_unit", 0.0)
+
     def cache_stats(self) -> dict[str, int]:
         return {"hits": 0, "misses": len(self.calls)}
 
