@@ -751,6 +751,7 @@ class ManagedServer:
         self.jobs_dir = installation.data / "jobs"
         self.styles_dir = installation.data / "styles"
         self.log_path = installation.folder / "server.log"
+        self.pid_path = installation.folder / "server.pid"
         self._proc: subprocess.Popen | None = None
 
     def token(self) -> str:
@@ -780,8 +781,10 @@ class ManagedServer:
         """The server's true state: its ready file, its process and its answer to /v1/health."""
         ready = self.ready()
         if ready is None or not pid_alive(int(ready.get("pid", 0))):
-            if self._proc is not None and self._proc.poll() is None:
-                return ServerState("starting", pid=self._proc.pid)
+            self._reap()
+            starting = self._started_pid()
+            if pid_alive(starting):  # started (by this or another process) and not listening yet
+                return ServerState("starting", pid=starting)
             if self._proc is not None and self._proc.returncode not in (None, 0):
                 return ServerState("failed", message=self.failure_sentence())
             return ServerState("stopped")
@@ -841,7 +844,15 @@ class ManagedServer:
             )
         finally:
             log.close()
+        self.pid_path.write_text(str(self._proc.pid), encoding="utf-8")
         return ServerState("starting", pid=self._proc.pid)
+
+    def _started_pid(self) -> int:
+        """The pid of the server last started here: a later plug-in process sees it starting before it listens."""
+        try:
+            return int(self.pid_path.read_text(encoding="utf-8").strip() or 0)
+        except (OSError, ValueError):
+            return 0
 
     def wait_running(self, timeout: float = 300.0) -> ServerState:
         """Poll until running or failed (for callers without a UI loop, e.g. GIMP's plug-in and the tests)."""
@@ -858,7 +869,7 @@ class ManagedServer:
         """Ask the server to stop (a stop-request file: works the same on every OS), then end it if it does not.
         True when no managed server runs afterwards."""
         ready = self.ready()
-        pid = int(ready.get("pid", 0)) if ready else (self._proc.pid if self._proc is not None else 0)
+        pid = int(ready.get("pid", 0)) if ready else self._started_pid()
         if not pid_alive(pid):
             self._reap()
             return True
