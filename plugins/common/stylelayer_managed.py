@@ -320,6 +320,18 @@ def check_failure(probe: dict, backend: str) -> InstallError | None:
     return None
 
 
+_TORCH_VERSIONS = """
+import json
+from importlib import metadata
+pins = []
+for name in ("torch", "torchvision"):
+    try:
+        pins.append(f"{name}=={metadata.version(name)}")
+    except metadata.PackageNotFoundError:
+        pass
+print(json.dumps(pins))
+"""
+
 _TORCH_PROBE = """
 import json
 try:
@@ -555,9 +567,15 @@ class Installation:
             raise InstallError(
                 f"The plug-in is incomplete: its server package {settings.wheel} is missing; install the plug-in again."
             )
+        # PyTorch stays the build the torch step chose: stylelayer's own requirements (torch, torchvision) must not
+        # let pip swap it for another (e.g. PyPI's CUDA build over the CPU one).
+        versions = self._run([str(self.python), "-c", _TORCH_VERSIONS], PYPI, need_mb).strip().splitlines()[-1]
+        constraints = self.folder / "torch-constraints.txt"
+        constraints.write_text("\n".join(json.loads(versions)) + "\n", encoding="utf-8")
         # --force-reinstall --no-deps: an Upgrade replaces stylelayer even at the same version, and keeps PyTorch.
         self._pip(["install", "--force-reinstall", "--no-deps", str(settings.wheel)], PYPI, need_mb, on_progress)
-        self._pip(["install", str(settings.wheel), *settings.extra_pip_args], PYPI, need_mb, on_progress)
+        args = ["install", "-c", str(constraints), str(settings.wheel), *settings.extra_pip_args]
+        self._pip(args, PYPI, need_mb, on_progress)
         return {}
 
     def _step_check(self, settings, req, need_mb, on_progress) -> dict:
