@@ -55,9 +55,9 @@ def main() -> None:
         settings = managed.Settings(wheel=wheel, index=args.index, packages=tuple(args.torch) or None)
         inst = managed.Installation(work / "install")
         cold, start = install_to_running(inst, settings)
-        cache_mb, folder_mb = _mb(inst.cache), _mb(inst.folder)
+        cache_mb, folder_mb = _mb(inst.cache), _mb(inst.folder)  # folder: venv, cache, logs
         print(
-            f"cold: {cold:.0f} s to running (start {start:.0f} s); pip cache {cache_mb:.0f} MB, folder {folder_mb:.0f} MB"
+            f"cold: {cold:.0f} s to running (start {start:.0f} s); pip cache {cache_mb:.0f} MB, all {folder_mb:.0f} MB"
         )
         shutil.rmtree(inst.venv)
         shutil.rmtree(inst.steps_dir)
