@@ -4,7 +4,9 @@ Standard library only, Python 3.8 syntax: it runs inside Krita's and GIMP's own 
 install folder in the host's data folder (the host passes it):
 
     venv/        the server's Python: stylelayer (the wheel this plug-in carries) and PyTorch
-    pip-cache/   pip's download cache: a finished download is never fetched again (Repair, Upgrade, reinstall)
+    downloads/   PyTorch's wheels while the torch step runs: a Repair after an interrupted download fetches only
+                 the files that had not finished (removed once PyTorch is installed)
+    pip-cache/   pip's own cache, for the smaller packages (where the index's HTTP headers let pip keep them)
     steps/       one marker per finished install step; an install killed half-way shows as "incomplete" and
                  Repair runs only the steps without a current marker
     data/        the server's job store and style library: outside the venv, so Upgrade and Repair keep them
@@ -395,6 +397,7 @@ class Settings:
     # Reuse the Python's own packages (venv --system-site-packages): for developers and tests that already have
     # PyTorch; a painter's install never uses it.
     system_site_packages: bool = False
+    keep_downloads: bool = False  # keep PyTorch's wheels after installing (measuring a warm reinstall)
     extra_pip_args: tuple[str, ...] = ()
 
     def requirements(self) -> Requirements:
@@ -418,6 +421,7 @@ class Installation:
         self.folder = Path(folder)
         self.venv = self.folder / "venv"
         self.cache = self.folder / "pip-cache"
+        self.downloads = self.folder / "downloads"
         self.steps_dir = self.folder / "steps"
         self.data = self.folder / "data"
         self.log_path = self.folder / "install.log"
@@ -558,8 +562,17 @@ class Installation:
         return {}
 
     def _step_torch(self, settings, req, need_mb, on_progress) -> dict:
+        """Download every wheel into downloads/ first, then install from there: a download that was interrupted
+        (a killed host, a dropped network) goes on with the files it had not finished, whatever the index's HTTP
+        caching headers let pip's own cache keep. The folder goes once PyTorch is installed (it is GBs for CUDA)."""
         index_args = [] if req.index == PYPI else ["--index-url", req.index]
-        self._pip(["install", *index_args, *req.packages, *settings.extra_pip_args], req.index, need_mb, on_progress)
+        extra = list(settings.extra_pip_args)
+        downloads = str(self.downloads)
+        self._pip(["download", "-d", downloads, *index_args, *req.packages, *extra], req.index, need_mb, on_progress)
+        args = ["install", "--no-index", "--find-links", downloads, *req.packages, *extra]
+        self._pip(args, req.index, need_mb, on_progress)
+        if not settings.keep_downloads:
+            shutil.rmtree(self.downloads, ignore_errors=True)
         return {}
 
     def _step_stylelayer(self, settings, req, need_mb, on_progress) -> dict:
