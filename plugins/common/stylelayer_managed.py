@@ -413,6 +413,19 @@ class Settings:
         )
 
 
+def env_overrides(env: dict | None = None) -> dict:
+    """Settings a developer or a test sets without the dialog: $STYLELAYER_TORCH_INDEX (an index URL, or `pypi`
+    for pip's own) and $STYLELAYER_TORCH_PACKAGES (space-separated requirements) replace the table's."""
+    env = os.environ if env is None else env
+    found: dict = {}
+    if env.get("STYLELAYER_TORCH_INDEX"):
+        index = env["STYLELAYER_TORCH_INDEX"].strip()
+        found["index"] = PYPI if index.lower() == "pypi" else index
+    if env.get("STYLELAYER_TORCH_PACKAGES"):
+        found["packages"] = tuple(env["STYLELAYER_TORCH_PACKAGES"].split())
+    return found
+
+
 class Installation:
     """One install folder: its state, the install steps, and Uninstall. Thread-safe enough for one dialog: run
     `install` in a worker thread and read `progress` from the UI thread."""

@@ -101,8 +101,11 @@ def run_dialog(doc, node, captured):
     dialog = extension.extension().dialog
     messages = []
     dialog.show_message = lambda ok, message: messages.append([ok, message])
-    dialog.url_edit.setText(CONFIG["server_url"])
-    dialog.token_edit.setText(CONFIG.get("token", ""))
+    if CONFIG.get("managed"):  # Server: Local (managed), Install, until the state line says Running
+        install_managed(dialog)
+    else:
+        dialog.url_edit.setText(CONFIG["server_url"])
+        dialog.token_edit.setText(CONFIG.get("token", ""))
     dialog.style_edit.setText(CONFIG["style"])
     dialog.file_radio.setChecked(True)
     dialog.set_preset("preview")
@@ -175,6 +178,29 @@ def run_dialog(doc, node, captured):
 
 
 dialog_progress = []
+
+
+def install_managed(dialog):
+    panel = dialog.managed_panel
+    panel.managed_radio.setChecked(True)
+    states = result["managed_states"] = [panel.state_text()]
+    panel.action("Install")
+
+    def seen():
+        text = panel.state_text()
+        if text != states[-1]:
+            states.append(text)
+        return text.startswith(("Running", "Failed"))
+
+    wait_until(seen, CONFIG["install_timeout_s"])
+    wait_until(lambda: dialog.url_edit.text() == panel.managed_url() and dialog.server_info is not None, 30)
+    result["managed"] = {
+        "state": panel.state_text(),
+        "pid": panel.server_state.pid if panel.server_state is not None else None,
+        "url": panel.managed_url(),
+        "status_line": dialog.status_label.text(),
+        "folder": str(panel.inst.folder),
+    }
 
 
 def run_once(dialog, messages):
@@ -312,6 +338,13 @@ def main():
     doc.setBatchmode(True)
     result["saved"] = bool(doc.saveAs(os.path.join(OUT, "doc.kra")))
     result["elapsed_s"] = round(time.time() - t0, 2)
+    if CONFIG.get("quit"):  # File > Quit, as a painter ends Krita: the test then looks for leftover processes
+        with open(os.path.join(OUT, "result.json"), "w", encoding="utf-8") as fh:
+            json.dump(result, fh, indent=1)
+        QTimer.singleShot(60000, lambda: (result.update(quit_timeout=True), finish(4)))  # Krita did not quit
+        doc.close()
+        app.action("file_quit").trigger()
+        return
     finish(0)
 
 

@@ -304,3 +304,12 @@ def test_uninstall_keeps_the_style_library_and_jobs(tmp_path) -> None:
 
 def test_the_file_names_match_the_servers() -> None:
     assert (managed.READY_FILE, managed.STOP_FILE) == (lifecycle.READY_FILE, lifecycle.STOP_FILE)
+
+
+def test_the_table_can_be_overridden_from_the_environment(tmp_path) -> None:
+    env = {"STYLELAYER_TORCH_INDEX": "pypi", "STYLELAYER_TORCH_PACKAGES": "torch==2.13.0 torchvision==0.28.0"}
+    found = managed.env_overrides(env)
+    assert found == {"index": managed.PYPI, "packages": ("torch==2.13.0", "torchvision==0.28.0")}
+    row = managed.Settings(wheel=tmp_path / "w.whl", platform="linux", backend="cpu", **found).requirements()
+    assert (row.index, row.packages) == (managed.PYPI, ("torch==2.13.0", "torchvision==0.28.0"))
+    assert managed.env_overrides({}) == {}

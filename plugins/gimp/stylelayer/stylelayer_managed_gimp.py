@@ -143,7 +143,7 @@ def make_panel(config, on_mode):
             wheel = plugin_wheel()
             if wheel is None:
                 raise managed.InstallError("The plug-in is incomplete: it carries no server package; install it again.")
-            return managed.Settings(wheel=wheel)
+            return managed.Settings(wheel=wheel, **managed.env_overrides())
 
         def _refresh(self):
             self.label.set_text(managed.state_line(self.inst, self.state, self.failure, self.inst.progress))

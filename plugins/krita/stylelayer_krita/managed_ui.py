@@ -170,7 +170,7 @@ class ManagedServerPanel(QWidget):
         wheel = plugin_wheel()
         if wheel is None:
             raise managed.InstallError("The plug-in is incomplete: it carries no server package; install it again.")
-        return managed.Settings(wheel=wheel, backend=self.hardware_combo.currentData())
+        return managed.Settings(wheel=wheel, backend=self.hardware_combo.currentData(), **managed.env_overrides())
 
     def state_text(self):
         return managed.state_line(self.inst, self.server_state, self.failure, self.inst.progress)
