@@ -516,6 +516,8 @@ class Installation:
     def _install(self, settings: Settings, on_progress: Callable[[Progress], None]) -> dict:
         req = settings.requirements()
         need_mb = req.download_mb * 3  # the download, unpacked, plus the cache
+        if not self.python.exists():  # a venv deleted or broken by hand: Repair makes it (and what follows) again
+            (self.steps_dir / "venv.json").unlink(missing_ok=True)
         previous_redone = False
         result: dict = {}
         for number, step in enumerate(STEPS, 1):
@@ -897,6 +899,11 @@ class ManagedServer:
             return int(self.pid_path.read_text(encoding="utf-8").strip() or 0)
         except (OSError, ValueError):
             return 0
+
+    def start_and_wait(self, timeout: float = 600.0) -> ServerState:
+        """Start (unless running) and wait until it runs or fails: for worker threads and scripts."""
+        started = self.start()
+        return started if started.state == "failed" else self.wait_running(timeout)
 
     def wait_running(self, timeout: float = 300.0) -> ServerState:
         """Poll until running or failed (for callers without a UI loop, e.g. GIMP's plug-in and the tests)."""

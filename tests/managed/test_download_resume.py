@@ -8,6 +8,7 @@ between two wheels does: it takes the first from downloads/ and fetches only the
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -52,4 +53,14 @@ def test_an_interrupted_download_goes_on_with_the_files_not_yet_fetched(tmp_path
     assert "Downloading waitress-3.0.2" in log and "Downloading six" not in log
     assert "Successfully installed waitress-3.0.2" in log
     assert not inst.downloads.exists()  # removed once installed (keep_downloads off)
+    assert Path(inst.python).is_file()
+
+    # a venv deleted by hand: Repair makes it and what depends on it again, not the Python search
+    shutil.rmtree(inst.venv)
+    assert inst.state() == "incomplete"
+    before = inst.log_path.read_text()
+    with pytest.raises(managed.InstallError, match="server package .* is missing"):
+        inst.install(second)
+    log = inst.log_path.read_text()[len(before) :]
+    assert "step python: already done" in log and "step venv: Creating" in log and "step torch: Installing" in log
     assert Path(inst.python).is_file()

@@ -47,8 +47,7 @@ def running_server(timeout=600.0):
             if state == "not installed"
             else managed.state_line(srv.inst, None)
         )
-    srv.start()
-    current = srv.wait_running(timeout)
+    current = srv.start_and_wait(timeout)
     if current.state != "running":
         raise managed.InstallError(current.message or "The local server did not start in time; press Start again.")
     return current.url, srv.token()
@@ -214,11 +213,9 @@ def make_panel(config, on_mode):
                         if self.srv.status().state in ("running", "starting"):
                             self.srv.stop()
                         self.inst.install(settings)
-                        self.srv.start()
-                        result = self.srv.wait_running(600)
+                        result = self.srv.start_and_wait()
                     elif name == "Start":
-                        self.srv.start()
-                        result = self.srv.wait_running(600)
+                        result = self.srv.start_and_wait()
                     elif name == "Stop":
                         result = self.srv.stop()
                     else:

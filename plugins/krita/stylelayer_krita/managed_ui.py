@@ -259,7 +259,7 @@ class ManagedServerPanel(QWidget):
                 return
             fn = lambda: self._install_then_start(settings)  # noqa: E731
         elif name == "Start":
-            fn = lambda: self.server.start() and self.server.wait_running(600)  # noqa: E731
+            fn = self.server.start_and_wait
         elif name == "Stop":
             fn = self.server.stop
         else:
@@ -271,8 +271,7 @@ class ManagedServerPanel(QWidget):
         if self.server.status().state in ("running", "starting"):
             self.server.stop()  # an Upgrade or Repair replaces the files the running server uses
         self.inst.install(settings)
-        self.server.start()
-        return self.server.wait_running(600)
+        return self.server.start_and_wait()
 
     def start_if_installed(self):
         """The dialog opens (or a job needs it): start the managed server unless it runs."""
