@@ -141,6 +141,16 @@ def detect_hardware(platform_name: str | None = None, which: Callable[[str], str
     return Hardware("cpu")
 
 
+_DETECTED: dict = {}
+
+
+def detected(platform_name: str) -> Hardware:
+    """detect_hardware() once per process: the dialogs ask on every refresh, nvidia-smi takes a while."""
+    if platform_name not in _DETECTED:
+        _DETECTED[platform_name] = detect_hardware(platform_name)
+    return _DETECTED[platform_name]
+
+
 def requirements_for(platform_name: str, backend: str) -> Requirements:
     """The table's row; InstallError naming the choices when the platform has no such build."""
     row = REQUIREMENTS.get((platform_name, backend))
@@ -402,7 +412,7 @@ class Settings:
 
     def requirements(self) -> Requirements:
         platform_name = self.platform or platform_key()
-        row = requirements_for(platform_name, self.backend or detect_hardware(platform_name).backend)
+        row = requirements_for(platform_name, self.backend or detected(platform_name).backend)
         return Requirements(
             row.platform,
             row.backend,

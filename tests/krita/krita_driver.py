@@ -67,6 +67,13 @@ def screenshot(dialog, name):
     subprocess.run(["import", "-window", "root", "-crop", crop, os.path.join(folder, name)], check=False)
 
 
+def grab(dialog, name):
+    """The dialog as Qt paints it (no X tools needed), into CONFIG's grab_dir when one is set."""
+    folder = CONFIG.get("grab_dir")
+    if folder:
+        dialog.grab().save(os.path.join(folder, name))
+
+
 def ellipse_selection(doc, x, y, w, h):
     """A hard-edged elliptical selection inscribed in (x, y, w, h), as Krita's ellipse tool makes one."""
     cx, cy, rx, ry = x + w / 2, y + h / 2, w / 2, h / 2
@@ -186,14 +193,20 @@ def install_managed(dialog):
     states = result["managed_states"] = [panel.state_text()]
     panel.action("Install")
 
+    shots = {"installing": False}
+
     def seen():
         text = panel.state_text()
         if text != states[-1]:
             states.append(text)
+        if not shots["installing"] and "MB" in text:  # the state line with a download's percent and MB
+            shots["installing"] = True
+            grab(dialog, "krita-managed-installing.png")
         return text.startswith(("Running", "Failed"))
 
     wait_until(seen, CONFIG["install_timeout_s"])
     wait_until(lambda: dialog.url_edit.text() == panel.managed_url() and dialog.server_info is not None, 30)
+    grab(dialog, "krita-managed-running.png")
     result["managed"] = {
         "state": panel.state_text(),
         "pid": panel.server_state.pid if panel.server_state is not None else None,

@@ -66,6 +66,7 @@ def test_install_from_the_dialog_paint_an_ellipse_quit(tmp_path, inputs, monkeyp
                 ellipse=[12, 10, 60, 44],
                 quit=True,
                 dialog_timeout_s=120,
+                grab_dir=os.environ.get("STYLELAYER_GRAB_DIR", ""),  # pictures of the panel, when asked for
             ),
             timeout=720,
         )

@@ -83,7 +83,7 @@ class StyleDialog:
         managed_panel.set_margin_end(12)
         area.pack_start(managed_panel, False, False, 4)
         managed_panel.show_all()
-        managed_panel._refresh()  # hides what Remote URL does not use
+        managed_panel.refresh()  # hides what Remote URL does not use
         target = Gtk.Label(label=target_text, xalign=0.0)
         target.set_line_wrap(True)
         row = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=8)

@@ -98,6 +98,8 @@ def make_panel(config, on_mode):
             self.failure = ""
             self.busy = None
             self._asking = False
+            self._size_due = True
+            self.size_text = str(self.inst.folder)
             row = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=8)
             row.pack_start(Gtk.Label(label="Server:"), False, False, 0)
             self.managed_radio = Gtk.RadioButton.new_with_label(None, "Local (managed)")
@@ -127,7 +129,7 @@ def make_panel(config, on_mode):
             self.managed_radio.connect("toggled", self._toggled)
             GLib.timeout_add(POLL_MS, self._poll)
             self._ask()
-            self._refresh()
+            self.refresh()
 
         def _toggled(self, _radio):
             managed_mode = self.managed_radio.get_active()
@@ -136,7 +138,7 @@ def make_panel(config, on_mode):
             elif is_managed(config.get_property("server-url")):
                 config.set_property("server-url", "http://127.0.0.1:8765")
             on_mode(managed_mode)
-            self._refresh()
+            self.refresh()
 
         def settings(self):
             wheel = plugin_wheel()
@@ -144,7 +146,7 @@ def make_panel(config, on_mode):
                 raise managed.InstallError("The plug-in is incomplete: it carries no server package; install it again.")
             return managed.Settings(wheel=wheel, **managed.env_overrides())
 
-        def _refresh(self):
+        def refresh(self):
             self.label.set_text(managed.state_line(self.inst, self.state, self.failure, self.inst.progress))
             progress = self.inst.progress
             if progress is not None and progress.total_bytes:
@@ -171,28 +173,31 @@ def make_panel(config, on_mode):
                 plan = managed.describe_plan(self.settings())
             except managed.InstallError as exc:
                 plan = str(exc)
-            self.folder.set_text(f"{plan}\nInstall folder: {self.inst.folder}")
+            self.folder.set_text(f"{plan}\nInstall folder: {self.size_text}")
             for widget in (self.label, self.bar, self.folder, *self.buttons.values()):
                 widget.set_visible(self.managed_radio.get_active())
 
         def _poll(self):
             if self.busy is None and not self._asking:
                 self._ask()
-            self._refresh()
+            self.refresh()
             return True
 
         def _ask(self):
             self._asking = True
+            measure, self._size_due = self._size_due, False
 
-            def work():
+            def work():  # the folder's size only after a change: walking a venv of PyTorch takes a moment
                 state = self.srv.status()
-                GLib.idle_add(self._got, state)
+                GLib.idle_add(self._got, state, managed.folder_size_text(self.inst) if measure else None)
 
             threading.Thread(target=work, daemon=True).start()
 
-        def _got(self, state):
+        def _got(self, state, size):
             self._asking = False
             self.state = state
+            if size is not None:
+                self.size_text = size
             return False
 
         def action(self, name):
@@ -225,16 +230,17 @@ def make_panel(config, on_mode):
                 GLib.idle_add(self._done, result)
 
             threading.Thread(target=work, daemon=True).start()
-            self._refresh()
+            self.refresh()
 
         def _done(self, result):
             self.busy = None
+            self._size_due = True
             if isinstance(result, Exception):
                 self.failure = str(result) if isinstance(result, managed.InstallError) else repr(result)
             elif isinstance(result, managed.ServerState) and result.state == "failed":
                 self.failure = result.message
             self._ask()
-            self._refresh()
+            self.refresh()
             return False
 
     return ManagedPanel()

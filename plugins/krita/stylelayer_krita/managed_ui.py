@@ -77,6 +77,8 @@ class ManagedServerPanel(QWidget):
         self._threads = set()
         self._announced = ""
         self._polls = 0
+        self._size_due = True
+        self.folder_text = f"Install folder: {self.inst.folder}"
         self._build()
         managed_mode = Krita.instance().readSetting(SETTINGS_GROUP, "server_mode", "managed") == "managed"
         (self.managed_radio if managed_mode else self.remote_radio).setChecked(True)
@@ -203,7 +205,7 @@ class ManagedServerPanel(QWidget):
         }
         for name, button in self.buttons.items():
             button.setEnabled(enabled[name])
-        self.folder_label.setText(f"Install folder: {self.inst.folder}")
+        self.folder_label.setText(self.folder_text)
 
     def _poll(self):
         self._polls += 1
@@ -214,17 +216,22 @@ class ManagedServerPanel(QWidget):
     def _ask_state(self):
         if any(getattr(t, "kind", "") == "state" for t in self._threads):
             return
-        self._spawn("state", self.server.status, self._got_state)
+        measure, self._size_due = self._size_due, False
+
+        def ask():  # the folder's size only after a change: walking a venv of PyTorch takes a moment
+            return self.server.status(), managed.folder_size_text(self.inst) if measure else None
+
+        self._spawn("state", ask, self._got_state)
 
     def _got_state(self, ok, value):
         if not ok:
             return
-        self.server_state = value
-        if value.state == "running" and self.is_managed() and self._announced != value.url:
-            self._announced = value.url
-            self.use_server.emit(value.url, self.server.token())
-        size = managed.folder_size_text(self.inst)
-        self.folder_label.setToolTip(size)
+        self.server_state, size = value
+        if size is not None:
+            self.folder_text = f"Install folder: {size}"
+        if self.server_state.state == "running" and self.is_managed() and self._announced != self.server_state.url:
+            self._announced = self.server_state.url
+            self.use_server.emit(self.server_state.url, self.server.token())
 
     # -- actions
     def _spawn(self, kind, fn, on_done):
@@ -282,6 +289,7 @@ class ManagedServerPanel(QWidget):
 
     def _done(self, ok, value):
         self.busy = None
+        self._size_due = True
         if not ok:
             self.failure = str(value) if isinstance(value, managed.InstallError) else f"{type(value).__name__}: {value}"
         elif isinstance(value, managed.ServerState):
