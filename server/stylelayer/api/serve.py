@@ -315,7 +315,8 @@ def run(args: argparse.Namespace) -> int:
     url = f"http://{host}:{server.effective_port}"
     device = "ray" if pool is not None else str(engine.device if engine is not None else args.device)
     try:
-        write_ready(data_dir, {"url": url, "port": int(server.effective_port), "device": device, "version": __version__})
+        port = int(server.effective_port)
+        write_ready(data_dir, {"url": url, "port": port, "device": device, "version": __version__})
         watcher.start()
         server.run()
     except KeyboardInterrupt:
