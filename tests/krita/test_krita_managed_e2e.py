@@ -1,14 +1,15 @@
 """The managed server in a REAL Krita (xvfb), from a fresh HOME: the plug-in unpacked from its import zip, Server:
-Local (managed), Install (a venv from the Python on PATH, PyTorch, the wheel the zip carries) until the state line
-says Running, a job on an elliptical selection landing as a masked layer, then File > Quit: no stylelayer process is
-left. PyTorch is the CPU build on this machine's disk (STYLELAYER_TORCH_PACKAGES; the table's CPU index is out of
-reach here); nothing comes from the developer's .venv."""
+Local (managed), Install (a venv from $STYLELAYER_PYTHON's 3.11, PyTorch, the wheel the zip carries) until the
+state line says Running, a job on an elliptical selection landing as a masked layer, then File > Quit: no
+stylelayer process is left. PyTorch is the CPU build on this machine's disk (STYLELAYER_TORCH_PACKAGES; the table's
+CPU index is out of reach here); nothing comes from the developer's .venv."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -29,6 +30,7 @@ def _stylelayer_processes(folder: Path) -> list[str]:
 
 
 @pytest.mark.skipif(not LOCAL_TORCH.is_file(), reason=f"needs the CPU build of PyTorch on disk ({LOCAL_TORCH})")
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the PyTorch wheel on disk is for Python 3.11")
 def test_install_from_the_dialog_paint_an_ellipse_quit(tmp_path, inputs, monkeypatch):  # noqa: F811
     from stylelayer_krita import logic
 
@@ -47,6 +49,8 @@ def test_install_from_the_dialog_paint_an_ellipse_quit(tmp_path, inputs, monkeyp
     text = kinstall.set_plugin_enabled("", "stylelayer_krita")
     kritarc.write_text(kinstall.set_plugin_enabled(text, "stylelayer_e2e"))
     (home / "run").mkdir(mode=0o700)
+    # the wheel on disk is for CPython 3.11: the venv must be one (another python3.x on PATH could win)
+    monkeypatch.setenv("STYLELAYER_PYTHON", getattr(sys, "_base_executable", sys.executable))
     monkeypatch.setenv("STYLELAYER_TORCH_INDEX", "pypi")
     monkeypatch.setenv("STYLELAYER_TORCH_PACKAGES", "torch==2.13.0 torchvision==0.28.0")
     for name in ("VIRTUAL_ENV", "PYTHONHOME"):

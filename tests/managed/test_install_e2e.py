@@ -1,4 +1,5 @@
-"""A real install, as the plug-ins run it: the installer finds a Python on PATH, creates a venv in its own folder,
+"""A real install, as the plug-ins run it: the installer takes the Python 3.11 named by $STYLELAYER_PYTHON (the
+PyTorch wheel on disk is for 3.11; finding one on PATH is test_managed_unit's), creates a venv in its own folder,
 pip installs PyTorch and the stylelayer wheel the plug-in carries, checks PyTorch, starts the server and a job runs.
 Killed half-way, the next install (Repair) skips the finished steps and downloads nothing they downloaded.
 
@@ -36,6 +37,10 @@ TORCH = ("torch==2.13.0", "torchvision==0.28.0")
 LOCAL_TORCH = Path("/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl")
 
 
+# The wheel on disk is for CPython 3.11: the venv must be one (pyenv's python3.12 shim could win on another PATH)
+PYTHON_311 = getattr(sys, "_base_executable", sys.executable)
+
+
 def _settings(wheel: Path) -> managed.Settings:
     return managed.Settings(wheel=wheel, platform="linux", backend="cpu", index=managed.PYPI, packages=TORCH)
 
@@ -47,6 +52,7 @@ def _png(image: Image.Image) -> bytes:
 
 
 @pytest.mark.skipif(not LOCAL_TORCH.is_file(), reason=f"needs the CPU build of PyTorch on disk ({LOCAL_TORCH})")
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the PyTorch wheel on disk is for Python 3.11")
 def test_install_killed_half_way_then_repair_then_a_job(tmp_path) -> None:
     files = plugin_files("gimp")  # the plug-in as installed, with its server wheel
     plugin = tmp_path / "plug-ins"
@@ -64,6 +70,7 @@ def test_install_killed_half_way_then_repair_then_a_job(tmp_path) -> None:
         f" backend='cpu', index=m.PYPI, packages={TORCH!r}))"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["STYLELAYER_PYTHON"] = PYTHON_311  # first candidate; the other ones on PATH are still probed after it
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
     inst = managed.Installation(folder)
@@ -88,7 +95,7 @@ def test_install_killed_half_way_then_repair_then_a_job(tmp_path) -> None:
     # 2. Repair: the finished steps are not run again and nothing they fetched is fetched again.
     seen = []
     repaired_at = time.monotonic()
-    result = inst.install(_settings(wheel), seen.append)
+    result = inst.install(_settings(wheel), seen.append)  # (its python step is done: STYLELAYER_PYTHON not needed)
     repair_s = time.monotonic() - repaired_at
     repair_log = inst.log_path.read_text()[len(first_log) :]
     for step in ("python", "venv", "torch"):
