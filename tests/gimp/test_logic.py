@@ -190,13 +190,23 @@ def test_plugin_main_file_is_executable_and_named_like_its_folder(plugin_dir):
 
 
 def test_plugin_uses_only_stdlib_and_gi(plugin_dir):
-    allowed = {"gi", "stylelayer_logic", "stylelayer_client", "stylelayer_plugin_logic", "stylelayer_dialog"}
+    allowed = {
+        "gi",
+        "stylelayer_logic",
+        "stylelayer_client",
+        "stylelayer_plugin_logic",
+        "stylelayer_dialog",
+        "stylelayer_managed",
+        "stylelayer_managed_gimp",
+    }
     files = sorted(plugin_dir.glob("*.py"))
     assert [f.name for f in files] == [
         "stylelayer.py",
         "stylelayer_client.py",
         "stylelayer_dialog.py",
         "stylelayer_logic.py",
+        "stylelayer_managed.py",
+        "stylelayer_managed_gimp.py",
         "stylelayer_plugin_logic.py",
     ]
     assert foreign_imports(files, allowed) == []

@@ -67,6 +67,13 @@ def screenshot(dialog, name):
     subprocess.run(["import", "-window", "root", "-crop", crop, os.path.join(folder, name)], check=False)
 
 
+def grab(dialog, name):
+    """The dialog as Qt paints it (no X tools needed), into CONFIG's grab_dir when one is set."""
+    folder = CONFIG.get("grab_dir")
+    if folder:
+        dialog.grab().save(os.path.join(folder, name))
+
+
 def ellipse_selection(doc, x, y, w, h):
     """A hard-edged elliptical selection inscribed in (x, y, w, h), as Krita's ellipse tool makes one."""
     cx, cy, rx, ry = x + w / 2, y + h / 2, w / 2, h / 2
@@ -101,8 +108,11 @@ def run_dialog(doc, node, captured):
     dialog = extension.extension().dialog
     messages = []
     dialog.show_message = lambda ok, message: messages.append([ok, message])
-    dialog.url_edit.setText(CONFIG["server_url"])
-    dialog.token_edit.setText(CONFIG.get("token", ""))
+    if CONFIG.get("managed"):  # Server: Local (managed), Install, until the state line says Running
+        install_managed(dialog)
+    else:
+        dialog.url_edit.setText(CONFIG["server_url"])
+        dialog.token_edit.setText(CONFIG.get("token", ""))
     dialog.style_edit.setText(CONFIG["style"])
     dialog.file_radio.setChecked(True)
     dialog.set_preset("preview")
@@ -175,6 +185,35 @@ def run_dialog(doc, node, captured):
 
 
 dialog_progress = []
+
+
+def install_managed(dialog):
+    panel = dialog.managed_panel
+    panel.managed_radio.setChecked(True)
+    states = result["managed_states"] = [panel.state_text()]
+    panel.action("Install")
+
+    shots = {"installing": False}
+
+    def seen():
+        text = panel.state_text()
+        if text != states[-1]:
+            states.append(text)
+        if not shots["installing"] and "MB" in text:  # the state line with a download's percent and MB
+            shots["installing"] = True
+            grab(dialog, "krita-managed-installing.png")
+        return text.startswith(("Running", "Failed"))
+
+    wait_until(seen, CONFIG["install_timeout_s"])
+    wait_until(lambda: dialog.url_edit.text() == panel.managed_url() and dialog.server_info is not None, 30)
+    grab(dialog, "krita-managed-running.png")
+    result["managed"] = {
+        "state": panel.state_text(),
+        "pid": panel.server_state.pid if panel.server_state is not None else None,
+        "url": panel.managed_url(),
+        "status_line": dialog.status_label.text(),
+        "folder": str(panel.inst.folder),
+    }
 
 
 def run_once(dialog, messages):
@@ -312,6 +351,13 @@ def main():
     doc.setBatchmode(True)
     result["saved"] = bool(doc.saveAs(os.path.join(OUT, "doc.kra")))
     result["elapsed_s"] = round(time.time() - t0, 2)
+    if CONFIG.get("quit"):  # File > Quit, as a painter ends Krita: the test then looks for leftover processes
+        with open(os.path.join(OUT, "result.json"), "w", encoding="utf-8") as fh:
+            json.dump(result, fh, indent=1)
+        QTimer.singleShot(60000, lambda: (result.update(quit_timeout=True), finish(4)))  # Krita did not quit
+        doc.close()
+        app.action("file_quit").trigger()
+        return
     finish(0)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sourcecheck import foreign_imports
 
+import stylelayer
 from stylelayer.install import SHARED_MODULES, plugin_files, plugins_root
 from stylelayer.install import krita as kinstall
 
@@ -94,7 +95,9 @@ def test_build_zip_layout(tmp_path):
         "stylelayer_krita/stylelayer_plugin_logic.py",
     } <= names
     assert all(n == "stylelayer_krita.desktop" or n.startswith("stylelayer_krita/") for n in names)
-    assert names == {*ASSEMBLED, "stylelayer_krita/"}
+    assert names == {*ASSEMBLED, "stylelayer_krita/", "stylelayer_krita/server/"}
+    wheel = ASSEMBLED[f"stylelayer_krita/server/stylelayer-{stylelayer.__version__}-py3-none-any.whl"]
+    assert wheel.name.endswith(".whl")  # the server the plug-in's managed server installs
     with zipfile.ZipFile(out) as zf:
         for rel, source in ASSEMBLED.items():
             assert zf.read(rel) == source.read_bytes(), rel
@@ -110,7 +113,7 @@ def test_desktop_file_names_the_package():
 
 def test_plugin_imports_only_stdlib_pyqt5_and_krita():
     files = [path for rel, path in ASSEMBLED.items() if rel.endswith(".py")]
-    assert len(files) == 9
+    assert len(files) == 11
     assert foreign_imports(files, {"PyQt5", "krita"}) == []
 
 

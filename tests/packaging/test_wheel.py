@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from testimages import REPO
 
+import stylelayer
 from stylelayer.install import plugin_files
+from stylelayer.install.server_wheel import cached_wheel
 
 SOURCES = ("setup.py", "setup.cfg", "pyproject.toml", "README.md", "MANIFEST.in", "server", "plugins")
 
@@ -55,6 +57,8 @@ def test_the_wheel_holds_the_plugins_sources(installed):
     assert Path(root.stdout.strip()) == installed / "stylelayer" / "_plugins"
     for rel, source in plugin_files("krita").items() | plugin_files("gimp").items():
         host = "krita" if rel.startswith("stylelayer_krita") else "gimp"
+        if rel.endswith(".whl"):
+            continue  # the server wheel is built when a plug-in is assembled (test_server_wheel_...)
         if source.parent.name == "common":
             assert (installed / "stylelayer" / "_plugins" / "common" / source.name).read_bytes() == source.read_bytes()
         else:
@@ -66,7 +70,7 @@ def test_install_plugin_krita_zip_from_the_installed_wheel(installed, tmp_path):
     expected = plugin_files("krita")  # assembled from this checkout
     assert {"stylelayer_krita/stylelayer_client.py", "stylelayer_krita/stylelayer_plugin_logic.py"} <= set(expected)
     with zipfile.ZipFile(tmp_path / "x.zip") as zf:
-        assert set(zf.namelist()) == {*expected, "stylelayer_krita/"}
+        assert set(zf.namelist()) == {*expected, "stylelayer_krita/", "stylelayer_krita/server/"}
         for rel, source in expected.items():
             assert zf.read(rel) == source.read_bytes(), rel
 
@@ -82,3 +86,22 @@ def test_install_plugin_folder_from_the_installed_wheel(installed, tmp_path, hos
         assert (root / rel).read_bytes() == source.read_bytes(), rel
     if host == "gimp":
         assert os.access(root / "stylelayer" / "stylelayer.py", os.X_OK)
+
+
+def test_the_plugins_carry_the_server_wheel_of_their_own_version(installed, tmp_path):
+    """The wheel a plug-in assembled from an installed stylelayer carries is byte for byte the one a checkout
+    builds, installs with pip into a new folder, and holds the server (and not the plug-ins' sources)."""
+    _stylelayer(installed, "install-plugin", "gimp", "--dest", tmp_path / "plug-ins", cwd=tmp_path)
+    (carried,) = (tmp_path / "plug-ins" / "stylelayer" / "server").glob("stylelayer-*.whl")
+    assert carried.name == f"stylelayer-{stylelayer.__version__}-py3-none-any.whl"
+    assert carried.read_bytes() == cached_wheel().read_bytes()
+    with zipfile.ZipFile(carried) as zf:
+        names = zf.namelist()
+        metadata = zf.read(f"stylelayer-{stylelayer.__version__}.dist-info/METADATA").decode()
+    assert "stylelayer/api/serve.py" in names and not any("_plugins" in n for n in names)
+    assert "Requires-Dist: torch" in metadata and "Requires-Dist: pytest" not in metadata
+    pip = (sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input")
+    _run(*pip, "install", "--no-deps", "--no-index", "--target", tmp_path / "site", carried, cwd=tmp_path)
+    code = "import stylelayer.api.serve, stylelayer; print(stylelayer.__version__)"
+    done = _run(sys.executable, "-c", code, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
+    assert done.stdout.strip() == stylelayer.__version__

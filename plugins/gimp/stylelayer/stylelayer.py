@@ -159,7 +159,12 @@ class _CancelWindow:
 
 
 def _make_client(url, token, timeout=30):
-    """The HTTP client for the server at `url`; the token argument, else $STYLELAYER_TOKEN (scripts)."""
+    """The HTTP client for the server at `url`; the token argument, else $STYLELAYER_TOKEN (scripts). `managed`:
+    the plug-in's own server (stylelayer_managed_gimp.py), started on the client's first request."""
+    import stylelayer_managed_gimp as managed_gimp
+
+    if managed_gimp.is_managed(url):
+        return managed_gimp.LazyClient(lambda: _make_client(*managed_gimp.running_server(), timeout))
     token = (token or "").strip() or os.environ.get("STYLELAYER_TOKEN") or None
     return _load_client().StylelayerClient(base_url=logic.check_server_url(url), token=token, timeout=timeout)
 

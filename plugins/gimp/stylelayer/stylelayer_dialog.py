@@ -13,6 +13,7 @@ gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gtk", "3.0")
 import stylelayer_logic as logic  # noqa: E402
+import stylelayer_managed_gimp as managed_gimp  # noqa: E402
 from gi.repository import Gimp, GimpUi, GLib, Gtk, Pango  # noqa: E402
 
 FIELDS = [
@@ -77,6 +78,12 @@ class StyleDialog:
 
     def _add_panel(self, target_text):
         area = self.dialog.get_content_area()
+        managed_panel = managed_gimp.make_panel(self.config, lambda _managed: None)  # Local (managed) / Remote URL
+        managed_panel.set_margin_start(12)
+        managed_panel.set_margin_end(12)
+        area.pack_start(managed_panel, False, False, 4)
+        managed_panel.show_all()
+        managed_panel.refresh()  # hides what Remote URL does not use
         target = Gtk.Label(label=target_text, xalign=0.0)
         target.set_line_wrap(True)
         row = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=8)
@@ -178,7 +185,8 @@ class StyleDialog:
             self._set_status("Not connected: " + logic.error_message(value))
         else:
             self.info = value
-            url = logic.check_server_url(self.config.get_property("server-url"))
+            url = self.config.get_property("server-url")
+            url = url if managed_gimp.is_managed(url) else logic.check_server_url(url)
             self._set_status(logic.connection_text(value, url))
             if self.first_run:  # no values of an earlier run: the preset this server's device is good for
                 self.first_run = False

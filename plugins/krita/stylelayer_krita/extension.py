@@ -11,7 +11,15 @@ class StylelayerExtension(Extension):
         self.dialog = None
 
     def setup(self):
-        pass
+        notifier = Krita.instance().notifier()
+        notifier.setActive(True)
+        notifier.applicationClosing.connect(self.stop_server)
+
+    def stop_server(self):
+        """Krita quits: its managed server stops too (it would stop when idle, but not leave a process behind)."""
+        from .managed_ui import stop_managed_server
+
+        stop_managed_server()
 
     def createActions(self, window):
         action = window.createAction(ACTION_ID, "Style Transfer…", "tools/scripts")

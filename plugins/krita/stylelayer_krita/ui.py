@@ -187,6 +187,10 @@ class StyleTransferDialog(QDialog):
 
         server = QGroupBox("Server")
         server_layout = QVBoxLayout(server)
+        from .managed_ui import ManagedServerPanel  # the managed server's own panel (managed_ui.py)
+
+        self.managed_panel = ManagedServerPanel(self)
+        server_layout.addWidget(self.managed_panel)
         row = QHBoxLayout()
         self.url_edit = QLineEdit()
         self.url_edit.setPlaceholderText(logic.DEFAULT_SERVER_URL)
@@ -217,6 +221,9 @@ class StyleTransferDialog(QDialog):
         layout.addWidget(server)
         self.url_edit.textEdited.connect(self._server_changed)
         self.token_edit.textEdited.connect(self._server_changed)
+        self.managed_panel.use_server.connect(self._use_managed_server)
+        self.managed_panel.mode_changed.connect(self._managed_mode)
+        self._managed_mode(self.managed_panel.is_managed())
 
         self.target_label = QLabel()
         self.target_label.setWordWrap(True)
@@ -392,8 +399,9 @@ class StyleTransferDialog(QDialog):
         self.preserve_check.setChecked(read_setting("preserve_colors", "false") == "true")
 
     def save_settings(self):
-        write_setting("server_url", self.url_edit.text().strip())
-        write_setting("token", self.token_edit.text().strip())
+        if self.url_edit.text().strip() != self.managed_panel.managed_url():  # its token stays in its own file
+            write_setting("server_url", self.url_edit.text().strip())
+            write_setting("token", self.token_edit.text().strip())
         write_setting("style_path", self.style_edit.text().strip())
         write_setting("preset", self.preset_combo.currentData() or "custom")
         write_setting("iterations", self.iterations_spin.value())
@@ -741,8 +749,21 @@ class StyleTransferDialog(QDialog):
         else:
             self.close()
 
+    def _use_managed_server(self, url, token):
+        """The managed server runs: connect to it as to any server (its token stays out of kritarc's URL field)."""
+        self.url_edit.setText(url)
+        self.token_edit.setText(token)
+        self._server_changed()
+        self.check_connection()
+
+    def _managed_mode(self, managed):
+        """Local (managed): the panel fills in the address and token; Remote URL: the painter types them."""
+        self.url_edit.setReadOnly(managed)
+        self.token_edit.setReadOnly(managed)
+
     def showEvent(self, event):
         super().showEvent(event)
+        self.managed_panel.start_if_installed()
         if self.server_info is None and self.test_button.isEnabled():
             self.check_connection()  # the status line says at once whether the server is there
 

@@ -16,13 +16,16 @@ from typing import Any
 
 from waitress import wasyncore
 
+from .. import __version__
 from ..engine import StyleEngine, resolve_device
 from ..limits import DEFAULT_HOST, DEFAULT_PORT
 from ..memory import parse_size
 from ..userdirs import user_data_dir
 from .app import DEFAULT_CONFIG, create_app
 from .http_server import create_http_server
+from .job_queue import QUEUED, RUNNING
 from .job_store import JobStore, StoreError
+from .lifecycle import Watcher, remove_ready, write_ready
 
 TOKEN_ENV = "STYLELAYER_TOKEN"
 
@@ -131,6 +134,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="CPU cores per Ray actor (default: 4, or a smaller node's all; 1 for GPU actors)",
     )
+    parser.add_argument(
+        "--idle-exit",
+        type=float,
+        metavar="MINUTES",
+        help="stop when no job is queued or running and no request came for this long (default: never); the"
+        " plug-ins' managed server uses it so that no server is left running",
+    )
 
 
 def _memory_size(text: str) -> int:
@@ -229,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
         ("--keep-results", args.keep_results, 1),
         ("--result-hours", args.result_hours, 0),
         ("--result-mb", args.result_mb, 0),
+        ("--idle-exit", args.idle_exit, 0),
     )
     use_ray = args.workers == "ray" or args.ray_address is not None
     minimums += (("--ray-workers", args.ray_workers, 1), ("--cpus-per-worker", args.cpus_per_worker, 1))
@@ -300,15 +311,31 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, _interrupt)
+    queue = app.extensions["stylelayer"].queue
+    data_dir = Path(config["data_dir"])
+    watcher = Watcher(
+        data_dir,
+        busy=lambda: any(queue.counts()[state] for state in (QUEUED, RUNNING)),
+        idle_s=args.idle_exit * 60 if args.idle_exit is not None else None,
+    )
+    app.before_request(watcher.touch)
+    url = f"http://{host}:{server.effective_port}"
+    device = "ray" if pool is not None else str(engine.device if engine is not None else args.device)
     try:
+        port = int(server.effective_port)
+        write_ready(data_dir, {"url": url, "port": port, "device": device, "version": __version__})
+        watcher.start()
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
-        app.extensions["stylelayer"].queue.stop()  # first: ends jobs that waiting /v1/stylize threads hold on to
+        queue.stop()  # first: ends jobs that waiting /v1/stylize threads hold on to
         close_server(server)
         if pool is not None:
             pool.close()
+        remove_ready(data_dir)
+    if watcher.reason is not None:
+        print(f"stylelayer server stopped: {watcher.reason}", flush=True)
     return 0
 
 

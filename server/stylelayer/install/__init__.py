@@ -3,7 +3,8 @@
 A plug-in's sources are `plugins/<host>/` plus the modules both plug-ins share, which live once in
 `plugins/common/`. Krita and GIMP each load a plug-in from its own folder, so assembling copies the shared
 modules into the plug-in's package folder: `plugin_files` lists the result, and the installers and the Krita zip
-write exactly that. A wheel carries the sources as `stylelayer/_plugins/` (setup.py copies plugins/ there when
+write exactly that, with the stylelayer server as a wheel (server_wheel.py) that the plug-in's managed server
+installs. A wheel carries the sources as `stylelayer/_plugins/` (setup.py copies plugins/ there when
 it builds); a source checkout, editable install included, reads `plugins/` itself.
 """
 
@@ -12,13 +13,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from .server_wheel import cached_wheel
+
 
 class InstallError(ValueError):
     """`--dest` names a folder the host program would never load the plug-in from; the message says which it reads."""
 
 
 HOSTS = ("krita", "gimp")
-SHARED_MODULES = ("stylelayer_client.py", "stylelayer_plugin_logic.py")  # the files in plugins/common
+SHARED_MODULES = ("stylelayer_client.py", "stylelayer_plugin_logic.py", "stylelayer_managed.py")  # plugins/common
+SERVER_DIR = "server"  # in the plug-in's package folder: the stylelayer wheel its managed server installs
 PACKAGE_DIRS = {"krita": "stylelayer_krita", "gimp": "stylelayer"}  # where the shared modules go, per host
 _PACKAGE = Path(__file__).resolve().parents[1]  # .../stylelayer
 BUNDLED = _PACKAGE / "_plugins"  # in an installed wheel
@@ -56,6 +60,8 @@ def plugin_files(host: str) -> dict[str, Path]:
         if not shared.is_file():
             raise FileNotFoundError(f"the {host} plug-in is incomplete: {shared} is missing")
         files[f"{PACKAGE_DIRS[host]}/{name}"] = shared
+    wheel = cached_wheel()
+    files[f"{PACKAGE_DIRS[host]}/{SERVER_DIR}/{wheel.name}"] = wheel
     return files
 
 
