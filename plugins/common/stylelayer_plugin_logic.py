@@ -265,8 +265,9 @@ def build_params(
         "preserve_colors": bool(preserve_colors),
         "size": size,
     }
-    if seed is not None and seed > 0:  # 0, -1 or None: a new variation each run (the server picks)
+    if seed is not None and seed > 0:  # 0, -1 or None: the server picks (with the content init, no variation)
         params["seed"] = int(seed)
+        params["init"] = "varied"  # the content, jittered by the seed: another seed paints another variation
     return params
 
 

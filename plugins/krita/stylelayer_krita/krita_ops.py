@@ -74,8 +74,13 @@ class KritaLayerOps:
         Krita's "Add Transparency Mask" (an undo step), then its pixels. False when it could not be added."""
         if not _wait_for(doc, lambda: node_id(doc.activeNode()) == node_id(layer)):
             return False
+        selection = doc.selection()
+        kept = selection.duplicate() if selection is not None else None
         Krita.instance().action("add_new_transparency_mask").trigger()
-        if not _wait_for(doc, lambda: any(c.type() == "transparencymask" for c in layer.childNodes())):
+        added = _wait_for(doc, lambda: any(c.type() == "transparencymask" for c in layer.childNodes()))
+        if kept is not None and doc.selection() is None:  # the action took the painter's selection: give it back
+            doc.setSelection(kept)
+        if not added:
             return False
         node = next(c for c in layer.childNodes() if c.type() == "transparencymask")
         node.setName(MASK_NAME)
