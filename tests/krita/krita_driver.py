@@ -164,6 +164,14 @@ def run_dialog(doc, node, captured):
         result["dialog"] = {"messages": messages}
         raise RuntimeError("attempts only")
     estimate_before = dialog.estimate_label.text()
+    shown = texts["estimates_shown"] = []
+    real_estimated = dialog._estimated
+
+    def estimated(seq, ok, value):  # every answer the label gets, in order (for the test's messages)
+        real_estimated(seq, ok, value)
+        shown.append([seq, dialog._estimate_seq, dialog.estimate_label.text()])
+
+    dialog._estimated = estimated
     finished = [run_once(dialog, messages)]
     texts["seeds"] = [dialog.seed_spin.value()]
     for _ in range(CONFIG.get("runs", 1) - 1):  # Apply again, as a painter would, with Krita's active layer as it is
@@ -173,9 +181,11 @@ def run_dialog(doc, node, captured):
         texts["seeds"].append(dialog.seed_spin.value())
     texts["status_after"] = dialog.status_label.text()
     if CONFIG.get("estimate_flow"):  # the estimate after the run(s), then with a job of another client ahead
-        wait_until(lambda: dialog.estimate_label.text() not in ("", estimate_before), 20)
+        asked = dialog._estimate_seq  # the estimate the end of the run asked for (one during it saw the run ahead)
+        wait_until(lambda: any(seq >= asked for seq, _, _ in shown), 20)
         texts["estimate_before_run"] = estimate_before
         texts["estimate_after_run"] = dialog.estimate_label.text()
+        texts["run_s"] = round(finished[0][3], 2)
         from stylelayer_krita import transfer as tr
 
         other = dialog.client()
@@ -183,7 +193,8 @@ def run_dialog(doc, node, captured):
         job = other.submit(source.content_png, dialog.codec.load_style(CONFIG["style"]), params={"iterations": 5000})
         wait_until(lambda: other.status(job)["state"] == "running", 20)
         dialog.request_estimate()
-        wait_until(lambda: "ahead" in dialog.estimate_label.text(), 20)
+        asked = dialog._estimate_seq
+        wait_until(lambda: any(seq >= asked for seq, _, _ in shown), 20)
         texts["estimate_with_job_ahead"] = dialog.estimate_label.text()
         other.cancel(job)
     texts["estimate_after"] = dialog.estimate_label.text()
@@ -210,7 +221,7 @@ dialog_progress = []
 
 
 def run_once(dialog, messages):
-    """Press Apply and wait for the run to end: (done, GUI ticks during it, highest progress bar value)."""
+    """Press Apply and wait for the run to end: (done, GUI ticks during it, highest progress bar value, seconds)."""
     loop = QEventLoop()
     ticks = {"n": 0, "progress_values": []}
 
@@ -229,6 +240,7 @@ def run_once(dialog, messages):
 
     dialog.finished_run.connect(finished)
     QTimer.singleShot(int(CONFIG.get("dialog_timeout_s", 40) * 1000), loop.quit)
+    started = time.time()
     dialog.start()
     if dialog.job is not None:
         dialog.job.progress.connect(lambda status, preview: dialog_progress.append(dialog.progress_label.text()))
@@ -252,7 +264,7 @@ def run_once(dialog, messages):
         loop.exec_()
     timer.stop()
     dialog.finished_run.disconnect(finished)
-    return done, ticks["n"], max(ticks["progress_values"] or [0])
+    return done, ticks["n"], max(ticks["progress_values"] or [0]), time.time() - started
 
 
 def main():
@@ -306,7 +318,7 @@ def main():
     settle(300)  # setActiveNode reaches the view through queued events
     if "png" in captured:
         write("server_result.png", captured["png"])
-        for i, png in enumerate(captured["pngs"]):
+        for i, png in enumerate(captured.get("pngs", [])):
             write(f"server_result_{i}.png", png)
     stack = doc.rootNode().childNodes()
     result["stack_before"] = stack_before

@@ -25,7 +25,7 @@ FIELDS = [
     "server-token",
 ]  # the style file has its own chooser, above them; the variation its check box; the seed and loss-plot
 # arguments are for scripts
-STATUS_LINES = 2  # the status line keeps this height (longer text is cut, whole in its tooltip): no button moves
+STATUS_LINES = 2  # the status and estimate lines keep this height (longer text is cut, whole in its tooltip)
 ESTIMATE_DELAY_MS = 400  # the estimate is asked for once the painter stops changing values
 STRENGTH_GAMMA = 3.46  # puts x1 in the middle of the slider's 0.1 to 10 (a log-like scale)
 
@@ -89,15 +89,13 @@ class StyleDialog:
         self.status.set_line_wrap(True)
         self.status.set_line_wrap_mode(Pango.WrapMode.WORD_CHAR)
         self.status.set_max_width_chars(60)
-        self.status.set_ellipsize(Pango.EllipsizeMode.END)
-        self.status.set_lines(STATUS_LINES)
-        line = self.status.create_pango_layout("X").get_pixel_size()[1]
-        self.status.set_size_request(-1, line * STATUS_LINES)
+        self._fixed_height(self.status)
         row.pack_start(self.test_button, False, False, 0)
         row.pack_start(self.status, True, True, 0)
-        self.estimate = Gtk.Label(label="", xalign=0.0)
+        self.estimate = Gtk.Label(label="", xalign=0.0, yalign=0.0)
         self.estimate.set_line_wrap(True)
         self.estimate.set_max_width_chars(70)
+        self._fixed_height(self.estimate)
         widgets = [target, row, self.estimate]
         if last_seed:  # the variation the last run painted: a new one unless kept
             keep = Gtk.CheckButton(label=f"Keep the last run's variation ({last_seed}) instead of a new one")
@@ -112,6 +110,13 @@ class StyleDialog:
             area.pack_start(widget, False, False, 4)
             widget.show_all()
         logic.log_status("target: " + target_text)
+
+    @staticmethod
+    def _fixed_height(label):
+        """STATUS_LINES lines tall from the start, longer text cut (whole in the tooltip): no button moves."""
+        label.set_ellipsize(Pango.EllipsizeMode.END)
+        label.set_lines(STATUS_LINES)
+        label.set_size_request(-1, label.create_pango_layout("X").get_pixel_size()[1] * STATUS_LINES)
 
     def run(self):
         GLib.idle_add(self.test_connection, True)  # connected at once when the server is there
@@ -238,6 +243,7 @@ class StyleDialog:
 
     def _set_estimate(self, text):
         self.estimate.set_text(text)
+        self.estimate.set_tooltip_text(text or None)
         logic.log_status("estimate: " + text)
 
     @staticmethod
