@@ -119,11 +119,13 @@ class PluginError(Exception):
 
 
 def sentence(text: str) -> str:
-    """`text` as a sentence: a capital first letter and a full stop (GIMP's error box shows it as it is)."""
+    """`text` as a sentence: a capital first letter (unless it starts with an address) and a full stop (GIMP's
+    error box shows it as it is)."""
     text = text.strip()
     if not text:
         return text
-    text = text[0].upper() + text[1:]
+    if "://" not in text.split(" ", 1)[0]:
+        text = text[0].upper() + text[1:]
     return text if text.endswith((".", "!", "?", "…")) else text + "."
 
 

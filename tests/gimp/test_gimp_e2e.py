@@ -882,7 +882,8 @@ def test_dialog_tests_the_token_server_and_shows_the_estimate(gimp3, token_serve
     assert out["after"] == [STYLE_NAME, "Source"]
     # the status and estimate lines keep their place: the buttons did not move while they changed
     assert settled[3] == opened[3], (opened, settled)
-    assert "duplicate mnemonic" not in out["log"]  # the seed and loss-plot fields are for scripts, not the dialog
+    # no two fields share a mnemonic (the seed and loss-plot fields are for scripts: not in the dialog)
+    assert "duplicate mnemonic" not in out["log"], [line for line in out["log"].splitlines() if "mnemonic" in line]
     remembered = json.loads(gimp3.last_values().read_text())
     assert remembered["iterations"] == props["iterations"]
     # the token of an older version's values moved into the plug-ins' own file, readable by the user only, and is

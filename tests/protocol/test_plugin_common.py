@@ -264,6 +264,7 @@ def test_the_estimate_counts_the_jobs_ahead_and_progress_starts_without_a_count(
 def test_messages_are_sentences_and_a_missing_style_is_said_alike(tmp_path) -> None:
     assert plugin_logic.sentence("select a layer") == "Select a layer."
     assert plugin_logic.sentence("Done.") == "Done." and plugin_logic.sentence("") == ""
+    assert plugin_logic.sentence("http://h:1 answers") == "http://h:1 answers."  # an address keeps its case
     error = plugin_logic.PluginError("this image is indexed: convert it first")
     assert plugin_logic.error_message(error) == "This image is indexed: convert it first."
     missing = tmp_path / "nope.png"

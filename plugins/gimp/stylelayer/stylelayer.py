@@ -393,7 +393,7 @@ def run(procedure, run_mode, image, drawables, config, _data):
     if run_mode == Gimp.RunMode.INTERACTIVE:
         from stylelayer_dialog import StyleDialog
 
-        first_run, last_seed = _restore_last_values(config)
+        had_values, last_seed = _restore_last_values(config)
         if not config.get_property("server-token"):
             config.set_property("server-token", logic.load_token())
         drawable = drawables[0] if len(drawables) == 1 else None
@@ -403,7 +403,7 @@ def run(procedure, run_mode, image, drawables, config, _data):
         except logic.PluginError as exc:  # an indexed image: said at once, and OK stays off
             target = "Cannot paint this image: " + logic.error_message(exc)
         region = _region(drawable)[2:] if isinstance(drawable, Gimp.Layer) and target.startswith("Paints") else None
-        dialog = StyleDialog(procedure, config, TITLE, _make_client, target, region, first_run, last_seed)
+        dialog = StyleDialog(procedure, config, TITLE, _make_client, target, region, not had_values, last_seed)
         if not dialog.run():
             config.set_property("server-token", "")  # GIMP keeps the values in its settings: never the token
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
@@ -478,7 +478,7 @@ class StyleLayer(Gimp.PlugIn):
         )
         procedure.add_double_argument(
             "style-strength",
-            "Style s_trength",
+            "Style stre_ngth",
             "How much of the style takes over the picture: 1 is the usual balance, 2-5 paints over more of it, "
             "0.2-0.5 keeps more of the layer's shapes and detail",
             logic.MIN_STRENGTH,
@@ -488,7 +488,7 @@ class StyleLayer(Gimp.PlugIn):
         )
         procedure.add_boolean_argument(
             "preserve-colors",
-            "_Preserve colours",
+            "Keep the la_yer's colours",
             "Keep the layer's own colours, take only the style's strokes and texture",
             False,
             rw,
@@ -522,7 +522,7 @@ class StyleLayer(Gimp.PlugIn):
         )
         procedure.add_string_argument(
             "server-token",
-            "_Token",
+            "To_ken",
             "The token the server was started with (its STYLELAYER_TOKEN or --token-file), only for a server on "
             "another machine; empty: $STYLELAYER_TOKEN, or the one stored before. Kept in a file only you can read "
             "(~/.config/stylelayer/plugin-token), shown as dots",
