@@ -783,6 +783,8 @@ def test_full_resolution_preset_gives_a_layer_of_the_canvas_size(gimp3, server_u
     assert out["layers"][STYLE_NAME] == {"has_alpha": False, "offsets": [0, 0], "size": [640, 480]}
     progress = [line for line in log.read_text().splitlines() if line.startswith("progress: ")]
     assert any("level 2/2" in line for line in progress), progress
+    counts = [line for line in progress if "iteration " in line]
+    assert counts and all("/6," in line for line in counts), progress  # over the whole job (4 + 2) from the start
 
 
 def test_a_killed_plugin_leaves_no_job_running(gimp3, engine, style_files):

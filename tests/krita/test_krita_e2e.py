@@ -421,7 +421,10 @@ def test_full_resolution_render_has_the_canvas_size(krita_home, server, inputs, 
     server_png = (out / "server_result.png").read_bytes()
     assert Image.open(io.BytesIO(server_png)).size == (640, 480)
     assert (out / "new_layer.bgra").read_bytes() == expected_layer(server_png, (640, 480), None)
-    assert any("level 2/2" in text for text in result["texts"]["progress"]), result["texts"]["progress"]
+    progress = result["texts"]["progress"]
+    assert any("level 2/2" in text for text in progress), progress
+    # iterations counted over the whole job (4 + 2), from the first line on: no "0/4" that turns into "1/6"
+    assert all(text.startswith("Iteration ") and "/6," in text for text in progress if "Iteration" in text), progress
 
 
 def test_what_the_painter_reads_when_the_server_is_wrong(krita_home, token_server, inputs, tmp_path):

@@ -38,9 +38,9 @@ def post_estimate() -> Response:
     queue = state.queue
     if queue.engine_error is not None:
         raise ApiError(503, "engine_unavailable", queue.engine_error)
-    if queue.engine_state != "ready":
-        raise ApiError(503, "engine_loading", "the style engine is still loading; ask again in a few seconds")
     engine = queue.engine
+    if queue.engine_state != "ready" or engine is None:
+        raise ApiError(503, "engine_loading", "the style engine is still loading; ask again in a few seconds")
     rate = queue.speed.seconds_per_unit(device_type(engine.describe().get("device", "cpu")))[0]
     with queue._lock:  # JobQueue lists no jobs publicly: a snapshot under its lock is all this reads
         jobs = list(queue._jobs.values())
