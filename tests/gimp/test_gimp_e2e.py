@@ -868,7 +868,7 @@ def test_dialog_tests_the_token_server_and_shows_the_estimate(gimp3, token_serve
                     "-window",
                     "root",
                     "-crop",
-                    f"{w + 2}x{h + 30}+{max(0, x - 1)}+{max(0, y - 28)}",
+                    f"{w}x{h}+{x}+{y}",  # the window itself (Xvfb has no window manager, so no title bar)
                     str(Path(shots) / "gimp-dialog.png"),
                 ],
                 check=True,
