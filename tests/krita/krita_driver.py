@@ -174,8 +174,10 @@ def run_dialog(doc, node, captured):
     dialog._estimated = estimated
     finished = [run_once(dialog, messages)]
     texts["seeds"] = [dialog.seed_spin.value()]
-    for _ in range(CONFIG.get("runs", 1) - 1):  # Apply again, as a painter would, with Krita's active layer as it is
+    for run in range(1, CONFIG.get("runs", 1)):  # Apply again, as a painter would, with Krita's active layer as it is
         settle(300)
+        if run == CONFIG.get("keep_from_run"):  # the Keep box: this run paints the last one's variation again
+            dialog.keep_seed.setChecked(True)
         texts.setdefault("targets", []).append(dialog.target_label.text())
         finished.append(run_once(dialog, messages))
         texts["seeds"].append(dialog.seed_spin.value())

@@ -333,11 +333,12 @@ def test_ellipse_with_a_token_server_twice_then_undo(krita_home, token_server, i
             ellipse=[12, 10, 60, 44],
             test_connection=True,
             add_to_library=True,
-            runs=2,
+            runs=3,
+            keep_from_run=2,
             undo=2,
             dialog_timeout_s=60,
         ),
-        timeout=150,
+        timeout=180,
     )
     # the token is kept in the plug-in's own file, readable by the user only, not in kritarc
     token_file = krita_home / ".config" / "stylelayer" / "plugin-token"
@@ -356,16 +357,19 @@ def test_ellipse_with_a_token_server_twice_then_undo(krita_home, token_server, i
     name = Path(inputs["content"]).name
     where = f"{rect[2]}×{rect[3]} px (the selection's part of it)"
     assert texts["target"] == f"Paints layer “{original}” of “{name}”: {where}."
-    assert texts["targets"] == [texts["target"]]  # after the first run Krita made the result active: still the photo
-    assert result["sources"] == [original, original]
-    # a second Apply: a new variation (its seed shown in the dialog), on top of the first where it is seen
-    assert [entry[0] for entry in layers(result)] == [original, "Style: starry night", "Style: starry night #2"]
+    assert texts["targets"] == [texts["target"]] * 2  # after a run Krita made the result active: still the photo
+    assert result["sources"] == [original] * 3
+    # a second Apply: a new variation (its seed shown in the dialog), on top of the first where it is seen; a
+    # third with Keep ticked: the second's variation again, on top
+    names = [original, "Style: starry night", "Style: starry night #2", "Style: starry night #3"]
+    assert [entry[0] for entry in layers(result)] == names
     seeds = texts["seeds"]
-    assert len(set(seeds)) == 2 and all(1 <= seed < 2**31 for seed in seeds), seeds
-    first, second = ((out / f"server_result_{i}.png").read_bytes() for i in (0, 1))
-    assert first != second
-    with Image.open(io.BytesIO(first)) as a, Image.open(io.BytesIO(second)) as b:
-        assert a.tobytes() != b.tobytes()
+    assert seeds[0] != seeds[1] == seeds[2] and all(1 <= seed < 2**31 for seed in seeds), seeds
+    pixels = []
+    for i in range(3):
+        with Image.open(out / f"server_result_{i}.png") as image:
+            pixels.append(image.tobytes())
+    assert pixels[0] != pixels[1] == pixels[2]
     # the last result: the server's pixels, shaped by the ellipse with its edge faded in, in an editable mask
     crop_mask = crop(selection, size, rect, 1)
     edges = logic.open_edges(rect, rect, (0, 0, *size))
@@ -377,10 +381,11 @@ def test_ellipse_with_a_token_server_twice_then_undo(krita_home, token_server, i
     inside = bytes(crop_mask)
     assert want.count(255) > inside.count(255) // 2 and min(w for w, m in zip(want, inside, strict=True) if m) > 0
     assert result["original_unchanged"] is True
-    # Undo: first the mask of the second result, then its layer; the first result stays
+    # Undo: first the mask of the last result, then its layer; the earlier results stay
+    with_mask = ["transparencymask"]
     assert result["after_undo"] == [
-        [[original, []], ["Style: starry night", ["transparencymask"]], ["Style: starry night #2", []]],
-        [[original, []], ["Style: starry night", ["transparencymask"]]],
+        [[original, []], [names[1], with_mask], [names[2], with_mask], [names[3], []]],
+        [[original, []], [names[1], with_mask], [names[2], with_mask]],
     ]
     # the first open greeted with no failure; the token placeholder is whole
     assert texts["on_open"][0] == "Not connected yet: press Test connection, or Apply." or texts["on_open"][
