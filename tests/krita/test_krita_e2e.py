@@ -559,3 +559,17 @@ def test_the_estimate_follows_runs_and_the_queue(krita_home, cpu_engine, inputs,
     assert before.startswith("Estimated time: about ") and "a first guess" in before, before
     assert after.startswith("Estimated time: about ") and "a first guess" not in after, after
     assert ", after 1 job ahead of it (about " in queued and queued != after, queued
+
+
+def test_a_token_kept_in_kritarc_moves_into_a_file_only_the_user_reads(krita_home, token_server, inputs, tmp_path):
+    """An older version kept the token in kritarc (readable by every user): the dialog moves it into the plug-in's
+    own 0600 file and runs with it against a server that requires it."""
+    token_file = krita_home / ".config" / "stylelayer" / "plugin-token"
+    token_file.unlink(missing_ok=True)
+    kritarc = krita_home / ".config" / "kritarc"
+    kritarc.write_text(kritarc.read_text() + f"\n[stylelayer]\ntoken={TOKEN}\n")
+    out = tmp_path / "run"
+    result = run_krita(krita_home, out, krita_job("dialog", inputs, token_server.url, stored_token=True))
+    assert result["ok"], result.get("traceback") or result.get("error_message")
+    assert token_file.read_text().strip() == TOKEN and token_file.stat().st_mode & 0o777 == 0o600
+    assert token_file.parent.stat().st_mode & 0o777 == 0o700
