@@ -20,6 +20,7 @@ __all__ = [
     "ConnectionLost",
     "JobCancelled",
     "JobFailed",
+    "JobInterrupted",
     "NotStylelayer",
     "ServerUnavailable",
     "StylelayerClient",
@@ -73,6 +74,11 @@ class VersionMismatch(StylelayerError):
 
 class JobFailed(StylelayerError):
     """The job ended in the 'failed' state; the message says why (e.g. GPU out of memory)."""
+
+
+class JobInterrupted(StylelayerError):
+    """The server accepted the job, then stopped answering (it crashed, was killed or restarted) before the result
+    came back: unlike ServerUnavailable, the server was there and the run was cut off; the address is right."""
 
 
 class JobCancelled(StylelayerError):
@@ -220,9 +226,27 @@ class StylelayerClient:
         else None. When should_cancel() returns True the job is cancelled on the server and JobCancelled raised.
         `timeout`: seconds to wait for the job, queued and running together (None: until it ends); past it the
         job is cancelled on the server and TimedOut raised. `abandon_after`: see `submit` (well above
-        `poll_interval`).
+        `poll_interval`). A server that stops answering once it has accepted the job raises JobInterrupted.
         """
         job_id = self.submit(content_png, style_png, style_id, params, preview_every, abandon_after)
+        try:
+            return self._follow(job_id, on_progress, should_cancel, poll_interval, timeout)
+        except (ServerUnavailable, ConnectionLost) as exc:
+            raise JobInterrupted(
+                f"the stylelayer server at {self.base_url} stopped answering during job {job_id} ({exc.message})",
+                code="job_interrupted",
+                url=self.base_url,
+            ) from None
+
+    def _follow(
+        self,
+        job_id: str,
+        on_progress: Callable[[dict, bytes | None], None] | None,
+        should_cancel: Callable[[], bool] | None,
+        poll_interval: float,
+        timeout: float | None,
+    ) -> bytes:
+        """Poll an accepted job until it ends (run_job's loop)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         seen_preview = None
         while True:

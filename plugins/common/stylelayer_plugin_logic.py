@@ -9,8 +9,10 @@ plug-in's own logic module re-exports `__all__`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import random
 import struct
 import zlib
 
@@ -25,18 +27,23 @@ __all__ = [  # what the plug-ins' own logic modules re-export (`from ... import 
     "LAYER_NAME_MAX",
     "MAX_ITERATIONS",
     "MAX_PIXELS",
+    "MAX_SEED",
     "MAX_SIZE",
     "MAX_STRENGTH",
     "MAX_STYLE_SIDE",
     "MIN_STRENGTH",
+    "NOT_CONNECTED_YET",
     "PNG_SIGNATURE",
     "PRESETS",
     "PRESET_LABELS",
     "PluginError",
     "STRENGTH_SLIDER",
+    "TOKEN_PLACEHOLDER",
     "abandon_after_s",
     "build_params",
     "check_server_url",
+    "check_style_file",
+    "clear_outside",
     "connection_text",
     "default_preset",
     "encode_png",
@@ -44,18 +51,25 @@ __all__ = [  # what the plug-ins' own logic modules re-export (`from ... import 
     "estimate_text",
     "feather_mask",
     "format_duration",
+    "insert_above",
     "is_png",
+    "load_token",
     "mask_is_hard",
     "matching_preset",
+    "migrate_token",
+    "new_seed",
     "open_edges",
     "png_size",
     "preset_values",
     "progress_fraction",
     "progress_text",
+    "save_token",
+    "sentence",
     "strength_from_slider",
     "strength_to_slider",
     "style_label",
     "style_layer_name",
+    "token_path",
 ]
 
 # Copies of server/stylelayer/limits.py (this file runs in the host's Python without the stylelayer package);
@@ -94,10 +108,25 @@ DEFAULT_PRESET = "normal"  # until the server says what it runs on (default_pres
 
 
 CANCELLED_MESSAGE = "The style transfer was cancelled; the image is unchanged."
+NOT_CONNECTED_YET = "Not connected yet: press Test connection, or Apply."  # until a check or a job says more
+TOKEN_PLACEHOLDER = "remote server only"  # short: the field is narrow in both dialogs
+MAX_SEED = 2**31 - 1  # GIMP's seed argument is a 32-bit int
+TOKEN_FILE = "plugin-token"  # in the user's stylelayer settings folder (token_path), mode 0600
 
 
 class PluginError(Exception):
     """A failure worth showing to the painter as it is."""
+
+
+def sentence(text: str) -> str:
+    """`text` as a sentence: a capital first letter (unless it starts with an address) and a full stop (GIMP's
+    error box shows it as it is)."""
+    text = text.strip()
+    if not text:
+        return text
+    if "://" not in text.split(" ", 1)[0]:
+        text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?", "…")) else text + "."
 
 
 def error_message(exc: BaseException) -> str:
@@ -107,13 +136,18 @@ def error_message(exc: BaseException) -> str:
     The client's exceptions are recognised by class name: this module does not import the client.
     """
     if isinstance(exc, PluginError):
-        return str(exc)
+        return sentence(str(exc))
     kinds = {cls.__name__ for cls in type(exc).__mro__}
     message = str(getattr(exc, "message", None) or exc) or type(exc).__name__
     url = getattr(exc, "url", None) or "the server address"
     code = getattr(exc, "code", None)
     if "JobCancelled" in kinds:
         return CANCELLED_MESSAGE
+    if "JobInterrupted" in kinds:
+        return (
+            f"The run was interrupted: the stylelayer server at {url} stopped while it worked on the layer. The image "
+            "is unchanged. Start the server again ('stylelayer serve'), then press Apply again."
+        )
     for kind, text in _CONNECTION_MESSAGES:
         if kind in kinds:
             return text.format(url=url, message=message)
@@ -233,8 +267,9 @@ def build_params(
         "preserve_colors": bool(preserve_colors),
         "size": size,
     }
-    if seed is not None and seed > 0:  # 0, -1 or None: a new variation each run (the server picks)
+    if seed is not None and seed > 0:  # 0, -1 or None: the server picks (with the content init, no variation)
         params["seed"] = int(seed)
+        params["init"] = "varied"  # the content, jittered by the seed: another seed paints another variation
     return params
 
 
@@ -283,6 +318,21 @@ def strength_from_slider(position: int) -> float:
     return float(f"{value:.2g}")
 
 
+def new_seed(rng: random.Random | None = None) -> int:
+    """A seed for a new variation (1 to MAX_SEED: 0 means "pick one" in GIMP's argument)."""
+    return (rng or random.SystemRandom()).randint(1, MAX_SEED)
+
+
+def check_style_file(path: str | None) -> str:
+    """The style file's path, when it is a file; PluginError in the same words in Krita and GIMP otherwise."""
+    path = (path or "").strip()
+    if not path:
+        raise PluginError("Choose a style image (a file, or one from the server's library).")
+    if not os.path.isfile(path):
+        raise PluginError(f"The style image {path} does not exist: choose another file.")
+    return path
+
+
 def style_label(style_path: str | None = None, style_name: str | None = None) -> str:
     """Human name of a style: the library's name, else the file name without extension, tidied."""
     if style_name and style_name.strip():
@@ -304,6 +354,16 @@ def style_layer_name(label: str, existing: set[str] | frozenset[str] = frozenset
         name = f"{base} #{n}"
         n += 1
     return name
+
+
+def insert_above(names: list[str], target: int) -> int:
+    """Where a new result goes, given the names of the target's siblings bottom to top: the index of the layer
+    it goes directly above. That is the target, or the topmost of the results ("Style: …") stacked right above it
+    by earlier runs, so the newest result is the one the painter sees."""
+    top = target
+    while top + 1 < len(names) and names[top + 1].startswith("Style: "):
+        top += 1
+    return top
 
 
 def check_server_url(url: str) -> str:
@@ -328,6 +388,17 @@ def connection_text(info: dict, url: str) -> str:
 
 
 # ---- selection masks ------------------------------------------------------------------------------
+def clear_outside(rgba: bytes, mask: bytes) -> bytes:
+    """RGBA pixels with alpha 0 where the selection `mask` (one byte a pixel) is 0: the result layer is transparent
+    outside the selection even with its layer mask disabled; inside, its own alpha is kept (the mask fades it)."""
+    if len(mask) * 4 != len(rgba):
+        raise ValueError(f"mask has {len(mask)} pixels but the image {len(rgba) // 4}")
+    out = bytearray(rgba)
+    alpha = out[3::4]
+    out[3::4] = bytes(a if m else 0 for a, m in zip(alpha, mask))  # noqa: B905 - Python 3.8 (no strict=); lengths checked above
+    return bytes(out)
+
+
 def mask_is_hard(mask: bytes) -> bool:
     """True when a selection mask has only fully selected and unselected pixels (no feather of its own)."""
     return not mask.translate(None, b"\x00\xff")
@@ -387,6 +458,56 @@ def open_edges(region: tuple, selection: tuple, canvas: tuple) -> tuple:
     )
 
 
+# ---- the token -----------------------------------------------------------------------------------------
+def token_path(environ=None) -> str:
+    """The plug-ins' token file, shared by Krita and GIMP: stylelayer/plugin-token in the user's settings folder
+    (%APPDATA% on Windows, else $XDG_CONFIG_HOME or ~/.config)."""
+    env = os.environ if environ is None else environ
+    if os.name == "nt" and env.get("APPDATA"):
+        base = env["APPDATA"]
+    else:
+        base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".config")
+    return os.path.join(base, "stylelayer", TOKEN_FILE)
+
+
+def load_token(path: str | None = None) -> str:
+    """The stored token ("" when there is none or it cannot be read)."""
+    try:
+        with open(path or token_path(), encoding="utf-8") as f:
+            return f.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def save_token(token: str, path: str | None = None) -> None:
+    """Store the token readable by the user only (a 0600 file in a 0700 folder, replaced whole); "" removes it.
+    Not in kritarc or GIMP's settings, which other users of the machine can read."""
+    path = path or token_path()
+    token = (token or "").strip()
+    if not token:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+        return
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    fresh = path + ".new"
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(fresh)  # O_EXCL below: never write into a file someone else prepared
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(token + "\n")
+    os.replace(fresh, path)
+
+
+def migrate_token(old: str, path: str | None = None) -> str:
+    """The token to use, given one an older version kept in the host's settings (`old`, "" if none): it moves into
+    the token file unless that already holds one. The caller then clears the old place."""
+    current = load_token(path)
+    if (old or "").strip() and not current:
+        save_token(old, path)
+        return old.strip()
+    return current
+
+
 # ---- time ---------------------------------------------------------------------------------------------
 def format_duration(seconds: float) -> str:
     """'45 s', '3 min', '1 h 20 min': what a painter reads before and while waiting."""
@@ -418,7 +539,14 @@ def estimate_text(estimate: dict) -> str:
         detail = f", {len(levels)} levels up to {last.get('width')}x{last.get('height')}{tiled}"
     measured = (estimate.get("speed") or {}).get("source") == "measured"
     guess = "" if measured else " (a first guess until the server has finished a job)"
-    return f"Estimated time: about {format_duration(seconds)} {where}{detail}{guess}".replace("  ", " ") + "."
+    wait, ahead = _num(estimate.get("wait_seconds")) or 0.0, estimate.get("jobs_ahead")
+    queue = ""
+    if isinstance(ahead, int) and not isinstance(ahead, bool) and ahead > 0:
+        jobs = "1 job" if ahead == 1 else f"{ahead} jobs"
+        queue = f", after {jobs} ahead of it (about {format_duration(wait)})"
+        seconds += wait
+    text = f"Estimated time: about {format_duration(seconds)} {where}{detail}{queue}{guess}"
+    return text.replace("  ", " ") + "."
 
 
 # ---- progress ------------------------------------------------------------------------------------
@@ -461,6 +589,8 @@ def progress_text(status: dict | None, title: str = "") -> str:
         ahead = status.get("queue_position")
         ahead_text = f" ({ahead} ahead)" if isinstance(ahead, int) and not isinstance(ahead, bool) and ahead > 0 else ""
         text = f"queued on the server{ahead_text}…"
+    elif state == "running" and done == 0:  # planning and the first level's set-up: no iteration yet
+        text = "starting on the server…"
     elif isinstance(done, int) and not isinstance(done, bool) and total and (done > 0 or state == "running"):
         text = f"iteration {done}/{int(total)}"
         level, levels = status.get("level"), status.get("levels")

@@ -567,8 +567,11 @@ class _Run:
         p, device = self.params, self.engine.device
         width, height = size
         init = p.init
-        if init == "content" and (content is None or p.mode != "transfer"):
+        if init in ("content", "varied") and (content is None or p.mode != "transfer"):
             init = "noise"  # inversion/texture from the content would start at (or near) the answer
+        if init == "varied":  # the content, lightly jittered by the seed: each seed another variation
+            jitter = (torch.rand((1, 3, height, width), generator=generator) - 0.5) * VARIED_JITTER
+            return (content + jitter.to(device)).clamp(0, 1)  # type: ignore[operator]
         if init == "content":
             return content.clone()  # type: ignore[union-attr]
         if init == "style" and styles:
@@ -615,6 +618,7 @@ def check_inputs(content: Image.Image | None, styles: Sequence[Image.Image], par
             raise ValueError("images must be at least 1x1 pixels")
 
 
+VARIED_JITTER = 0.2  # init "varied": the content plus seeded noise of this range (of 0..1), enough for other strokes
 AUTO_BASE = 512  # longest side of the coarsest level when the levels are automatic (scales 0)
 MIN_SIDE = 16  # conv5_1 sits behind four 2x2 poolings: 16 px become 1
 

@@ -38,7 +38,7 @@ VGG_LAYERS = (
 
 MODES = ("transfer", "inversion", "texture")
 OPTIMIZERS = ("lbfgs", "adam")
-INITS = ("content", "noise", "style")
+INITS = ("content", "noise", "style", "varied")  # varied: the content with light seeded noise
 POOLINGS = ("max", "avg")
 PRECISIONS = ("auto", "fp32", "bf16")
 LOSS_UNITS = ("size_invariant", "paper")  # see losses.py

@@ -56,6 +56,22 @@ def test_same_seed_same_output_other_seed_differs(engine, tubingen64, starry64):
     assert a.seed == 7
 
 
+def test_varied_init_is_a_variation_per_seed_and_the_content_init_is_not(engine, tubingen64, starry64):
+    """init "varied" (what the plug-ins send): another seed paints another variation, the same seed the same
+    image; with init "content" the seed changes nothing, which made a second Apply bit-identical."""
+    runs = {
+        (init, seed): engine.stylize(tubingen64, [starry64], params(init=init, iterations=5, seed=seed)).image
+        for init in ("varied", "content")
+        for seed in (7, 8)
+    }
+    again = engine.stylize(tubingen64, [starry64], params(init="varied", iterations=5, seed=7)).image
+    assert runs["varied", 7].tobytes() == again.tobytes()
+    assert runs["varied", 7].tobytes() != runs["varied", 8].tobytes()
+    assert runs["content", 7].tobytes() == runs["content", 8].tobytes()
+    diff = sum(abs(a - b) for a, b in zip(runs["varied", 7].tobytes(), runs["varied", 8].tobytes(), strict=True))
+    assert diff / len(runs["varied", 7].tobytes()) > 1  # a visible difference, not a rounding one
+
+
 def test_random_seed_is_reported_and_reproduces(engine, tubingen64, starry64):
     first = engine.stylize(tubingen64, [starry64], params(init="noise", iterations=3, seed=None))
     again = engine.stylize(tubingen64, [starry64], params(init="noise", iterations=3, seed=first.seed))

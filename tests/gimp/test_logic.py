@@ -62,6 +62,7 @@ def test_build_params_maps_dialog_values_onto_server_params(logic):
         "preserve_colors": True,
         "size": 256,
         "seed": 7,
+        "init": "varied",  # a seed only makes a variation with the content jittered by it
     }
     # the server's own validation accepts it
     parsed = StyleParams.from_dict(params)
@@ -74,7 +75,7 @@ def test_build_params_maps_dialog_values_onto_server_params(logic):
     )
     # strength 1 is the engine's default style weight; seed 0 (or -1, as before) means "a new variation each run"
     default = logic.build_params(iterations=1, strength=1.0, preserve_colors=False, size=0, seed=0)
-    assert "seed" not in default
+    assert "seed" not in default and "init" not in default  # the content as it is: the server picks a seed
     assert "seed" not in logic.build_params(iterations=1, seed=-1)
     assert default["style_weight"] == StyleParams().style_weight
     StyleParams.from_dict(default)
@@ -231,8 +232,10 @@ def test_last_values_survive_a_failed_run_and_only_the_user_reads_them(logic, tm
         "server-url": "http://h:1",
         "run-mode": "interactive",
     }
-    logic.save_last_values(path, values)
-    assert logic.load_last_values(path) == {k: v for k, v in values.items() if k != "run-mode"}
+    logic.save_last_values(path, {**values, logic.LAST_SEED: 77})
+    kept = {k: v for k, v in values.items() if k not in ("run-mode", "server-token")}  # the token has its own file
+    assert logic.load_last_values(path) == {**kept, logic.LAST_SEED: 77}
+    assert "s3cret" not in (tmp_path / logic.LAST_VALUES_FILE).read_text()
     assert (tmp_path / logic.LAST_VALUES_FILE).stat().st_mode & 0o777 == 0o600
     (tmp_path / logic.LAST_VALUES_FILE).write_text("{not json")
     assert logic.load_last_values(path) == {}

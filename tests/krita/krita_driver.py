@@ -97,6 +97,7 @@ def run_dialog(doc, node, captured):
 
     def capture(source, png, name, codec=None, ops=None):
         captured["png"] = png
+        captured.setdefault("pngs", []).append(png)
         captured.setdefault("sources", []).append(source.node.name())
         return real_insert(source, png, name, codec, ops)
 
@@ -108,15 +109,25 @@ def run_dialog(doc, node, captured):
     dialog = extension.extension().dialog
     messages = []
     dialog.show_message = lambda ok, message: messages.append([ok, message])
+    # what a first open says before any input: the quiet check of the saved address (nothing listens there)
+    wait_until(lambda: dialog.test_button.isEnabled(), 10)
+    settle(200)
+    on_open = [dialog.status_label.text(), dialog.estimate_label.text()]
+    token_placeholder = dialog.token_edit.placeholderText()
+    placeholder_fits = (
+        dialog.token_edit.fontMetrics().horizontalAdvance(token_placeholder) <= dialog.token_edit.contentsRect().width()
+    )
     if CONFIG.get("managed"):  # Server: Local (managed), Install, until the state line says Running
         install_managed(dialog)
     else:
         dialog.url_edit.setText(CONFIG["server_url"])
-        dialog.token_edit.setText(CONFIG.get("token", ""))
+        if not CONFIG.get("stored_token"):  # else the token the dialog loaded (kritarc, as before)
+            dialog.token_edit.setText(CONFIG.get("token", ""))
     dialog.style_edit.setText(CONFIG["style"])
     dialog.file_radio.setChecked(True)
     dialog.set_preset("preview")
-    texts = result["texts"] = {"preset_after_set": dialog.preset_combo.currentText()}
+    texts = result["texts"] = {"preset_after_set": dialog.preset_combo.currentText(), "on_open": on_open}
+    texts["token_placeholder"] = [token_placeholder, placeholder_fits]
     if CONFIG.get("test_connection"):  # the "Test connection" button, then the estimate it leads to
         dialog.check_connection()
         wait_until(lambda: dialog.test_button.isEnabled(), 20)
@@ -150,6 +161,10 @@ def run_dialog(doc, node, captured):
     if CONFIG.get("run_params"):  # other values for the run itself (a screenshot shows a preset, the run is short)
         dialog.iterations_spin.setValue(CONFIG["run_params"]["iterations"])
         dialog.size_spin.setValue(CONFIG["run_params"]["size"])
+    if CONFIG.get("missing_style"):  # a style file that is not there: the same words as in GIMP
+        dialog.style_edit.setText(CONFIG["missing_style"])
+        texts["missing_style"] = run_once(dialog, messages)[0].get("message")
+        dialog.style_edit.setText(CONFIG["style"])
     if CONFIG.get("attempts"):  # one Apply per (url, token): what the painter reads for each failure
         texts["attempts"] = []
         for url, token in CONFIG["attempts"]:
@@ -159,12 +174,43 @@ def run_dialog(doc, node, captured):
             texts["attempts"].append([done.get("ok"), done.get("message"), dialog.status_label.text()])
         result["dialog"] = {"messages": messages}
         raise RuntimeError("attempts only")
+    estimate_before = dialog.estimate_label.text()
+    shown = texts["estimates_shown"] = []
+    real_estimated = dialog._estimated
+
+    def estimated(seq, ok, value):  # every answer the label gets, in order (for the test's messages)
+        real_estimated(seq, ok, value)
+        shown.append([seq, dialog._estimate_seq, dialog.estimate_label.text()])
+
+    dialog._estimated = estimated
     finished = [run_once(dialog, messages)]
-    for _ in range(CONFIG.get("runs", 1) - 1):  # Apply again, as a painter would, with Krita's active layer as it is
+    texts["seeds"] = [dialog.seed_spin.value()]
+    for run in range(1, CONFIG.get("runs", 1)):  # Apply again, as a painter would, with Krita's active layer as it is
         settle(300)
+        if run == CONFIG.get("keep_from_run"):  # the Keep box: this run paints the last one's variation again
+            dialog.keep_seed.setChecked(True)
         texts.setdefault("targets", []).append(dialog.target_label.text())
         finished.append(run_once(dialog, messages))
+        texts["seeds"].append(dialog.seed_spin.value())
     texts["status_after"] = dialog.status_label.text()
+    if CONFIG.get("estimate_flow"):  # the estimate after the run(s), then with a job of another client ahead
+        asked = dialog._estimate_seq  # the estimate the end of the run asked for (one during it saw the run ahead)
+        wait_until(lambda: any(seq >= asked for seq, _, _ in shown), 20)
+        texts["estimate_before_run"] = estimate_before
+        texts["estimate_after_run"] = dialog.estimate_label.text()
+        texts["run_s"] = round(finished[0][3], 2)
+        from stylelayer_krita import transfer as tr
+
+        other = dialog.client()
+        source = tr.prepare(doc, node, dialog.codec)
+        job = other.submit(source.content_png, dialog.codec.load_style(CONFIG["style"]), params={"iterations": 5000})
+        wait_until(lambda: other.status(job)["state"] == "running", 20)
+        dialog.request_estimate()
+        asked = dialog._estimate_seq
+        wait_until(lambda: any(seq >= asked for seq, _, _ in shown), 20)
+        texts["estimate_with_job_ahead"] = dialog.estimate_label.text()
+        other.cancel(job)
+    texts["estimate_after"] = dialog.estimate_label.text()
     texts["progress"] = sorted(set(dialog_progress))
     curve = dialog.loss_curve.grab().toImage()  # the live loss curve as painted: more than frame and background
     colours = {curve.pixel(x, y) for x in range(curve.width()) for y in range(curve.height())}
@@ -217,7 +263,7 @@ def install_managed(dialog):
 
 
 def run_once(dialog, messages):
-    """Press Apply and wait for the run to end: (done, GUI ticks during it, highest progress bar value)."""
+    """Press Apply and wait for the run to end: (done, GUI ticks during it, highest progress bar value, seconds)."""
     loop = QEventLoop()
     ticks = {"n": 0, "progress_values": []}
 
@@ -236,6 +282,7 @@ def run_once(dialog, messages):
 
     dialog.finished_run.connect(finished)
     QTimer.singleShot(int(CONFIG.get("dialog_timeout_s", 40) * 1000), loop.quit)
+    started = time.time()
     dialog.start()
     if dialog.job is not None:
         dialog.job.progress.connect(lambda status, preview: dialog_progress.append(dialog.progress_label.text()))
@@ -259,7 +306,7 @@ def run_once(dialog, messages):
         loop.exec_()
     timer.stop()
     dialog.finished_run.disconnect(finished)
-    return done, ticks["n"], max(ticks["progress_values"] or [0])
+    return done, ticks["n"], max(ticks["progress_values"] or [0]), time.time() - started
 
 
 def main():
@@ -313,6 +360,8 @@ def main():
     settle(300)  # setActiveNode reaches the view through queued events
     if "png" in captured:
         write("server_result.png", captured["png"])
+        for i, png in enumerate(captured.get("pngs", [])):
+            write(f"server_result_{i}.png", png)
     stack = doc.rootNode().childNodes()
     result["stack_before"] = stack_before
     result["stack"] = [[n.name(), n.type(), rect_of(n)] for n in stack]

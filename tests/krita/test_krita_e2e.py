@@ -185,16 +185,22 @@ def crop(data: bytes, size: tuple[int, int], rect: list[int], channels: int) -> 
 
 
 def check_masked(result: dict, out: Path, rect: list[int], mask: bytes):
-    """The new layer has the server's colours, opaque, and a transparency mask named Selection holding `mask`
-    (over `rect`; 0 elsewhere): the layer as Krita shows it is the server's result in the selection's shape."""
+    """The new layer has the server's pixels inside the selection and is transparent everywhere else (what shows
+    with its mask disabled), covers no more than the selection's bounds, and has a transparency mask named
+    Selection holding `mask` (over `rect`; 0 elsewhere): as Krita shows it, the server's result in the selection's
+    shape."""
     assert result["new_children"] == [["Selection", "transparencymask"]], result["new_children"]
     size = tuple(result["size"])
     server_png = (out / "server_result.png").read_bytes()
     plain = expected_layer(server_png, (rect[2], rect[3]), None)
-    layer = crop((out / "new_canvas.bgra").read_bytes(), size, rect, 4)
+    canvas = (out / "new_canvas.bgra").read_bytes()
+    layer = crop(canvas, size, rect, 4)
     assert len(layer) == len(plain)
-    assert layer[3::4] == b"\xff" * (len(layer) // 4)  # the alpha moved into the mask...
-    assert all(layer[i : i + 3] == plain[i : i + 3] for i in range(0, len(plain), 4) if plain[i + 3] > 0)
+    assert layer[3::4] == bytes(a if m else 0 for a, m in zip(plain[3::4], mask, strict=True))  # clear outside
+    assert all(layer[i : i + 3] == plain[i : i + 3] for i in range(0, len(plain), 4) if mask[i // 4])
+    assert sum(canvas[3::4]) == sum(layer[3::4])  # nothing beyond the selection's bounds: no black under the mask
+    x, y, w, h = next(entry[2] for entry in layers(result) if entry[0] == result["layer_name"])
+    assert rect[0] <= x and rect[1] <= y and x + w <= rect[0] + rect[2] and y + h <= rect[1] + rect[3]
     whole = (out / "new_mask.a8").read_bytes()
     assert crop(whole, size, rect, 1) == mask  # ...exactly
     assert sum(whole) == sum(mask)  # and nothing outside the selection's bounds
@@ -327,12 +333,17 @@ def test_ellipse_with_a_token_server_twice_then_undo(krita_home, token_server, i
             ellipse=[12, 10, 60, 44],
             test_connection=True,
             add_to_library=True,
-            runs=2,
+            runs=3,
+            keep_from_run=2,
             undo=2,
             dialog_timeout_s=60,
         ),
-        timeout=150,
+        timeout=180,
     )
+    # the token is kept in the plug-in's own file, readable by the user only, not in kritarc
+    token_file = krita_home / ".config" / "stylelayer" / "plugin-token"
+    assert token_file.read_text().strip() == TOKEN and token_file.stat().st_mode & 0o777 == 0o600
+    assert TOKEN not in (krita_home / ".config" / "kritarc").read_text()
     assert result["ok"], result.get("traceback") or result.get("error_message")
     texts, original, size = result["texts"], result["original"]["name"], tuple(result["size"])
     version = __import__("stylelayer").__version__
@@ -346,9 +357,19 @@ def test_ellipse_with_a_token_server_twice_then_undo(krita_home, token_server, i
     name = Path(inputs["content"]).name
     where = f"{rect[2]}×{rect[3]} px (the selection's part of it)"
     assert texts["target"] == f"Paints layer “{original}” of “{name}”: {where}."
-    assert texts["targets"] == [texts["target"]]  # after the first run Krita made the result active: still the photo
-    assert result["sources"] == [original, original]
-    assert [entry[0] for entry in layers(result)] == [original, "Style: starry night #2", "Style: starry night"]
+    assert texts["targets"] == [texts["target"]] * 2  # after a run Krita made the result active: still the photo
+    assert result["sources"] == [original] * 3
+    # a second Apply: a new variation (its seed shown in the dialog), on top of the first where it is seen; a
+    # third with Keep ticked: the second's variation again, on top
+    names = [original, "Style: starry night", "Style: starry night #2", "Style: starry night #3"]
+    assert [entry[0] for entry in layers(result)] == names
+    seeds = texts["seeds"]
+    assert seeds[0] != seeds[1] == seeds[2] and all(1 <= seed < 2**31 for seed in seeds), seeds
+    pixels = []
+    for i in range(3):
+        with Image.open(out / f"server_result_{i}.png") as image:
+            pixels.append(image.tobytes())
+    assert pixels[0] != pixels[1] == pixels[2]
     # the last result: the server's pixels, shaped by the ellipse with its edge faded in, in an editable mask
     crop_mask = crop(selection, size, rect, 1)
     edges = logic.open_edges(rect, rect, (0, 0, *size))
@@ -360,11 +381,17 @@ def test_ellipse_with_a_token_server_twice_then_undo(krita_home, token_server, i
     inside = bytes(crop_mask)
     assert want.count(255) > inside.count(255) // 2 and min(w for w, m in zip(want, inside, strict=True) if m) > 0
     assert result["original_unchanged"] is True
-    # Undo: first the mask of the second result (Split Alpha into Mask), then its layer; the first result stays
+    # Undo: first the mask of the last result, then its layer; the earlier results stay
+    with_mask = ["transparencymask"]
     assert result["after_undo"] == [
-        [[original, []], ["Style: starry night #2", []], ["Style: starry night", ["transparencymask"]]],
-        [[original, []], ["Style: starry night", ["transparencymask"]]],
+        [[original, []], [names[1], with_mask], [names[2], with_mask], [names[3], []]],
+        [[original, []], [names[1], with_mask], [names[2], with_mask]],
     ]
+    # the first open greeted with no failure; the token placeholder is whole
+    assert texts["on_open"][0] == "Not connected yet: press Test connection, or Apply." or texts["on_open"][
+        0
+    ].startswith("Connected to"), texts["on_open"]
+    assert texts["token_placeholder"] == ["remote server only", True]
 
 
 def test_without_a_selection_undo_removes_the_layer_in_one_step(krita_home, server, inputs, tmp_path):
@@ -399,7 +426,10 @@ def test_full_resolution_render_has_the_canvas_size(krita_home, server, inputs, 
     server_png = (out / "server_result.png").read_bytes()
     assert Image.open(io.BytesIO(server_png)).size == (640, 480)
     assert (out / "new_layer.bgra").read_bytes() == expected_layer(server_png, (640, 480), None)
-    assert any("level 2/2" in text for text in result["texts"]["progress"]), result["texts"]["progress"]
+    progress = result["texts"]["progress"]
+    assert any("level 2/2" in text for text in progress), progress
+    # iterations counted over the whole job (4 + 2), from the first line on: no "0/4" that turns into "1/6"
+    assert all(text.startswith("Iteration ") and "/6," in text for text in progress if "Iteration" in text), progress
 
 
 def test_what_the_painter_reads_when_the_server_is_wrong(krita_home, token_server, inputs, tmp_path):
@@ -439,6 +469,7 @@ def test_what_the_painter_reads_when_the_server_is_wrong(krita_home, token_serve
                 "server_url": token_server.url,
                 "params": PARAMS,
                 "attempts": [[plain_url, ""], [token_server.url, ""], [token_server.url, "guess"], [versioned_url, ""]],
+                "missing_style": str(tmp_path / "no-such-style.png"),
             },
         )
     finally:
@@ -458,4 +489,87 @@ def test_what_the_painter_reads_when_the_server_is_wrong(krita_home, token_serve
         "-U stylelayer, then stylelayer install-plugin.",
     ]
     assert all(ok is False and status == "Not connected: " + message for ok, message, status in attempts)
+    missing = tmp_path / "no-such-style.png"  # the same words as GIMP's (tests/gimp/test_gimp_e2e.py)
+    assert result["texts"]["missing_style"] == f"The style image {missing} does not exist: choose another file."
     assert [entry[0] for entry in layers(result)] == result["stack_before"] and result["original_unchanged"]
+
+
+def test_a_server_killed_mid_job_is_an_interrupted_run(krita_home, inputs, tmp_path):
+    """`kill -9` of the server while the dialog's job runs: the dialog says the run was interrupted and what to do
+    (not "cannot reach … start it"), the status line says it is not connected, no estimate stays up, and the
+    document is as it was."""
+    import threading
+
+    from serve_process import kill_when_running, start_serve
+
+    proc, url = start_serve(tmp_path)
+    killed = {}
+    try:
+        watcher = threading.Thread(target=lambda: killed.update(kill_when_running(proc, url)))
+        watcher.start()
+        out = tmp_path / "run"
+        result = run_krita(
+            krita_home,
+            out,
+            krita_job("dialog", inputs, url, params={**PARAMS, "iterations": 5000}, dialog_timeout_s=120),
+            timeout=200,
+        )
+        watcher.join(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert killed.get("state") == "running", killed
+    message = (
+        f"The run was interrupted: the stylelayer server at {url} stopped while it worked on the layer. The image is "
+        "unchanged. Start the server again ('stylelayer serve'), then press Apply again."
+    )
+    assert result["dialog"]["messages"] == [[False, message]]
+    assert result["texts"]["status_after"] == "Not connected: " + message
+    assert result["texts"]["estimate_after"] == "Test the connection to see how long this will take."
+    assert [entry[0] for entry in layers(result)] == result["stack_before"] and result["original_unchanged"]
+
+
+def test_the_estimate_follows_runs_and_the_queue(krita_home, cpu_engine, inputs, tmp_path):
+    """A fresh server: a first guess before the run, the server's measured speed after it (asked again by itself),
+    and the wait for another client's job once one runs ahead."""
+    from server_thread import ServerThread
+
+    from stylelayer.api import create_app
+
+    with ServerThread(create_app({}, engine=cpu_engine)) as fresh:
+        out = tmp_path / "run"
+        result = run_krita(
+            krita_home,
+            out,
+            krita_job(
+                "dialog",
+                inputs,
+                fresh.url,
+                params={"size": 96, "iterations": 80},  # a job of more than 3 s: the server learns its speed
+                test_connection=True,
+                estimate_flow=True,
+                dialog_timeout_s=120,
+            ),
+            timeout=220,
+        )
+    assert result["ok"], result.get("traceback") or result.get("error_message")
+    texts = result["texts"]
+    before, after, queued = texts["estimate_before_run"], texts["estimate_after_run"], texts["estimate_with_job_ahead"]
+    assert before.startswith("Estimated time: about ") and "a first guess" in before, before
+    assert after.startswith("Estimated time: about ") and "a first guess" not in after, after
+    assert ", after 1 job ahead of it (about " in queued and queued != after, queued
+
+
+def test_a_token_kept_in_kritarc_moves_into_a_file_only_the_user_reads(krita_home, token_server, inputs, tmp_path):
+    """An older version kept the token in kritarc (readable by every user): the dialog moves it into the plug-in's
+    own 0600 file and runs with it against a server that requires it."""
+    token_file = krita_home / ".config" / "stylelayer" / "plugin-token"
+    token_file.unlink(missing_ok=True)
+    kritarc = krita_home / ".config" / "kritarc"
+    kritarc.write_text(kritarc.read_text() + f"\n[stylelayer]\ntoken={TOKEN}\n")
+    out = tmp_path / "run"
+    result = run_krita(krita_home, out, krita_job("dialog", inputs, token_server.url, stored_token=True))
+    assert result["ok"], result.get("traceback") or result.get("error_message")
+    assert token_file.read_text().strip() == TOKEN and token_file.stat().st_mode & 0o777 == 0o600
+    assert token_file.parent.stat().st_mode & 0o777 == 0o700

@@ -113,11 +113,15 @@ def test_no_selection_object_but_empty_mask_is_refused(fake_doc, style_file):
     assert fake_doc.snapshot() == before
 
 
-def test_unique_name_when_run_twice(fake_doc, style_file):
+def test_unique_name_when_run_twice_and_the_newest_on_top(fake_doc, style_file):
+    """A second run paints the original again; its result goes above the first (the painter sees it), still
+    under the layers that were above the original."""
     sketch = fake_doc.active
     run_style_transfer(fake_doc, sketch, style_file, {}, client=FakeClient())
     run_style_transfer(fake_doc, sketch, style_file, {}, client=FakeClient())
-    assert names(fake_doc) == ["Background", "Sketch", "Style: starry night #2", "Style: starry night", "Lines"]
+    assert names(fake_doc) == ["Background", "Sketch", "Style: starry night", "Style: starry night #2", "Lines"]
+    run_style_transfer(fake_doc, sketch, style_file, {}, client=FakeClient())
+    assert names(fake_doc)[-2:] == ["Style: starry night #3", "Lines"]
 
 
 def test_library_style_id_names_the_layer(fake_doc):
@@ -275,8 +279,8 @@ def test_no_loss_curve_from_the_server_does_not_stop_the_job(fake_doc, style_fil
 class FakeOps:
     """transfer.LayerOps as Krita's actions behave: a layer added right above, its alpha split into a mask."""
 
-    def __init__(self, can_add: bool = True, can_split: bool = True):
-        self.can_add, self.can_split, self.split = can_add, can_split, []
+    def __init__(self, can_add: bool = True, can_mask: bool = True):
+        self.can_add, self.can_mask, self.split, self.masks = can_add, can_mask, [], []
 
     def add_layer_above(self, doc, node):
         if not self.can_add:
@@ -287,9 +291,10 @@ class FakeOps:
         node.parentNode().addChildNode(new, node)
         return new
 
-    def split_alpha_into_mask(self, doc, layer):
+    def add_mask(self, doc, layer, rect, mask):
         self.split.append(layer.name())
-        return self.can_split
+        self.masks.append((rect.as_tuple(), mask))
+        return self.can_mask
 
 
 def test_a_hard_selection_edge_is_feathered_inwards(fake_doc, style_file):
@@ -329,11 +334,35 @@ def test_with_krita_actions_a_selection_becomes_a_transparency_mask(fake_doc, st
     ops = FakeOps()
     result = run_style_transfer(fake_doc, sketch, style_file, {}, client=FakeClient(), ops=ops)
     assert names(fake_doc) == ["Background", "Sketch", "Style: starry night", "Lines"]
-    assert ops.split == ["Style: starry night"]  # named and painted before its alpha went into the mask
-    assert result.node.pixels[(3, 1)][3] == (sketch.pixels[(3, 1)][3] * 64 + 127) // 255
+    assert ops.split == ["Style: starry night"]  # named and painted before the mask was added
+    rect, mask = ops.masks[0]
+    assert rect == (2, 1, 6, 5) and mask[(3 - 2) + 0 * 6] == 64  # the selection's own (soft) shape, in the mask
+    # the layer keeps its own alpha inside the selection (the mask fades it) and is transparent outside
+    assert result.node.pixels[(3, 1)][3] == sketch.pixels[(3, 1)][3]
 
 
-@pytest.mark.parametrize("ops", [FakeOps(can_add=False), None])
+def test_the_result_is_transparent_outside_the_selection_with_its_mask_off(style_file):
+    """An ellipse-like hard selection: the layer's own pixels (what shows with the mask disabled) have alpha 0
+    outside it, and the layer covers only the selection's bounds."""
+    doc = FakeDoc(30, 20)
+    layer = doc.add_layer("Photo")
+    layer.fill((0, 0, 30, 20), lambda x, y: b"\x10\x20\x30\xff")
+    doc.active = layer
+
+    def inside(x, y):
+        return ((x + 0.5 - 15) / 10) ** 2 + ((y + 0.5 - 10) / 6) ** 2 <= 1
+
+    doc.sel = FakeSelection((5, 4, 20, 12), lambda x, y: 255 if inside(x, y) else 0)
+    ops = FakeOps()
+    result = run_style_transfer(doc, layer, style_file, {}, client=FakeClient(), ops=ops)
+    pixels = result.node.pixels
+    assert {xy for xy in pixels} <= {(x, y) for x in range(5, 25) for y in range(4, 16)}
+    assert all(px[3] == 0 for (x, y), px in pixels.items() if not inside(x, y))
+    assert all(px[3] == 255 for (x, y), px in pixels.items() if inside(x, y))
+    assert layer.pixels[(0, 0)] == b"\x10\x20\x30\xff"  # the original untouched
+
+
+@pytest.mark.parametrize("ops", [FakeOps(can_add=False), FakeOps(can_mask=False), None])
 def test_without_krita_actions_the_selection_stays_in_the_alpha(fake_doc, style_file, ops):
     sketch = fake_doc.active
     fake_doc.sel = FakeSelection((2, 1, 6, 5), lambda x, y: 255 if (x + y) % 2 else 64)

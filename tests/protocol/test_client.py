@@ -90,3 +90,49 @@ def test_refused_and_unknown_host_are_server_unavailable() -> None:
     for url in (f"http://127.0.0.1:{port}", "http://no-such-host.invalid:8765"):
         with pytest.raises(stylelayer_client.ServerUnavailable, match="stylelayer serve"):
             stylelayer_client.StylelayerClient(url, timeout=5).health()
+
+
+def test_a_server_that_stops_during_a_job_is_an_interrupted_run() -> None:
+    """The job was accepted, then the server went away (kill -9): JobInterrupted, not "cannot reach … start it"."""
+    import http.server
+    import json
+
+    polls = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _json(self, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self._json({"id": "f" * 32})
+
+        def do_GET(self) -> None:
+            polls.append(self.path)
+            self._json({"id": "f" * 32, "state": "running", "iteration": 1, "total": 9})
+            threading.Thread(target=stop).start()  # gone after its first answer, as after kill -9
+
+    def stop() -> None:
+        httpd.shutdown()
+        httpd.server_close()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever)
+    thread.start()
+    url = f"http://127.0.0.1:{httpd.server_port}"
+    client = stylelayer_client.StylelayerClient(url, timeout=5)
+    with pytest.raises(stylelayer_client.JobInterrupted) as err:
+        client.run_job(CONTENT, STYLE, poll_interval=0.2)
+    thread.join(5)
+    assert polls and err.value.code == "job_interrupted" and err.value.url == url
+    assert "stopped answering during job " + "f" * 32 in err.value.message
+    with pytest.raises(stylelayer_client.ServerUnavailable):  # before a job is accepted: nothing listens
+        client.run_job(CONTENT, STYLE)

@@ -205,3 +205,25 @@ def test_an_upload_over_the_limit_is_refused_before_its_body_is_sent(server) -> 
         while chunk := sock.recv(65536):  # the server closes after its answer
             reply += chunk
     assert reply.startswith(b"HTTP/1.1 413") and b'"too_large"' in reply
+
+
+def test_the_estimate_counts_the_jobs_ahead(make_server) -> None:
+    """A job running and one queued: the answer counts both and the time they keep a new job waiting, apart from
+    the job's own time; once they are gone, no wait."""
+    engine = FakeEngine(step_delay=0.05)
+    _, client = make_server(engine)
+    params = {"size": 40, "iterations": 40, "seed": 1}
+    alone = client.estimate(40, 30, params)
+    assert alone["jobs_ahead"] == 0 and alone["wait_seconds"] == 0
+    running = client.submit(CONTENT, STYLE, params=params)
+    assert engine.started.wait(5)
+    queued = client.submit(CONTENT, STYLE, params=params)
+    behind = client.estimate(40, 30, params)
+    assert behind["jobs_ahead"] == 2 and behind["seconds"] == alone["seconds"]
+    assert behind["wait_seconds"] >= alone["seconds"] - 0.1  # the queued job is this one: its time at least
+    for job in (running, queued):
+        client.cancel(job)
+    deadline = time.monotonic() + 10
+    while client.estimate(40, 30, params)["jobs_ahead"]:
+        assert time.monotonic() < deadline, "cancelled jobs still counted"
+        time.sleep(0.1)

@@ -134,6 +134,11 @@ C = stylelayer_client
         ),
         (C.JobCancelled("the job was cancelled"), plugin_logic.CANCELLED_MESSAGE),
         (
+            C.JobInterrupted("the server stopped answering during job 1f (refused)", url=URL),
+            "The run was interrupted: the stylelayer server at http://h:1 stopped while it worked on the layer. The "
+            "image is unchanged. Start the server again ('stylelayer serve'), then press Apply again.",
+        ),
+        (
             C.JobFailed("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.6 GiB total)", code="out_of_memory"),
             "The server ran out of memory for this size. Choose a smaller working size or the Preview preset, or give "
             "the server more memory (--max-memory) or a GPU.",
@@ -240,3 +245,73 @@ def test_server_url_and_selection_edges() -> None:
     assert plugin_logic.open_edges((10, 10, 20, 20), (10, 10, 20, 20), canvas) == (False,) * 4  # its own edges
     assert plugin_logic.open_edges((10, 10, 20, 20), (0, 10, 40, 20), canvas) == (True, False, True, False)
     assert plugin_logic.open_edges((0, 0, 100, 80), (0, 0, 100, 80), canvas) == (True,) * 4  # the canvas's edges
+
+
+def test_the_estimate_counts_the_jobs_ahead_and_progress_starts_without_a_count() -> None:
+    one = {"fits": True, "seconds": 60, "device": "cpu", "speed": {"source": "measured"}, "levels": [{}]}
+    assert plugin_logic.estimate_text({**one, "jobs_ahead": 0, "wait_seconds": 0}) == (
+        "Estimated time: about 60 s on the server's CPU."
+    )
+    assert plugin_logic.estimate_text({**one, "jobs_ahead": 1, "wait_seconds": 120}) == (
+        "Estimated time: about 3 min on the server's CPU, after 1 job ahead of it (about 2 min)."
+    )
+    assert "after 2 jobs ahead" in plugin_logic.estimate_text({**one, "jobs_ahead": 2, "wait_seconds": 5})
+    # planning and the set-up before the first iteration: no "Iteration 0/40" that turns into "1/60"
+    assert plugin_logic.progress_text({"state": "running", "iteration": 0, "total": 60}) == "Starting on the server…"
+    assert plugin_logic.progress_text({"state": "running", "iteration": 0}, "T") == "T: starting on the server…"
+
+
+def test_messages_are_sentences_and_a_missing_style_is_said_alike(tmp_path) -> None:
+    assert plugin_logic.sentence("select a layer") == "Select a layer."
+    assert plugin_logic.sentence("Done.") == "Done." and plugin_logic.sentence("") == ""
+    assert plugin_logic.sentence("http://h:1 answers") == "http://h:1 answers."  # an address keeps its case
+    error = plugin_logic.PluginError("this image is indexed: convert it first")
+    assert plugin_logic.error_message(error) == "This image is indexed: convert it first."
+    missing = tmp_path / "nope.png"
+    with pytest.raises(plugin_logic.PluginError) as caught:
+        plugin_logic.check_style_file(str(missing))
+    assert str(caught.value) == f"The style image {missing} does not exist: choose another file."
+    with pytest.raises(plugin_logic.PluginError, match="Choose a style image"):
+        plugin_logic.check_style_file(" ")
+    missing.write_bytes(b"x")
+    assert plugin_logic.check_style_file(f" {missing} ") == str(missing)
+    assert plugin_logic.NOT_CONNECTED_YET.startswith("Not connected yet")
+
+
+def test_results_stack_up_above_the_target_and_are_clear_outside_the_selection() -> None:
+    names = ["Background", "Photo", "Style: a", "Style: a #2", "Lines", "Style: b"]
+    assert plugin_logic.insert_above(names, 1) == 3  # above the earlier results, under "Lines"
+    assert plugin_logic.insert_above(names, 4) == 5
+    assert plugin_logic.insert_above(names, 5) == 5
+    assert plugin_logic.insert_above(["Photo"], 0) == 0
+    rgba = bytes([1, 2, 3, 200, 4, 5, 6, 255, 7, 8, 9, 90])
+    assert plugin_logic.clear_outside(rgba, bytes([0, 255, 17])) == bytes([1, 2, 3, 0, 4, 5, 6, 255, 7, 8, 9, 90])
+    with pytest.raises(ValueError):
+        plugin_logic.clear_outside(rgba, b"\x00")
+    import random
+
+    seeds = {plugin_logic.new_seed(random.Random(n)) for n in range(50)}
+    assert len(seeds) == 50 and all(1 <= seed <= plugin_logic.MAX_SEED for seed in seeds)
+
+
+def test_the_token_file_is_readable_by_the_user_only(tmp_path) -> None:
+    env = {"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    path = plugin_logic.token_path(env)
+    assert path == str(tmp_path / "cfg" / "stylelayer" / "plugin-token")
+    assert plugin_logic.token_path({"HOME": str(tmp_path / "home")}) == str(
+        tmp_path / "home" / ".config" / "stylelayer" / "plugin-token"
+    )
+    assert plugin_logic.load_token(path) == ""
+    plugin_logic.save_token(" s3cret ", path)
+    assert plugin_logic.load_token(path) == "s3cret"
+    assert Path(path).stat().st_mode & 0o777 == 0o600
+    assert Path(path).parent.stat().st_mode & 0o777 == 0o700
+    Path(path).chmod(0o644)  # an older or hand-made file readable by others: replaced by a 0600 one
+    plugin_logic.save_token("other", path)
+    assert Path(path).stat().st_mode & 0o777 == 0o600 and plugin_logic.load_token(path) == "other"
+    plugin_logic.save_token("", path)
+    assert not Path(path).exists()
+    # migration: a token from kritarc or GIMP's values moves in, unless the file holds one already
+    assert plugin_logic.migrate_token("", path) == ""
+    assert plugin_logic.migrate_token("old", path) == "old" and plugin_logic.load_token(path) == "old"
+    assert plugin_logic.migrate_token("older", path) == "old"

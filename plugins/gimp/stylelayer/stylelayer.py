@@ -61,8 +61,7 @@ def _load_image(path, what):
 
 def _style_png(path):
     """PNG bytes of the style image: a PNG file as it is, anything else GIMP can open converted to PNG."""
-    if not os.path.isfile(path):
-        raise logic.PluginError(f"the style image {path} does not exist: choose another file")
+    path = logic.check_style_file(path)  # missing: the same words as in Krita
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -111,7 +110,7 @@ class _CancelWindow:
     GIMP's own progress bar can only kill a plug-in; this lets the painter cancel the server job cleanly.
     """
 
-    def __init__(self, title):
+    def __init__(self, title, seed=None):
         gi.require_version("Gtk", "3.0")
         from gi.repository import Gtk, Pango
 
@@ -124,11 +123,13 @@ class _CancelWindow:
         # the status line as a label in the normal text colour (a progress bar's own text is small and greyed);
         # one line, so the window keeps its size and the Cancel button stays put
         self._label = Gtk.Label(label=logic.PROGRESS_TITLE, xalign=0.0, ellipsize=Pango.EllipsizeMode.END)
+        seed_label = Gtk.Label(label=f"Variation {seed}" if seed else "", xalign=0.0)
         self._bar = Gtk.ProgressBar()
         button = Gtk.Button.new_with_mnemonic("_Cancel")
         button.connect("clicked", self._on_cancel)
         self._window.connect("delete-event", self._on_delete)
         box.pack_start(self._label, False, False, 0)
+        box.pack_start(seed_label, False, False, 0)
         box.pack_start(self._bar, False, False, 0)
         box.pack_start(button, False, False, 0)
         self._window.add(box)
@@ -159,13 +160,14 @@ class _CancelWindow:
 
 
 def _make_client(url, token, timeout=30):
-    """The HTTP client for the server at `url`; the token argument, else $STYLELAYER_TOKEN (scripts). `managed`:
-    the plug-in's own server (stylelayer_managed_gimp.py), started on the client's first request."""
+    """The HTTP client for the server at `url`; the token argument, else $STYLELAYER_TOKEN (scripts), else the
+    plug-ins' token file (logic.token_path). `managed`: the plug-in's own server (stylelayer_managed_gimp.py), started
+    on the client's first request, with its own token."""
     import stylelayer_managed_gimp as managed_gimp
 
     if managed_gimp.is_managed(url):
         return managed_gimp.LazyClient(lambda: _make_client(*managed_gimp.running_server(), timeout))
-    token = (token or "").strip() or os.environ.get("STYLELAYER_TOKEN") or None
+    token = (token or "").strip() or os.environ.get("STYLELAYER_TOKEN") or logic.load_token() or None
     return _load_client().StylelayerClient(base_url=logic.check_server_url(url), token=token, timeout=timeout)
 
 
@@ -177,7 +179,7 @@ def _run_job(client, content_png, style_png, params, interactive, loss_plot):
     work = logic.job_work(client, content_png, style_png, params, loss_plot)
 
     Gimp.progress_init(f"{TITLE}: sending to {url}")
-    window = _CancelWindow(TITLE) if interactive else None
+    window = _CancelWindow(TITLE, params.get("seed")) if interactive else None
     runner = logic.JobRunner(work).start()
     last = (None, None)
     try:
@@ -224,14 +226,14 @@ def _layer_type(image, with_alpha):
     )
 
 
-def stylize(procedure, run_mode, image, drawables, config):
-    """Does the work; raises PluginError for what the painter should read. Returns False when cancelled."""
+def stylize(procedure, run_mode, image, drawables, config, seed):
+    """Does the work with `seed` (the variation); raises PluginError for what the painter should read. Returns
+    False when cancelled."""
     if len(drawables) != 1:
         raise logic.PluginError(f"select exactly one layer (got {len(drawables)} drawables)")
     drawable = drawables[0]
     if not isinstance(drawable, Gimp.Layer):
         raise logic.PluginError("select a layer (not a channel or a layer mask)")
-    layer_type = _layer_type(image, drawable.has_alpha())
 
     style_file = config.get_property("style-file")
     style_path = style_file.get_path() if style_file is not None else None
@@ -245,7 +247,7 @@ def stylize(procedure, run_mode, image, drawables, config):
         strength=config.get_property("style-strength"),
         preserve_colors=config.get_property("preserve-colors"),
         size=size,
-        seed=config.get_property("seed"),
+        seed=seed,
     )
     client = _make_client(config.get_property("server-url"), config.get_property("server-token"))
     loss_file = config.get_property("loss-plot")
@@ -254,6 +256,7 @@ def stylize(procedure, run_mode, image, drawables, config):
     x, y, w, h = _region(drawable)
     ox, oy = drawable.get_offsets()[1:]
     mask = _selection_mask(image, ox + x, oy + y, w, h)
+    layer_type = _layer_type(image, drawable.has_alpha() or mask is not None)  # transparent outside a selection
     has_alpha = drawable.has_alpha()
     rgba = _read_rgba(drawable, x, y, w, h)
     if has_alpha:
@@ -267,16 +270,19 @@ def stylize(procedure, run_mode, image, drawables, config):
         return False
     result_png, loss_png = outcome
     result_rgba = _decode_png_with_gimp(result_png, w, h)
+    if mask is not None:  # transparent outside the selection, also with the layer mask disabled
+        result_rgba = logic.clear_outside(result_rgba, mask)
 
     existing = {layer.get_name() for layer in image.get_layers()}
     name = logic.style_layer_name(logic.style_label(style_path), existing)
+    above = _result_position(image, drawable)
     image.undo_group_start()
     new_layer, inserted = None, False
     try:
         new_layer = Gimp.Layer.new(image, name, w, h, layer_type, 100.0, Gimp.LayerMode.NORMAL)
         if new_layer is None:
             raise logic.PluginError("GIMP could not create the new layer")
-        if not image.insert_layer(new_layer, drawable.get_parent(), image.get_item_position(drawable)):
+        if not image.insert_layer(new_layer, drawable.get_parent(), image.get_item_position(above)):
             raise logic.PluginError("GIMP could not insert the new layer")
         inserted = True
         new_layer.set_offsets(ox + x, oy + y)
@@ -303,6 +309,15 @@ def stylize(procedure, run_mode, image, drawables, config):
     if loss_path:
         logic.save_loss_plot(loss_png, loss_path)
     return True
+
+
+def _result_position(image, drawable):
+    """The layer a new result goes directly above: the source, or the newest of the results stacked right above
+    it by earlier runs (logic.insert_above), so the new one is on top where the painter sees it."""
+    parent = drawable.get_parent()
+    siblings = list(reversed(parent.get_children() if parent is not None else image.get_layers()))  # bottom first
+    ids = [item.get_id() for item in siblings]
+    return siblings[logic.insert_above([item.get_name() for item in siblings], ids.index(drawable.get_id()))]
 
 
 def _region(drawable):
@@ -332,21 +347,32 @@ def _last_values_path():
 
 
 def _restore_last_values(config):
-    """The values of the last run, failed ones included (GIMP restores only a successful run's); True when there
-    were any."""
-    values = logic.load_last_values(_last_values_path())
+    """The values of the last run, failed ones included (GIMP restores only a successful run's): (True when there
+    were any, the variation it painted or None). A token an older version kept there moves to the token file."""
+    path = _last_values_path()
+    values = logic.load_last_values(path)
+    last_seed = values.pop(logic.LAST_SEED, None)
+    old_token = values.pop(logic.OLD_TOKEN, None)
+    if old_token is not None:  # kept there by an older version: into the token file, out of this one
+        with contextlib.suppress(OSError):
+            values["server-token"] = logic.migrate_token(old_token)
+            logic.save_last_values(path, {**values, logic.LAST_SEED: last_seed})
     for name, value in values.items():
         try:
             config.set_property(name, Gio.File.new_for_path(value) if name == "style-file" else value)
         except (TypeError, ValueError, OverflowError):
             continue  # written by another version of the plug-in
-    return bool(values)
+    return bool(values), last_seed if isinstance(last_seed, int) and last_seed > 0 else None
 
 
-def _remember_values(config):
+def _remember_values(config, seed):
+    """The dialog's values and the run's variation `seed` for the next dialog; the token goes to its own file."""
     values = {name: config.get_property(name) for name in logic.REMEMBERED}
     style = values.get("style-file")
     values["style-file"] = style.get_path() if style is not None else None
+    values[logic.LAST_SEED] = seed
+    with contextlib.suppress(OSError):
+        logic.save_token(config.get_property("server-token"))
     with contextlib.suppress(OSError):  # GIMP's own folder not writable: not remembered, the run goes on
         logic.save_last_values(_last_values_path(), values)
 
@@ -363,25 +389,42 @@ def _target_text(image, drawable):
 
 
 def _error(procedure, status, message):
-    return procedure.new_return_values(status, GLib.Error(message))
+    """GIMP's error box is titled with the procedure's name already: the message alone, as a sentence."""
+    return procedure.new_return_values(status, GLib.Error(logic.sentence(message)))
 
 
 def run(procedure, run_mode, image, drawables, config, _data):
+    seed = config.get_property("seed")
     if run_mode == Gimp.RunMode.INTERACTIVE:
         from stylelayer_dialog import StyleDialog
 
-        first_run = not _restore_last_values(config)
+        had_values, last_seed = _restore_last_values(config)
+        if not config.get_property("server-token"):
+            config.set_property("server-token", logic.load_token())
         drawable = drawables[0] if len(drawables) == 1 else None
         target = _target_text(image, drawable) if isinstance(drawable, Gimp.Layer) else "Select one layer."
+        try:
+            _layer_type(image, True)
+        except logic.PluginError as exc:  # an indexed image: said at once, and OK stays off
+            target = "Cannot paint this image: " + logic.error_message(exc)
         region = _region(drawable)[2:] if isinstance(drawable, Gimp.Layer) and target.startswith("Paints") else None
-        dialog = StyleDialog(procedure, config, TITLE, _make_client, target, region, first_run)
+        dialog = StyleDialog(procedure, config, TITLE, _make_client, target, region, not had_values, last_seed)
         if not dialog.run():
+            config.set_property("server-token", "")  # GIMP keeps the values in its settings: never the token
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
-        _remember_values(config)  # kept even when the run fails below
+        seed = config.get_property("seed")
+        seed = seed if seed > 0 else logic.new_seed()
+        _remember_values(config, seed)  # kept even when the run fails below
+    elif seed <= 0:
+        seed = logic.new_seed()
+    logic.log_status(f"seed: {seed}")
     try:
-        done = stylize(procedure, run_mode, image, drawables, config)
+        done = stylize(procedure, run_mode, image, drawables, config, seed)
     except Exception as exc:  # noqa: BLE001 - a PluginError, a server error, a bug or a GIMP failure: a clear message, no traceback
-        return _error(procedure, Gimp.PDBStatusType.EXECUTION_ERROR, f"{TITLE}: {logic.error_message(exc)}")
+        return _error(procedure, Gimp.PDBStatusType.EXECUTION_ERROR, logic.error_message(exc))
+    finally:
+        if run_mode == Gimp.RunMode.INTERACTIVE:
+            config.set_property("server-token", "")  # GIMP keeps the values in its settings: never the token
     if not done:
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
@@ -440,7 +483,7 @@ class StyleLayer(Gimp.PlugIn):
         )
         procedure.add_double_argument(
             "style-strength",
-            "Style s_trength",
+            "Style stre_ngth",
             "How much of the style takes over the picture: 1 is the usual balance, 2-5 paints over more of it, "
             "0.2-0.5 keeps more of the layer's shapes and detail",
             logic.MIN_STRENGTH,
@@ -450,7 +493,7 @@ class StyleLayer(Gimp.PlugIn):
         )
         procedure.add_boolean_argument(
             "preserve-colors",
-            "_Preserve colours",
+            "Keep the la_yer's colours",
             "Keep the layer's own colours, take only the style's strokes and texture",
             False,
             rw,
@@ -467,7 +510,7 @@ class StyleLayer(Gimp.PlugIn):
         )
         procedure.add_int_argument(
             "seed",
-            "_Variation",
+            "Variation (seed)",
             "0: a new variation each run; any other number gives the same result again for the same settings",
             -1,
             2**31 - 1,
@@ -484,15 +527,16 @@ class StyleLayer(Gimp.PlugIn):
         )
         procedure.add_string_argument(
             "server-token",
-            "_Token",
-            "The token the server was started with (its STYLELAYER_TOKEN or --token-file); empty: none, or "
-            "$STYLELAYER_TOKEN. Kept in GIMP's settings, shown as dots",
+            "To_ken",
+            "The token the server was started with (its STYLELAYER_TOKEN or --token-file), only for a server on "
+            "another machine; empty: $STYLELAYER_TOKEN, or the one stored before. Kept in a file only you can read "
+            "(~/.config/stylelayer/plugin-token), shown as dots",
             "",
             rw,
         )
         procedure.add_file_argument(
             "loss-plot",
-            "Loss cur_ves PNG",
+            "Loss curves PNG",
             "Optional: a PNG file for the loss curves of the run (log scale, one line per term); none: not saved",
             Gimp.FileChooserAction.SAVE,
             True,

@@ -22,12 +22,11 @@ FIELDS = [
     "size",
     "style-strength",
     "preserve-colors",
-    "seed",
     "server-url",
     "server-token",
-    "loss-plot",
-]  # (the style file has its own chooser, above them)
-NOT_CHECKED = "Not checked yet: press Test connection."
+]  # the style file has its own chooser, above them; the variation its check box; the seed and loss-plot
+# arguments are for scripts
+STATUS_LINES = 2  # the status and estimate lines keep this height (longer text is cut, whole in its tooltip)
 ESTIMATE_DELAY_MS = 400  # the estimate is asked for once the painter stops changing values
 STRENGTH_GAMMA = 3.46  # puts x1 in the middle of the slider's 0.1 to 10 (a log-like scale)
 
@@ -35,7 +34,7 @@ STRENGTH_GAMMA = 3.46  # puts x1 in the middle of the slider's 0.1 to 10 (a log-
 class StyleDialog:
     """run() -> True when the painter pressed OK. `make_client(url, token, timeout)` builds the HTTP client."""
 
-    def __init__(self, procedure, config, title, make_client, target_text, region, first_run):
+    def __init__(self, procedure, config, title, make_client, target_text, region, first_run, last_seed=None):
         GimpUi.init(procedure.get_name())
         self.config, self.make_client, self.region, self.first_run = config, make_client, region, first_run
         self.info = None  # the server's /v1/info once a test succeeded
@@ -45,13 +44,16 @@ class StyleDialog:
         self.dialog = GimpUi.ProcedureDialog.new(procedure, config, title)
         token = self.dialog.get_widget("server-token", GimpUi.LabelEntry.__gtype__).get_entry()
         token.set_visibility(False)  # never shown
-        token.set_placeholder_text("only for a server on another machine")
+        token.set_placeholder_text(logic.TOKEN_PLACEHOLDER)
+        token.set_width_chars(len(logic.TOKEN_PLACEHOLDER) + 2)
         strength = self.dialog.get_widget("style-strength", GimpUi.SpinScale.__gtype__)
         strength.set_scale_limits(0.1, 10.0)  # the readable range on the slider; typing gives 0.01 to 100
         strength.set_gamma(STRENGTH_GAMMA)
         self.dialog.fill(FIELDS)
         self._add_style_chooser()
-        self._add_panel(target_text)
+        self._add_panel(target_text, last_seed)
+        if region is None:  # nothing this dialog could paint (an indexed image, no single layer): said, no OK
+            self.dialog.set_response_sensitive(Gtk.ResponseType.OK, False)
         self._sync_preset()  # the preset that matches the values GIMP restored
         for name in ("preset", "iterations", "size", "style-strength", "preserve-colors"):
             config.connect(f"notify::{name}", self._changed)
@@ -76,7 +78,7 @@ class StyleDialog:
     def _style_chosen(self, chooser, _pspec):
         self.config.set_property("style-file", chooser.get_file())
 
-    def _add_panel(self, target_text):
+    def _add_panel(self, target_text, last_seed):
         area = self.dialog.get_content_area()
         managed_panel = managed_gimp.make_panel(self.config, lambda _managed: None)  # Local (managed) / Remote URL
         managed_panel.set_margin_start(12)
@@ -90,24 +92,41 @@ class StyleDialog:
         self.test_button = Gtk.Button.new_with_mnemonic("_Test connection")
         self.test_button.set_tooltip_text("Check the server URL and token")
         self.test_button.connect("clicked", lambda _button: self.test_connection())
-        self.status = Gtk.Label(label=NOT_CHECKED, xalign=0.0)
+        self.status = Gtk.Label(label=logic.NOT_CONNECTED_YET, xalign=0.0, yalign=0.0)
         self.status.set_line_wrap(True)
         self.status.set_line_wrap_mode(Pango.WrapMode.WORD_CHAR)
         self.status.set_max_width_chars(60)
+        self._fixed_height(self.status)
         row.pack_start(self.test_button, False, False, 0)
         row.pack_start(self.status, True, True, 0)
-        self.estimate = Gtk.Label(label="", xalign=0.0)
+        self.estimate = Gtk.Label(label="", xalign=0.0, yalign=0.0)
         self.estimate.set_line_wrap(True)
         self.estimate.set_max_width_chars(70)
-        for widget in (target, row, self.estimate):
+        self._fixed_height(self.estimate)
+        widgets = [target, row, self.estimate]
+        if last_seed:  # the variation the last run painted: a new one unless kept
+            keep = Gtk.CheckButton(label=f"Keep the last run's variation ({last_seed}) instead of a new one")
+            keep.set_active(self.config.get_property("seed") == last_seed)
+            keep.connect("toggled", lambda box: self.config.set_property("seed", last_seed if box.get_active() else 0))
+            widgets.insert(1, keep)
+        elif self.config.get_property("seed") > 0:
+            self.config.set_property("seed", 0)
+        for widget in widgets:
             widget.set_margin_start(12)
             widget.set_margin_end(12)
             area.pack_start(widget, False, False, 4)
             widget.show_all()
         logic.log_status("target: " + target_text)
 
+    @staticmethod
+    def _fixed_height(label):
+        """STATUS_LINES lines tall from the start, longer text cut (whole in the tooltip): no button moves."""
+        label.set_ellipsize(Pango.EllipsizeMode.END)
+        label.set_lines(STATUS_LINES)
+        label.set_size_request(-1, label.create_pango_layout("X").get_pixel_size()[1] * STATUS_LINES)
+
     def run(self):
-        GLib.idle_add(self.test_connection)  # the status line says at once whether the server is there
+        GLib.idle_add(self.test_connection, True)  # connected at once when the server is there
         ok = self.dialog.run()
         self.dialog.destroy()
         return bool(ok)
@@ -160,38 +179,44 @@ class StyleDialog:
         self._check_seq += 1
         self.info = None
         self.test_button.set_sensitive(True)  # a check still under way is about the old address
-        self._set_status(NOT_CHECKED)
-        self._schedule_estimate()
+        self._set_status(logic.NOT_CONNECTED_YET)
+        self._request_estimate()  # at once: no estimate of another server stays up
 
-    def test_connection(self):
+    def test_connection(self, quiet=False):
+        """Test the server on a thread; `quiet` (the check as the dialog opens): a failure leaves "Not connected
+        yet" instead of greeting the painter with an error before any input."""
         self._check_seq += 1
         seq = self._check_seq
         try:
             client = self._client(5)
         except Exception as exc:  # noqa: BLE001 - a malformed URL
-            self._tested(seq, False, exc)
+            self._tested(seq, quiet, False, exc)
             return False
-        self._set_status("Testing the connection…")
+        if not quiet:
+            self._set_status("Testing the connection…")
         self.test_button.set_sensitive(False)
-        self._in_thread(client.probe, lambda ok, value: self._tested(seq, ok, value))
+        self._in_thread(client.probe, lambda ok, value: self._tested(seq, quiet, ok, value))
         return False  # (GLib.idle_add: once)
 
-    def _tested(self, seq, ok, value):
+    def _tested(self, seq, quiet, ok, value):
         if seq != self._check_seq:
             return  # about a URL or token that has changed since (a newer check is under way)
         self.test_button.set_sensitive(True)
         if not ok:
             self.info = None
-            self._set_status("Not connected: " + logic.error_message(value))
+            message = logic.error_message(value)
+            self._set_status(logic.NOT_CONNECTED_YET if quiet else "Not connected: " + message)
+            self.status.set_tooltip_text(message)
         else:
             self.info = value
             url = self.config.get_property("server-url")
             url = url if managed_gimp.is_managed(url) else logic.check_server_url(url)
             self._set_status(logic.connection_text(value, url))
+            self.status.set_tooltip_text(self.status.get_text())
             if self.first_run:  # no values of an earlier run: the preset this server's device is good for
                 self.first_run = False
                 self.config.set_property("preset", logic.default_preset(str(value.get("device", ""))))
-        self._schedule_estimate()
+        self._request_estimate()  # at once: a server that is not there keeps no estimate
 
     # -- estimate
     def _schedule_estimate(self):
@@ -203,6 +228,9 @@ class StyleDialog:
         self._estimate_source = None
         self._estimate_seq += 1
         seq = self._estimate_seq
+        if self.region is None:
+            self._set_estimate("")
+            return False
         if self.info is None:
             self._set_estimate("Test the connection to see how long this will take.")
             return False
@@ -223,6 +251,7 @@ class StyleDialog:
 
     def _set_estimate(self, text):
         self.estimate.set_text(text)
+        self.estimate.set_tooltip_text(text or None)
         logic.log_status("estimate: " + text)
 
     @staticmethod

@@ -40,8 +40,9 @@ REMEMBERED = (
     "size",
     "seed",
     "server-url",
-    "server-token",
-)
+)  # not the token: it has its own file (token_path), readable by the user only
+LAST_SEED = "last-seed"  # the variation the last run painted, which the dialog offers to keep
+OLD_TOKEN = "server-token"  # where versions before the token file kept it: moved out (migrate_token)
 LOG_ENV = "STYLELAYER_GIMP_LOG"  # a file the plug-in appends its status lines to (tests, bug reports)
 
 
@@ -62,13 +63,14 @@ def load_last_values(path: str) -> dict:
             values = json.load(f)
     except (OSError, ValueError):
         return {}
-    return {k: v for k, v in values.items() if k in REMEMBERED} if isinstance(values, dict) else {}
+    keep = (*REMEMBERED, LAST_SEED, OLD_TOKEN)
+    return {k: v for k, v in values.items() if k in keep} if isinstance(values, dict) else {}
 
 
 def save_last_values(path: str, values: dict) -> None:
-    """Remember the dialog's values for the next run (GIMP keeps them only after a success). Readable by the
-    user only: the token is among them."""
-    data = json.dumps({k: v for k, v in values.items() if k in REMEMBERED}, indent=1)
+    """Remember the dialog's values and the last variation for the next run (GIMP keeps them only after a
+    success). Readable by the user only, though the token is no longer among them."""
+    data = json.dumps({k: v for k, v in values.items() if k in (*REMEMBERED, LAST_SEED)}, indent=1)
     fresh = path + ".new"
     fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:

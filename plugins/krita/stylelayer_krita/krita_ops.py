@@ -1,11 +1,12 @@
 """Krita's own layer actions, for what libkis (Krita 5.1's Python API) cannot do: a transparency mask with pixels.
 
-libkis 5.1 can create a transparency mask node but not give it a selection, and a layer it adds cannot be made
-active (Krita's layer docker never learns about it). So a result with a selection is added the way the Layers
-docker adds one (action add_new_paint_layer, above the active layer, its own undo step), painted with the
-selection's shape in its alpha, and Layer > Transparency > Split Alpha into Mask moves that alpha into an
-editable transparency mask (one more undo step). Each step waits for Krita to finish it; when one cannot be done
-(another document or layer active) the caller keeps the shape in the layer's alpha instead.
+libkis 5.1 cannot create a transparency mask with a selection, and a layer it adds cannot be made active (Krita's
+layer docker never learns about it). So a result with a selection is added the way the Layers docker adds one
+(action add_new_paint_layer, above the active layer, its own undo step), transparent outside the selection, and
+Krita's "Add Transparency Mask" gives it a mask (one more undo step) whose pixels are then set to the selection's
+shape. (Split Alpha into Mask, used before, left the layer opaque black outside the selection, under the mask.)
+Each step waits for Krita to finish it; when one cannot be done (another document or layer active) the caller
+keeps the shape in the layer's alpha instead.
 """
 
 import time
@@ -68,14 +69,25 @@ class KritaLayerOps:
         _settle(50)  # Krita's layer docker registers the node; touching it before makes Krita lose track of it
         return new
 
-    def split_alpha_into_mask(self, doc, layer):
-        """Move `layer`'s alpha into a transparency mask (Split Alpha into Mask); False when it could not."""
+    def add_mask(self, doc, layer, rect, mask):
+        """Give `layer` a transparency mask holding `mask` (one byte a pixel over `rect`, unselected elsewhere):
+        Krita's "Add Transparency Mask" (an undo step), then its pixels. False when it could not be added."""
         if not _wait_for(doc, lambda: node_id(doc.activeNode()) == node_id(layer)):
             return False
-        Krita.instance().action("split_alpha_into_mask").trigger()
-        if not _wait_for(doc, lambda: any(c.type() == "transparencymask" for c in layer.childNodes())):
+        selection = doc.selection()
+        kept = selection.duplicate() if selection is not None else None
+        Krita.instance().action("add_new_transparency_mask").trigger()
+        added = _wait_for(doc, lambda: any(c.type() == "transparencymask" for c in layer.childNodes()))
+        if kept is not None and doc.selection() is None:  # the action took the painter's selection: give it back
+            doc.setSelection(kept)
+        if not added:
             return False
-        for child in layer.childNodes():
-            if child.type() == "transparencymask":
-                child.setName(MASK_NAME)
+        node = next(c for c in layer.childNodes() if c.type() == "transparencymask")
+        node.setName(MASK_NAME)
+        width, height = int(doc.width()), int(doc.height())
+        whole = bytearray(width * height)  # the rect lies within the canvas (transfer.region)
+        for row in range(rect.height):
+            start = (rect.y + row) * width + rect.x
+            whole[start : start + rect.width] = mask[row * rect.width : (row + 1) * rect.width]
+        node.setPixelData(bytes(whole), 0, 0, width, height)
         return True

@@ -4,7 +4,7 @@ format Qt knows for the style. Needs PyQt5 (Krita has it), not Krita itself."""
 from PyQt5.QtCore import QBuffer, QByteArray, QIODevice, Qt
 from PyQt5.QtGui import QImage
 
-from .logic import MAX_STYLE_SIDE, PluginError
+from .logic import MAX_STYLE_SIDE, PluginError, check_style_file
 
 
 def png_bytes(image):
@@ -41,8 +41,7 @@ class QtCodec:
 
     def load_style(self, path):
         """The style file as PNG bytes, scaled down to MAX_STYLE_SIDE when it is larger."""
-        if not path:
-            raise PluginError("Choose a style image (a file, or one from the server's library).")
+        path = check_style_file(path)  # missing: the same words as in GIMP
         image = QImage(path)
         if image.isNull():
             raise PluginError(f"Cannot read the style image {path}: not an image file Qt understands.")

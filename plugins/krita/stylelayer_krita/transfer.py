@@ -28,7 +28,7 @@ class LayerOps(Protocol):
 
     def add_layer_above(self, doc: Any, node: Any) -> Any | None: ...
 
-    def split_alpha_into_mask(self, doc: Any, layer: Any) -> bool: ...
+    def add_mask(self, doc: Any, layer: Any, rect: Rect, mask: bytes) -> bool: ...
 
 
 class Codec(Protocol):
@@ -181,38 +181,44 @@ def request(
 
 
 def insert_result(source: Source, result_png: bytes, layer_name: str, codec: Codec, ops: LayerOps | None = None) -> Any:
-    """Add the result as a new paint layer directly above the source layer; on failure the document is as before.
+    """Add the result as a new paint layer above the source layer and the results of earlier runs stacked right
+    above it (logic.insert_above: the newest is on top, where the painter sees it); on failure the document is as
+    before.
 
-    Without a selection: one libkis insertion, one undo step. With one, the selection's (feathered) shape goes into
-    the layer's alpha; with `ops`, Krita's own actions add the layer and move that alpha into a transparency mask
-    the painter can edit (two undo steps: the mask, then the layer). Where they cannot (another document or
-    layer active), the shape stays in the alpha.
+    Without a selection: one libkis insertion, one undo step. With one, the layer covers the selection's bounds
+    and is transparent outside the selection; with `ops`, Krita's own actions add the layer and a transparency mask
+    holding the selection's (feathered) shape, which the painter can edit (two undo steps: the mask, then the
+    layer). Where they cannot (another document or layer active), the shape goes into the layer's alpha.
     """
     rect = source.rect
     width, height = logic.png_size(result_png)  # PluginError unless it is a PNG
     if (width, height) != (rect.width, rect.height):
         raise PluginError(f"The server sent back a {width}x{height} image for a {rect.width}x{rect.height} input.")
     rgba = codec.decode(result_png)[2]
-    rgba = logic.apply_mask(rgba, source.mask)
-    data = logic.to_krita(rgba, source.channel_bytes)
     doc, node = source.doc, source.node
     parent = node.parentNode()
     if parent is None:
         raise PluginError("The source layer was removed while the style transfer ran; nothing was added.")
+    siblings = parent.childNodes()
+    keys = [_key(child) for child in siblings]
+    above = siblings[logic.insert_above([child.name() for child in siblings], keys.index(_key(node)))]
     if source.mask is not None and ops is not None:
-        new = ops.add_layer_above(doc, node)
+        new = ops.add_layer_above(doc, above)
         if new is not None:
-            _fill(new, layer_name, data, source)
-            ops.split_alpha_into_mask(doc, new)
+            _fill(new, layer_name, logic.to_krita(logic.clear_outside(rgba, source.mask), source.channel_bytes), source)
+            if not ops.add_mask(doc, new, rect, source.mask):  # the shape in the alpha instead
+                data = logic.to_krita(logic.apply_mask(rgba, source.mask), source.channel_bytes)
+                new.setPixelData(data, rect.x, rect.y, rect.width, rect.height)
             doc.refreshProjection()
             return new
+    data = logic.to_krita(logic.apply_mask(rgba, source.mask), source.channel_bytes)
     new = doc.createNode(layer_name, "paintlayer")
     if new is None:
         raise PluginError("Krita could not create a new paint layer.")
     try:
         if logic.bytes_per_channel(new.colorModel(), new.colorDepth(), "The new layer") != source.channel_bytes:
             raise PluginError("The new layer's colour depth differs from the image's; nothing was added.")
-        if not parent.addChildNode(new, node):
+        if not parent.addChildNode(new, above):
             raise PluginError("Krita refused to add the new layer.")
         new.setPixelData(data, rect.x, rect.y, rect.width, rect.height)
     except BaseException:
@@ -222,6 +228,12 @@ def insert_result(source: Source, result_png: bytes, layer_name: str, codec: Cod
     doc.setActiveNode(new)
     doc.refreshProjection()
     return new
+
+
+def _key(node: Any) -> Any:
+    """A layer's identity: Krita's unique id (libkis returns a new wrapper on each call); the object for fakes."""
+    unique = getattr(node, "uniqueId", None)
+    return unique().toString() if unique is not None else id(node)
 
 
 def _fill(new: Any, layer_name: str, data: bytes, source: Source) -> None:

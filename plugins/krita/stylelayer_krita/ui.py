@@ -42,10 +42,10 @@ from .qtcodec import QtCodec
 SETTINGS_GROUP = "stylelayer"
 PREVIEW_SIDE = 256
 PREVIEW_HINT = "A live preview appears here while the style is applied."
-NOT_CHECKED = "Not checked yet: press Test connection."
 WATCH_MS = 500  # how often the dialog looks at Krita's active document, layer and selection
 ESTIMATE_DELAY_MS = 400  # the estimate is asked for once the painter stops changing values
 CONNECTION_ERRORS = (
+    "JobInterrupted",
     "ServerUnavailable",
     "TimedOut",
     "ConnectionLost",
@@ -201,10 +201,11 @@ class StyleTransferDialog(QDialog):
         self.url_edit.setMinimumWidth(self.url_edit.fontMetrics().horizontalAdvance("http://192.168.100.100:8765") + 16)
         self.token_edit = QLineEdit()
         self.token_edit.setEchoMode(QLineEdit.Password)
-        self.token_edit.setPlaceholderText("only for a server on another machine")
+        self.token_edit.setPlaceholderText(logic.TOKEN_PLACEHOLDER)
+        self.token_edit.setMinimumWidth(self.token_edit.fontMetrics().horizontalAdvance(logic.TOKEN_PLACEHOLDER) + 16)
         self.token_edit.setToolTip(
-            "The token the server was started with (its STYLELAYER_TOKEN or --token-file). Kept in Krita's "
-            "settings (kritarc) and never shown."
+            "The token the server was started with (its STYLELAYER_TOKEN or --token-file), only for a server on "
+            f"another machine. Kept in {logic.token_path()}, readable by you only, and never shown."
         )
         self.test_button = QPushButton("Test connection")
         self.test_button.setToolTip("Check the address and token, and load the server's style library.")
@@ -215,7 +216,7 @@ class StyleTransferDialog(QDialog):
         row.addWidget(self.token_edit, 1)
         row.addWidget(self.test_button)
         server_layout.addLayout(row)
-        self.status_label = QLabel(NOT_CHECKED)
+        self.status_label = QLabel(logic.NOT_CONNECTED_YET)
         self.status_label.setWordWrap(True)
         server_layout.addWidget(self.status_label)
         layout.addWidget(server)
@@ -331,6 +332,15 @@ class StyleTransferDialog(QDialog):
         form.addRow("Style strength", strength)
         form.addRow("Colours", self.preserve_check)
         form.addRow("Working size", self.size_spin)
+        self.seed_spin = QSpinBox()
+        self.seed_spin.setRange(1, logic.MAX_SEED)
+        self.seed_spin.setToolTip("The variation a run paints: the same number and values give the same result.")
+        self.keep_seed = QCheckBox("Keep")
+        self.keep_seed.setToolTip("Paint this variation again; unticked, each Apply paints a new one.")
+        variation = QHBoxLayout()
+        variation.addWidget(self.seed_spin, 1)
+        variation.addWidget(self.keep_seed)
+        form.addRow("Variation", variation)
         self.estimate_label = QLabel("")
         self.estimate_label.setWordWrap(True)
         self.estimate_label.setToolTip("From the server's own speed on its last jobs (before the first one, a guess).")
@@ -388,7 +398,10 @@ class StyleTransferDialog(QDialog):
     # -- settings
     def _load_settings(self):
         self.url_edit.setText(read_setting("server_url", logic.DEFAULT_SERVER_URL))
-        self.token_edit.setText(read_setting("token", ""))
+        old = read_setting("token", "")  # kept in kritarc (readable by others) before the token file
+        self.token_edit.setText(logic.migrate_token(old))
+        if old:
+            write_setting("token", "")
         self.style_edit.setText(read_setting("style_path", ""))
         preset = read_setting("preset", "")
         self.set_preset(preset if preset in logic.PRESETS else logic.DEFAULT_PRESET)
@@ -397,17 +410,21 @@ class StyleTransferDialog(QDialog):
         self.strength_spin.setValue(_float(read_setting("strength", "1.0"), 1.0))
         self._strength_to_slider(self.strength_spin.value())
         self.preserve_check.setChecked(read_setting("preserve_colors", "false") == "true")
+        self.seed_spin.setValue(_int(read_setting("seed", ""), 0) or logic.new_seed())
+        self.keep_seed.setChecked(read_setting("keep_seed", "false") == "true")
 
     def save_settings(self):
         if self.url_edit.text().strip() != self.managed_panel.managed_url():  # its token stays in its own file
             write_setting("server_url", self.url_edit.text().strip())
-            write_setting("token", self.token_edit.text().strip())
+            logic.save_token(self.token_edit.text())
         write_setting("style_path", self.style_edit.text().strip())
         write_setting("preset", self.preset_combo.currentData() or "custom")
         write_setting("iterations", self.iterations_spin.value())
         write_setting("size", self.size_spin.value())
         write_setting("strength", self.strength_spin.value())
         write_setting("preserve_colors", "true" if self.preserve_check.isChecked() else "false")
+        write_setting("seed", self.seed_spin.value())
+        write_setting("keep_seed", "true" if self.keep_seed.isChecked() else "false")
 
     # -- options
     def set_preset(self, name):
@@ -447,6 +464,7 @@ class StyleTransferDialog(QDialog):
             self.strength_spin.value(),
             self.preserve_check.isChecked(),
             self.size_spin.value(),
+            self.seed_spin.value(),
         )
 
     # -- helpers
@@ -507,22 +525,25 @@ class StyleTransferDialog(QDialog):
         self._check_seq += 1
         self.server_info = None
         self.test_button.setEnabled(True)  # a check still under way is about the old address
-        self.status_label.setText(NOT_CHECKED)
+        self.status_label.setText(logic.NOT_CONNECTED_YET)
         self.status_label.setToolTip("")
         self.library.clear()
         self._show_library()
         self._clear_stale()
-        self.schedule_estimate()
+        self.request_estimate()
 
-    def check_connection(self):
+    def check_connection(self, quiet=False):
+        """Test the server in the background; `quiet` (the check when the dialog opens, or after a run): a failure
+        leaves "Not connected yet" instead of greeting the painter with an error before any input."""
         self._check_seq += 1
         seq, key = self._check_seq, self._server_key()
         try:
             client = self.client(timeout=5)
         except Exception as exc:  # noqa: BLE001 - a malformed URL
-            self._connected(seq, key, False, exc)
+            self._connected(seq, key, quiet, False, exc)
             return
-        self.status_label.setText("Testing the connection…")
+        if not quiet:
+            self.status_label.setText("Testing the connection…")
         self.test_button.setEnabled(False)
 
         def fetch():
@@ -530,7 +551,7 @@ class StyleTransferDialog(QDialog):
             return info, *self._fetch_library(client)
 
         thread = CallThread(fetch, self)
-        thread.done.connect(lambda ok, value: self._connected(seq, key, ok, value))
+        thread.done.connect(lambda ok, value: self._connected(seq, key, quiet, ok, value))
         self._spawn(thread)
 
     @staticmethod
@@ -544,18 +565,18 @@ class StyleTransferDialog(QDialog):
                 thumbs.append(None)
         return styles, thumbs
 
-    def _connected(self, seq, key, ok, value):
+    def _connected(self, seq, key, quiet, ok, value):
         if seq != self._check_seq or key != self._server_key():
             return  # an answer about an address or token that has changed since (a newer check is under way)
         self.test_button.setEnabled(True)
         if not ok:
             message = logic.error_message(value)
             self.server_info = None
-            self.status_label.setText("Not connected: " + message)
+            self.status_label.setText(logic.NOT_CONNECTED_YET if quiet else "Not connected: " + message)
             self.status_label.setToolTip(message)
             self.library.clear()
             self._show_library()
-            self.schedule_estimate()
+            self.request_estimate()  # at once: no estimate of a server that is not there stays up
             return
         info, styles, thumbs = value
         self.server_info = info
@@ -677,6 +698,9 @@ class StyleTransferDialog(QDialog):
             self.save_settings()  # what the painter chose is remembered, even when it cannot run
             self._finish(False, logic.error_message(exc))
             return
+        if not self.keep_seed.isChecked():  # a new variation each Apply, shown before it runs
+            self.seed_spin.setValue(logic.new_seed())
+            params = self.params()
         self.save_settings()
         self.source = source
         self.pending = label
@@ -718,6 +742,7 @@ class StyleTransferDialog(QDialog):
             if {cls.__name__ for cls in type(value).__mro__} & set(CONNECTION_ERRORS):
                 self.server_info = None
                 self.status_label.setText("Not connected: " + message)
+            self.request_estimate()  # the queue and the server's speed have changed, or it is gone
             self._finish(False, message)
             return
         # Inserting lets Qt run its events, and Krita may make the new layer active meanwhile: the target watch waits
@@ -734,6 +759,9 @@ class StyleTransferDialog(QDialog):
         self._watch.start()
         if self.server_info is None:
             self.status_label.setText(f"Connected to the stylelayer server at {self.client().base_url}.")
+            self.check_connection(quiet=True)  # its answer asks for a new estimate
+        else:
+            self.request_estimate()  # the server has timed one more job
         self.progress_bar.setValue(1000)
         self.progress_label.setText(f"Added the layer “{name}”.")
         self._finish(True, name)
@@ -765,7 +793,7 @@ class StyleTransferDialog(QDialog):
         super().showEvent(event)
         self.managed_panel.start_if_installed()
         if self.server_info is None and self.test_button.isEnabled():
-            self.check_connection()  # the status line says at once whether the server is there
+            self.check_connection(quiet=True)  # connected at once when the server is there
 
     def closeEvent(self, event):
         if self.job is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,14 +128,47 @@ class SpeedMeter:
                 self._seconds, self._units, self.jobs, self.device = seconds, units, max(0, jobs), device
 
 
-def estimate_json(engine: Any, speed: SpeedMeter, content_size: tuple[int, int] | None, params: StyleParams) -> dict:
-    """The answer of POST /v1/estimate (docs/openapi.yaml, schema Estimate)."""
+def queue_wait(engine: Any, jobs: Iterable[Any], rate: float, workers: int = 1) -> tuple[int, float]:
+    """(jobs ahead, seconds until a new job would start): what the queued and running `jobs` have left at `rate`
+    seconds per unit, shared among `workers`. A running job's own pace so far counts once it has reported."""
+    ahead, seconds = 0, 0.0
+    for job in jobs:
+        if job.state not in ("queued", "running"):
+            continue
+        ahead += 1
+        cost = job.cost
+        if cost is None:
+            try:
+                cost = job_cost(engine, job.content.size if job.content is not None else None, job.params)
+            except ValueError:  # it will fail at once
+                continue
+        if job.state == "running" and job.iteration > 0:
+            left = progress_and_eta(cost, job.iteration, job.level, job.tile, job.tiles, job.elapsed)[1]
+            seconds += left if left is not None else cost.units * rate
+        else:
+            seconds += cost.units * rate
+    return ahead, seconds / max(1, workers)
+
+
+def estimate_json(
+    engine: Any,
+    speed: SpeedMeter,
+    content_size: tuple[int, int] | None,
+    params: StyleParams,
+    queue: tuple[int, float] = (0, 0.0),
+) -> dict:
+    """The answer of POST /v1/estimate (docs/openapi.yaml, schema Estimate); `queue` is queue_wait's answer."""
     device = device_type(engine.describe().get("device", "cpu"))
     rate, source = speed.seconds_per_unit(device)
     calibrated = getattr(engine, "seconds_per_unit", None)  # StyleEngine.calibrate's figure, where it ran
     if source == "default" and calibrated:
         rate, source = calibrated, "calibrated"
-    answer: dict[str, Any] = {"device": device, "speed": {"seconds_per_unit": rate, "source": source}}
+    answer: dict[str, Any] = {
+        "device": device,
+        "speed": {"seconds_per_unit": rate, "source": source},
+        "jobs_ahead": queue[0],
+        "wait_seconds": round(queue[1], 1),
+    }
     try:
         cost = job_cost(engine, content_size, params)
     except ValueError as exc:  # memory.BudgetError, or a content too thin to stylise

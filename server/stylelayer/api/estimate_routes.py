@@ -1,7 +1,8 @@
 """/v1/estimate: how long a job would take on this server, and whether it fits its memory, before it is sent.
 
 The plug-ins call it while the painter changes size, iterations or preset, with the size of the layer they
-would send (no image upload), so the dialog can say "about 3 min" before OK is pressed.
+would send (no image upload), so the dialog can say "about 3 min" before OK is pressed, and how long the jobs
+queued or running before it would make it wait.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from ..params import ParamError, StyleParams
 from .errors import ApiError
-from .estimate import estimate_json
+from .estimate import device_type, estimate_json, queue_wait
 from .state import server_state
 
 estimate = Blueprint("estimate", __name__, url_prefix="/v1")
@@ -37,9 +38,14 @@ def post_estimate() -> Response:
     queue = state.queue
     if queue.engine_error is not None:
         raise ApiError(503, "engine_unavailable", queue.engine_error)
-    if queue.engine_state != "ready":
+    engine = queue.engine
+    if queue.engine_state != "ready" or engine is None:
         raise ApiError(503, "engine_loading", "the style engine is still loading; ask again in a few seconds")
-    return jsonify(estimate_json(queue.engine, queue.speed, size, params))
+    rate = queue.speed.seconds_per_unit(device_type(engine.describe().get("device", "cpu")))[0]
+    with queue._lock:  # JobQueue lists no jobs publicly: a snapshot under its lock is all this reads
+        jobs = list(queue._jobs.values())
+    wait = queue_wait(engine, jobs, rate, workers=max(1, len(queue.workers_info())))
+    return jsonify(estimate_json(engine, queue.speed, size, params, wait))
 
 
 def _content_size(body: dict, params: StyleParams, max_pixels: int) -> tuple[int, int] | None:

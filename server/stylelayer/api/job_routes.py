@@ -142,6 +142,7 @@ def job_json(job: Job, queue: JobQueue) -> dict[str, Any]:
     """A job as clients see it (docs/openapi.yaml, schema Job).
 
     `progress` and `eta_s` count work, not iterations: a finer level's iteration costs about four coarser ones.
+    `total` counts the iterations of all levels as soon as the job is planned (before: those it asked for).
     """
     progress = eta = None
     if job.state == RUNNING and job.iteration > 0 and job.cost is not None:
@@ -155,7 +156,7 @@ def job_json(job: Job, queue: JobQueue) -> dict[str, Any]:
         "id": job.id,
         "state": job.state,
         "iteration": job.iteration,
-        "total": job.total or job.params.iterations,
+        "total": job.total or (sum(n for _, n in job.cost.levels) if job.cost else job.params.iterations),
         "losses": job.losses,
         "elapsed_s": round(job.elapsed, 3),
         "progress": None if progress is None else round(progress, 4),
