@@ -128,6 +128,16 @@ class SpeedMeter:
                 self._seconds, self._units, self.jobs, self.device = seconds, units, max(0, jobs), device
 
 
+def engine_speed(engine: Any, speed: SpeedMeter) -> tuple[float, str]:
+    """(seconds per unit, source) for `engine`: measured from finished jobs, else what the engine timed when it
+    loaded (StyleEngine.calibrate), else the device type's default."""
+    rate, source = speed.seconds_per_unit(device_type(engine.describe().get("device", "cpu")))
+    calibrated = getattr(engine, "seconds_per_unit", None)
+    if source == "default" and calibrated:
+        return calibrated, "calibrated"
+    return rate, source
+
+
 def queue_wait(engine: Any, jobs: Iterable[Any], rate: float, workers: int = 1) -> tuple[int, float]:
     """(jobs ahead, seconds until a new job would start): what the queued and running `jobs` have left at `rate`
     seconds per unit, shared among `workers`. A running job's own pace so far counts once it has reported."""
@@ -159,10 +169,7 @@ def estimate_json(
 ) -> dict:
     """The answer of POST /v1/estimate (docs/openapi.yaml, schema Estimate); `queue` is queue_wait's answer."""
     device = device_type(engine.describe().get("device", "cpu"))
-    rate, source = speed.seconds_per_unit(device)
-    calibrated = getattr(engine, "seconds_per_unit", None)  # StyleEngine.calibrate's figure, where it ran
-    if source == "default" and calibrated:
-        rate, source = calibrated, "calibrated"
+    rate, source = engine_speed(engine, speed)
     answer: dict[str, Any] = {
         "device": device,
         "speed": {"seconds_per_unit": rate, "source": source},

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from ..params import ParamError, StyleParams
 from .errors import ApiError
-from .estimate import device_type, estimate_json, queue_wait
+from .estimate import engine_speed, estimate_json, queue_wait
 from .state import server_state
 
 estimate = Blueprint("estimate", __name__, url_prefix="/v1")
@@ -41,10 +41,8 @@ def post_estimate() -> Response:
     engine = queue.engine
     if queue.engine_state != "ready" or engine is None:
         raise ApiError(503, "engine_loading", "the style engine is still loading; ask again in a few seconds")
-    rate = queue.speed.seconds_per_unit(device_type(engine.describe().get("device", "cpu")))[0]
-    with queue._lock:  # JobQueue lists no jobs publicly: a snapshot under its lock is all this reads
-        jobs = list(queue._jobs.values())
-    wait = queue_wait(engine, jobs, rate, workers=max(1, len(queue.workers_info())))
+    rate = engine_speed(engine, queue.speed)[0]
+    wait = queue_wait(engine, queue.jobs_snapshot(), rate, workers=max(1, len(queue.workers_info())))
     return jsonify(estimate_json(engine, queue.speed, size, params, wait))
 
 

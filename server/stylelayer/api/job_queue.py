@@ -333,6 +333,11 @@ class JobQueue:
             left = min(job.elapsed / job.iteration * (job.total - job.iteration) for job in running)
         return int(min(MAX_RETRY_AFTER, max(1, math.ceil(left))))
 
+    def jobs_snapshot(self) -> list[Job]:
+        """Every job the queue holds now (for estimates of the wait ahead); read their fields, change none."""
+        with self._lock:
+            return list(self._jobs.values())
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             counts = {state: 0 for state in (QUEUED, RUNNING, DONE, FAILED, CANCELLED)}
