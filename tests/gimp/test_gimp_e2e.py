@@ -815,7 +815,7 @@ def _kill_the_plugin_mid_job(gimp3, server, style_files):
         deadline = time.monotonic() + 60
         job = None
         while job is None and time.monotonic() < deadline:  # the plug-in's job, running on this test's server
-            running_jobs = [j for j in list(queue._jobs.values()) if j.state == "running"]
+            running_jobs = [j for j in queue.jobs_snapshot() if j.state == "running"]
             job = running_jobs[0] if running_jobs else None
             time.sleep(0.2)
         assert job is not None and job.abandon_after == 5
