@@ -593,7 +593,9 @@ class Installation:
         index_args = [] if req.index == PYPI else ["--index-url", req.index]
         extra = list(settings.extra_pip_args)
         downloads = str(self.downloads)
-        self._pip(["download", "-d", downloads, *index_args, *req.packages, *extra], req.index, need_mb, on_progress)
+        # A dropped or stalled connection resumes where it stopped, many times over (pip's default gives up after 5).
+        fetch = ["download", "-d", downloads, "--resume-retries", "20", *index_args, *req.packages, *extra]
+        self._pip(fetch, req.index, need_mb, on_progress)
         args = ["install", "--no-index", "--find-links", downloads, *req.packages, *extra]
         self._pip(args, req.index, need_mb, on_progress)
         if not settings.keep_downloads:

@@ -43,9 +43,11 @@ class LBFGS:
         self.tolerance_change = tolerance_change
         device, dtype, n = x.device, x.dtype, x.numel()
         self.pairs = torch.zeros(2 * history, n, device=device, dtype=dtype)  # rows 0..h-1: steps s; h..2h-1: changes y
-        self.sy = torch.zeros(history, history, device=device, dtype=torch.float64)  # [i, j] = s_i · y_j
-        self.yy = torch.zeros(history, history, device=device, dtype=torch.float64)  # [i, j] = y_i · y_j
-        self.gamma = torch.ones((), device=device, dtype=torch.float64)  # H₀ = γI, γ = yᵀs / yᵀy of the last pair
+        # The small history×history algebra runs in float64 where the device has it (Apple's MPS has not).
+        self.small = torch.float32 if device.type == "mps" else torch.float64
+        self.sy = torch.zeros(history, history, device=device, dtype=self.small)  # [i, j] = s_i · y_j
+        self.yy = torch.zeros(history, history, device=device, dtype=self.small)  # [i, j] = y_i · y_j
+        self.gamma = torch.ones((), device=device, dtype=self.small)  # H₀ = γI, γ = yᵀs / yᵀy of the last pair
         self.head = torch.zeros(1, device=device, dtype=torch.long)  # the slot the next pair goes to
         self.previous_grad = torch.zeros(n, device=device, dtype=dtype)
         self.direction = torch.zeros(n, device=device, dtype=dtype)
@@ -90,7 +92,7 @@ class LBFGS:
         s = self.direction * self.t
         ys = y @ s
         accept = ys > _CURVATURE_MIN
-        gamma = ys.to(torch.float64) / (y @ y).to(torch.float64)
+        gamma = ys.to(self.small) / (y @ y).to(self.small)
         self.gamma.copy_(torch.where(accept, gamma, self.gamma))
         slot = self.head % h
         # A pair without curvature is skipped, as PyTorch does: the slot keeps what it held and the ring stays put.
@@ -103,8 +105,8 @@ class LBFGS:
         # The new row and column of SᵀY and YᵀY (the new pair included); slots not yet stored are zero.
         steps, changes, _ = self._rows()
         k = steps.shape[0]
-        s_dot_new_y = (steps @ y).to(torch.float64)  # s_i · y_new
-        new = (changes @ torch.stack([s, y], 1)).to(torch.float64)  # y_j · s_new, y_j · y_new
+        s_dot_new_y = (steps @ y).to(self.small)  # s_i · y_new
+        new = (changes @ torch.stack([s, y], 1)).to(self.small)  # y_j · s_new, y_j · y_new
         self.sy[:k].index_copy_(1, slot, s_dot_new_y.unsqueeze(1))
         self.sy[:, :k].index_copy_(0, slot, new[:, 0].unsqueeze(0))
         self.yy[:k].index_copy_(1, slot, new[:, 1].unsqueeze(1))
@@ -114,7 +116,7 @@ class LBFGS:
         """H·g from the stored pairs in time order (oldest first); zero pairs drop out."""
         steps, changes, order = self._rows()
         k = steps.shape[0]
-        a, b = (steps @ g).to(torch.float64), (changes @ g).to(torch.float64)  # Sᵀg, Yᵀg
+        a, b = (steps @ g).to(self.small), (changes @ g).to(self.small)  # Sᵀg, Yᵀg
         sy, yy = self.sy[:k, :k], self.yy[:k, :k]
         if order is not None:
             a, b = a.index_select(0, order), b.index_select(0, order)
