@@ -231,3 +231,35 @@ def test_queue_full_says_when_to_retry(make_server) -> None:
         retry = int(response.headers["Retry-After"])
     assert 1 <= retry <= 6  # about what the running job has left (~5 s), a whole number of seconds
     client.cancel(running)
+
+
+class _DeafEngine(FakeEngine):
+    """Finishes its job without ever asking whether to stop, once `release` is set (a worker that raced a cancel)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def stylize(self, content, styles, params, progress=None, should_cancel=None, preview_every=0):
+        self.started.set()
+        assert self.release.wait(30)
+        return super().stylize(content, styles, params, progress, None, preview_every)
+
+
+def test_a_cancel_the_engine_finished_before_seeing_still_cancels(make_server, server_workers) -> None:
+    """The client's cancel decides, not a race with the job's last iteration: asked for while the job ran, the job
+    ends cancelled even when the engine returned a result without having seen the request."""
+    if server_workers is not None:
+        pytest.skip("the deaf engine lives in this test module, which Ray actors do not import")
+    engine = _DeafEngine()
+    _, client = make_server(engine)
+    job_id = client.submit(png_bytes(gradient(16, 12)), png_bytes(gradient(8, 8)), params={"iterations": 3})
+    assert engine.started.wait(30)
+    client.cancel(job_id)
+    engine.release.set()
+    deadline = time.monotonic() + 30
+    while (status := client.status(job_id))["state"] not in ("done", "failed", "cancelled"):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert status["state"] == "cancelled"
+    assert client.info()["jobs"]["done"] == 0

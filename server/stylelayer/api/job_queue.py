@@ -641,6 +641,10 @@ class JobQueue:
             log.exception("job %s failed", job.id)
             self._fail(job, "engine_error", f"the style engine failed: {type(exc).__name__}: {exc}")
             return False
+        if job.cancel_requested.is_set():  # asked for before its end was recorded: the client's word, not a race,
+            with self._lock:  # decides (a Ray actor can finish its last iterations before it sees the request)
+                self._finish(job, CANCELLED)
+            return False
         try:
             size = self.store.write_result(job.id, outcome.png)
         except StorageError as exc:  # a full or read-only disk
