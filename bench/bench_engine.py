@@ -44,8 +44,8 @@ def _peak_memory_mb(device) -> float:
 
 
 def run_engine(size: int, iterations: int, device_name: str, precision: str) -> dict:
-    from stylelayer.engine import StyleEngine
-    from stylelayer.params import StyleParams
+    from stylelayer.core.engine import StyleEngine
+    from stylelayer.core.params import StyleParams
 
     engine = StyleEngine(device=device_name)
     content, style = _images(size)
@@ -65,11 +65,11 @@ def run_reference(size: int, iterations: int, device_name: str) -> dict:
     import torch
     from torch import nn
 
-    from stylelayer import imaging
-    from stylelayer.engine import resolve_device
-    from stylelayer.losses import content_loss, gram_matrix, positions, style_layer_loss, tv_loss
-    from stylelayer.params import StyleParams
-    from stylelayer.vgg import load_vgg19
+    from stylelayer.core import imaging
+    from stylelayer.core.engine import resolve_device
+    from stylelayer.core.losses import content_loss, gram_matrix, positions, style_layer_loss, tv_loss
+    from stylelayer.core.params import StyleParams
+    from stylelayer.core.vgg import load_vgg19
 
     device = resolve_device(device_name)
     vgg = load_vgg19("caffe")

@@ -55,14 +55,14 @@ def _peak_mb(device) -> float:
 
 
 def _engine(device: str, max_memory: str | None, tile: int | None = None):
-    from stylelayer.engine import StyleEngine
-    from stylelayer.memory import parse_size
+    from stylelayer.core.engine import StyleEngine
+    from stylelayer.core.memory import parse_size
 
     return StyleEngine(device=device, max_memory=parse_size(max_memory) if max_memory else None, tile_size=tile)
 
 
 def case_canvas(width: int, height: int, iterations: int, device: str, max_memory: str | None) -> dict:
-    from stylelayer.params import StyleParams
+    from stylelayer.core.params import StyleParams
 
     engine = _engine(device, max_memory)
     params = StyleParams.from_dict({"size": 0, "scales": 1, "iterations": iterations, "seed": 0})
@@ -85,7 +85,7 @@ def case_canvas(width: int, height: int, iterations: int, device: str, max_memor
 
 def case_level(size: int, iterations: int, device: str, tile: int | None) -> dict:
     """Seconds per iteration of one level at `size` (4:3), untiled or with tiles of `tile` px forced."""
-    from stylelayer.params import StyleParams
+    from stylelayer.core.params import StyleParams
 
     engine = _engine(device, None, tile)
     params = StyleParams.from_dict({"size": 0, "scales": 1, "iterations": iterations + 1, "seed": 0})
@@ -101,7 +101,7 @@ def case_level(size: int, iterations: int, device: str, tile: int | None) -> dic
 
 
 def case_look(size: int, iterations: int, units: str, device: str, content: str, out: str) -> dict:
-    from stylelayer.params import StyleParams
+    from stylelayer.core.params import StyleParams
 
     engine = _engine(device, None)
     image = _content(size, size * 3 // 4, Path(content))
@@ -118,7 +118,7 @@ def case_look(size: int, iterations: int, units: str, device: str, content: str,
 
 
 def case_render(width: int, height: int, iterations: int, device: str, max_memory: str | None) -> dict:
-    from stylelayer.params import StyleParams
+    from stylelayer.core.params import StyleParams
 
     engine = _engine(device, max_memory)
     params = StyleParams.from_dict({"size": 0, "iterations": iterations, "seed": 0})

@@ -33,7 +33,7 @@ def _sync(device: str) -> None:
 
 
 def layouts() -> None:
-    from stylelayer.vgg import load_vgg19
+    from stylelayer.core.vgg import load_vgg19
 
     base = load_vgg19("caffe").cuda()
     for width, height in [(512, 384), (1024, 768), (2048, 1536), (4000, 3000)]:
@@ -76,9 +76,9 @@ def _timed(run: Callable[[], object], device: str, repeats: int) -> float:
 
 
 def jobs(device: str) -> None:
-    from stylelayer import steps
-    from stylelayer.engine import StyleEngine
-    from stylelayer.params import StyleParams
+    from stylelayer.core import steps
+    from stylelayer.core.engine import StyleEngine
+    from stylelayer.core.params import StyleParams
 
     engine = StyleEngine(device=device)
     started = time.perf_counter()
@@ -110,9 +110,9 @@ def jobs(device: str) -> None:
 
 
 def canvas(device: str, size: str, max_memory: str | None) -> None:
-    from stylelayer.engine import StyleEngine
-    from stylelayer.memory import parse_size
-    from stylelayer.params import StyleParams
+    from stylelayer.core.engine import StyleEngine
+    from stylelayer.core.memory import parse_size
+    from stylelayer.core.params import StyleParams
 
     peak = _card_peak() if device == "cuda" else None
     engine = StyleEngine(device=device, max_memory=parse_size(max_memory) if max_memory else None)
@@ -123,7 +123,7 @@ def canvas(device: str, size: str, max_memory: str | None) -> None:
     seconds = time.perf_counter() - started
     print(f"{size} budget {max_memory or 'default'}: {seconds:.1f} s, final loss {result.losses['total']:.5g}")
     if peak is not None:
-        from stylelayer.memory import _cuda_runtime
+        from stylelayer.core.memory import _cuda_runtime
 
         reserved, allocated = torch.cuda.max_memory_reserved() / 2**30, torch.cuda.max_memory_allocated() / 2**30
         print(

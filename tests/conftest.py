@@ -14,7 +14,7 @@ from testimages import real_image
 @pytest.fixture(scope="session")
 def engine():
     """The real engine; STYLELAYER_TEST_DEVICE=cuda runs the core tests on a GPU."""
-    from stylelayer.engine import StyleEngine
+    from stylelayer.core.engine import StyleEngine
 
     return StyleEngine(weights="caffe", device=os.environ.get("STYLELAYER_TEST_DEVICE", "cpu"))
 

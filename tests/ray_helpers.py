@@ -25,7 +25,7 @@ POOL_WORKERS = 2
 def engine_factory(engine: Any, config: dict[str, Any]) -> Callable[[], Any]:
     """What an actor loads for `make_server(engine, **config)`: a copy of the given (fake) engine, or the real engine
     that the given one or the config describes (it is rebuilt there, not pickled)."""
-    from stylelayer.engine import StyleEngine
+    from stylelayer.core.engine import StyleEngine
 
     if engine is None:
         return functools.partial(
@@ -58,7 +58,7 @@ def ray_pool() -> Iterator[Any]:
     """A `RayPool` of two one-CPU actors on a local Ray cluster of three (logical) CPUs."""
     reason = "Ray is not installed: pip install -e '.[ray]' (scripts/test.sh does)"
     ray = pytest.importorskip("ray", reason=reason)
-    from stylelayer.ray_workers import RayPool
+    from stylelayer.api.ray_workers import RayPool
 
     pythonpath = os.pathsep.join(str(path) for path in ACTOR_PATH)
     ray.init(num_cpus=RAY_CPUS, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})

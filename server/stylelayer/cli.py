@@ -127,11 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_job(args: argparse.Namespace) -> int:
-    from .engine import Cancelled, OutOfMemory, StyleEngine, check_inputs
-    from .imaging import ImageError, decode_image
-    from .memory import parse_size
-    from .params import ParamError, StyleParams
-    from .vgg import WeightsError
+    from .core.engine import Cancelled, OutOfMemory, StyleEngine, check_inputs
+    from .core.imaging import ImageError, decode_image
+    from .core.memory import parse_size
+    from .core.params import ParamError, StyleParams
+    from .core.vgg import WeightsError
 
     if args.command == "example":
         assets = resources.files("stylelayer") / "assets"
@@ -194,7 +194,7 @@ def _run_job(args: argparse.Namespace) -> int:
             bar.close()
     _save_result(result, args.output)
     if args.loss_plot is not None:
-        from .plot import plot_losses
+        from .core.plot import plot_losses
 
         plot_losses(result.history, args.loss_plot)
     if not args.quiet:
@@ -222,7 +222,7 @@ def _check_output(path: Path) -> None:
 
 
 def _save_result(result, path: Path) -> None:
-    from .imaging import encode_png
+    from .core.imaging import encode_png
 
     image = result.image
     if path.suffix.lower() == ".png":  # with the parameters and seed that reproduce it

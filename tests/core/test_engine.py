@@ -5,9 +5,9 @@ import torch
 from PIL import Image
 from testimages import real_image
 
-from stylelayer import imaging
-from stylelayer.engine import Cancelled, Progress, _level_iterations, _level_sizes
-from stylelayer.params import ParamError, StyleParams
+from stylelayer.core import imaging
+from stylelayer.core.engine import Cancelled, Progress, _level_iterations, _level_sizes
+from stylelayer.core.params import ParamError, StyleParams
 
 
 def params(**kw) -> StyleParams:

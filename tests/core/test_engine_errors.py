@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stylelayer import engine as engine_module
-from stylelayer.engine import MissingInput, OutOfMemory, check_inputs
-from stylelayer.params import StyleParams
+from stylelayer.core import engine as engine_module
+from stylelayer.core.engine import MissingInput, OutOfMemory, check_inputs
+from stylelayer.core.params import StyleParams
 
 OUT_OF_MEMORY = [
     torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stylelayer.lbfgs import LBFGS
+from stylelayer.core.lbfgs import LBFGS
 
 
 def rosenbrock(x: torch.Tensor) -> torch.Tensor:

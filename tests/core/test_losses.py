@@ -2,7 +2,7 @@
 
 import torch
 
-from stylelayer.losses import (
+from stylelayer.core.losses import (
     REFERENCE_PIXELS,
     content_loss,
     gram_matrix,

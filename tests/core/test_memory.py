@@ -10,9 +10,9 @@ import pytest
 from testimages import real_image
 
 from stylelayer.cli import main
-from stylelayer.engine import StyleEngine
-from stylelayer.memory import HEADROOM, MAX_HISTORY, BudgetError, activation_bytes, in_use, parse_size, plan_level
-from stylelayer.params import StyleParams
+from stylelayer.core.engine import StyleEngine
+from stylelayer.core.memory import HEADROOM, MAX_HISTORY, BudgetError, activation_bytes, in_use, parse_size, plan_level
+from stylelayer.core.params import StyleParams
 
 GB = 2**30
 
@@ -102,7 +102,7 @@ def test_cancel_is_honoured_between_tiles(starry64):
         return len(tiles_seen) >= 3  # cancel in the middle of the first iteration
 
     params = StyleParams.from_dict({"size": 0, "iterations": 5, "precision": "fp32", "scales": 1})
-    from stylelayer.engine import Cancelled
+    from stylelayer.core.engine import Cancelled
 
     with pytest.raises(Cancelled):
         engine.stylize(
@@ -145,8 +145,8 @@ def test_peak_memory_stays_within_the_budget(tmp_path):
     script = """
 import json, resource, sys
 from testimages import real_image
-from stylelayer.engine import StyleEngine
-from stylelayer.params import StyleParams
+from stylelayer.core.engine import StyleEngine
+from stylelayer.core.params import StyleParams
 budget = int(sys.argv[1])
 engine = StyleEngine(device="cpu", max_memory=budget)
 params = StyleParams.from_dict({"size": 0, "iterations": 1, "seed": 0, "precision": "fp32", "scales": 1})

@@ -2,7 +2,7 @@
 
 import pytest
 
-from stylelayer.params import ParamError, StyleParams
+from stylelayer.core.params import ParamError, StyleParams
 
 
 def test_defaults_follow_the_paper():

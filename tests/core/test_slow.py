@@ -5,7 +5,7 @@ from PIL import Image
 from testimages import real_image
 
 from stylelayer.cli import main
-from stylelayer.params import StyleParams
+from stylelayer.core.params import StyleParams
 
 pytestmark = pytest.mark.slow
 

@@ -7,13 +7,13 @@ import torch
 from PIL import Image
 from testimages import real_image
 
-from stylelayer import imaging
-from stylelayer.engine import StyleEngine, _Run
-from stylelayer.memory import LevelPlan
-from stylelayer.objective import tiled_loss_and_grad, whole_loss
-from stylelayer.params import StyleParams
-from stylelayer.tiling import GRID, halo_for, tile_grid
-from stylelayer.vgg import receptive_margin
+from stylelayer.core import imaging
+from stylelayer.core.engine import StyleEngine, _Run
+from stylelayer.core.memory import LevelPlan
+from stylelayer.core.objective import tiled_loss_and_grad, whole_loss
+from stylelayer.core.params import StyleParams
+from stylelayer.core.tiling import GRID, halo_for, tile_grid
+from stylelayer.core.vgg import receptive_margin
 
 SIZE = (248, 136)  # not a multiple of 16 either way; wider than a crop (48 + 2 x 80 px): crops end inside it
 

@@ -5,8 +5,8 @@ import pickle
 import pytest
 import torch
 
-from stylelayer import vgg
-from stylelayer.vgg import CAFFE, TORCHVISION, WeightsError, load_vgg19
+from stylelayer.core import vgg
+from stylelayer.core.vgg import CAFFE, TORCHVISION, WeightsError, load_vgg19
 
 
 @pytest.fixture(scope="module")

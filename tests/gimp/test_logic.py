@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from sourcecheck import foreign_imports
 
-from stylelayer.params import StyleParams
+from stylelayer.core.params import StyleParams
 
 
 def _pixels(w, h, channels):

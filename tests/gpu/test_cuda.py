@@ -27,7 +27,7 @@ def _png(img: Image.Image) -> bytes:
 
 @pytest.fixture(scope="module")
 def cuda_engine():
-    from stylelayer.engine import StyleEngine
+    from stylelayer.core.engine import StyleEngine
 
     return StyleEngine(device="cuda")
 
@@ -61,7 +61,7 @@ def test_server_on_gpu_runs_jobs_and_survives_out_of_memory(cuda_engine):
 
 
 def test_seed_reproduces_on_gpu(cuda_engine):
-    from stylelayer.params import StyleParams
+    from stylelayer.core.params import StyleParams
 
     content, style = real_image("tubingen", 256), real_image("starry_night", 256)
     params = StyleParams.from_dict({"size": 256, "iterations": 15, "init": "noise", "seed": 11})
@@ -73,7 +73,7 @@ def test_seed_reproduces_on_gpu(cuda_engine):
 
 def test_lbfgs_steps_without_waiting_for_the_gpu():
     """Every quantity stays on the device: with sync debugging on 'error', any read back to the host would raise."""
-    from stylelayer.lbfgs import LBFGS
+    from stylelayer.core.lbfgs import LBFGS
 
     x = torch.randn(10_000, device="cuda")
     optimiser = LBFGS(x, 5)
@@ -87,8 +87,8 @@ def test_lbfgs_steps_without_waiting_for_the_gpu():
 
 
 def test_whole_image_levels_replay_a_cuda_graph_with_the_eager_result(cuda_engine, monkeypatch):
-    from stylelayer import steps
-    from stylelayer.params import StyleParams
+    from stylelayer.core import steps
+    from stylelayer.core.params import StyleParams
 
     captured = []
     capture = steps.LevelSteps._capture

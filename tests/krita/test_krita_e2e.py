@@ -66,7 +66,7 @@ def krita_home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cpu_engine():
-    from stylelayer.engine import StyleEngine
+    from stylelayer.core.engine import StyleEngine
 
     return StyleEngine(weights="caffe", device="cpu")
 

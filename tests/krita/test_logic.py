@@ -10,7 +10,7 @@ from PIL import Image
 from stylelayer_krita import logic
 from stylelayer_krita.logic import PluginError, Rect
 
-from stylelayer.params import StyleParams
+from stylelayer.core.params import StyleParams
 
 
 def test_bgra_rgba_swap_roundtrip():

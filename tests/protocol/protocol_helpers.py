@@ -22,9 +22,9 @@ from PIL import Image
 from server_thread import ServerThread
 
 from stylelayer.api import create_app
-from stylelayer.engine import Cancelled, Progress, StyleResult
-from stylelayer.memory import LevelPlan
-from stylelayer.params import StyleParams
+from stylelayer.core.engine import Cancelled, Progress, StyleResult
+from stylelayer.core.memory import LevelPlan
+from stylelayer.core.params import StyleParams
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "plugins" / "common"))  # the plug-ins' client (its one source) is not a package

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 from protocol_helpers import REPO
 from sourcecheck import foreign_imports
 
@@ -20,7 +22,24 @@ def test_api_modules_import_no_torch() -> None:
     """Out-of-memory and every other device matter is the engine's: it raises engine exceptions the API maps."""
     files = sorted(API.glob("*.py"))
     assert len(files) > 5
-    assert foreign_imports(files, {"flask", "werkzeug", "waitress", "PIL"}) == []
+    assert foreign_imports(files, {"flask", "werkzeug", "waitress", "PIL", "ray"}) == []
+
+
+def test_the_core_imports_nothing_above_it() -> None:
+    """core/ is the engine and its maths: HTTP, the CLI and the installers depend on it, never the other way."""
+    core = sorted((REPO / "server" / "stylelayer" / "core").glob("*.py"))
+    assert len(core) > 8
+    upward = [
+        f"{path.name}: {'.' * node.level}{node.module}"
+        for path in core
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom)
+        and node.module
+        and (node.level >= 2 or node.module.startswith("stylelayer"))
+        and node.module not in {"limits", "stylelayer.limits"}
+        and not node.module.startswith("stylelayer.core")
+    ]
+    assert upward == []
 
 
 def test_every_route_belongs_to_its_resources_blueprint(fake_engine) -> None:

@@ -31,7 +31,7 @@ from protocol_helpers import (
     stylelayer_client,
 )
 
-from stylelayer.engine import Cancelled
+from stylelayer.core.engine import Cancelled
 
 SPEC = yaml.safe_load((REPO / "docs" / "openapi.yaml").read_text())
 METHODS = ("get", "post", "put", "delete", "patch")

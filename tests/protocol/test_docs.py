@@ -8,7 +8,7 @@ import re
 from protocol_helpers import REPO
 
 from stylelayer.api import create_app
-from stylelayer.params import StyleParams
+from stylelayer.core.params import StyleParams
 
 SPEC = (REPO / "docs" / "openapi.yaml").read_text()
 

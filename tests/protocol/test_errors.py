@@ -20,7 +20,7 @@ from protocol_helpers import (
 )
 
 from stylelayer.api import create_app
-from stylelayer.engine import OutOfMemory
+from stylelayer.core.engine import OutOfMemory
 
 STYLE = png_bytes(gradient(16, 16))
 

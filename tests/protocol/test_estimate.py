@@ -11,8 +11,8 @@ from protocol_helpers import FakeEngine, gradient, png_bytes, raw
 
 from stylelayer.api import estimate as est
 from stylelayer.api.app import DEFAULT_CONFIG
+from stylelayer.core.memory import BudgetError, LevelPlan
 from stylelayer.limits import MAX_PIXELS, MAX_SIZE, MAX_UPLOAD_BYTES
-from stylelayer.memory import BudgetError, LevelPlan
 
 CONTENT = png_bytes(gradient(40, 30))
 STYLE = png_bytes(gradient(8, 8))

@@ -19,8 +19,8 @@ from server_thread import ServerThread
 
 from stylelayer.api import create_app, estimate
 from stylelayer.api.job_store import JobStore, StorageError
-from stylelayer.imaging import encode_png
-from stylelayer.params import StyleParams
+from stylelayer.core.imaging import encode_png
+from stylelayer.core.params import StyleParams
 
 STYLE = png_bytes(gradient(16, 16))
 

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from protocol_helpers import FakeEngine, error_of, gradient, png_bytes, raw
 
-from stylelayer.engine import Progress
-from stylelayer.plot import loss_plot_png
+from stylelayer.core.engine import Progress
+from stylelayer.core.plot import loss_plot_png
 
 STYLE = png_bytes(gradient(16, 16))
 

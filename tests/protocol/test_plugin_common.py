@@ -16,8 +16,8 @@ from protocol_helpers import REPO, stylelayer_client
 from sourcecheck import foreign_imports
 
 from stylelayer import limits
+from stylelayer.core.params import StyleParams
 from stylelayer.install import HOSTS, SHARED_MODULES, plugins_root
-from stylelayer.params import StyleParams
 
 COMMON = REPO / "plugins" / "common"
 SHARED = [COMMON / name for name in SHARED_MODULES]

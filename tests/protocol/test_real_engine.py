@@ -9,7 +9,7 @@ from PIL import Image
 from protocol_helpers import png_bytes
 from testimages import real_image
 
-from stylelayer.engine import StyleEngine
+from stylelayer.core.engine import StyleEngine
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from PIL import Image
 from protocol_helpers import gradient, png_bytes, raw, stylelayer_client
 from reliability_helpers import BadImage, assert_json_error, image_corpus, wait_terminal
 
+from stylelayer.core.params import MAX_STYLES
 from stylelayer.limits import MAX_FIELD_BYTES
-from stylelayer.params import MAX_STYLES
 
 pytestmark = pytest.mark.category("Bad inputs")
 

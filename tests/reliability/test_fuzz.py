@@ -24,8 +24,8 @@ from reliability_helpers import assert_json_error, real_jpeg
 from stylelayer.api import create_app
 from stylelayer.api.errors import ApiError
 from stylelayer.api.images import load_upload
-from stylelayer.imaging import ImageError, decode_image
-from stylelayer.params import StyleParams
+from stylelayer.core.imaging import ImageError, decode_image
+from stylelayer.core.params import StyleParams
 
 pytestmark = pytest.mark.category("Property-based fuzzing")
 

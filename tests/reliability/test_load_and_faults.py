@@ -24,7 +24,7 @@ from reliability_helpers import TERMINAL, assert_json_error, stylize_behind, wai
 from server_thread import ServerThread
 
 from stylelayer.api import create_app
-from stylelayer.engine import OutOfMemory
+from stylelayer.core.engine import OutOfMemory
 
 CONTENT = png_bytes(gradient(24, 16))
 STYLE = png_bytes(gradient(8, 8))

@@ -15,7 +15,7 @@ from protocol_helpers import FakeEngine, gradient, info_as, png_bytes, submit_as
 from stylelayer.api.job_queue import JobQueue
 from stylelayer.api.job_store import JobStore
 from stylelayer.api.workers import InProcessWorker, WorkerLost
-from stylelayer.params import StyleParams
+from stylelayer.core.params import StyleParams
 
 CONTENT = png_bytes(gradient())
 STYLE_A = png_bytes(gradient(16, 16))

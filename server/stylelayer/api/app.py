@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from ..engine import StyleEngine
+from ..core.engine import StyleEngine
 from ..limits import MAX_FORM_TEXT_BYTES, MAX_PIXELS, MAX_UPLOAD_BYTES
 from .errors import register_error_handlers
 from .estimate_routes import estimate

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..memory import LevelPlan
-from ..params import StyleParams
+from ..core.memory import LevelPlan
+from ..core.params import StyleParams
 
 # Seconds per unit (one pixel through one forward + backward pass) before this server has timed a job of its own.
 # CPU: 1.1e-4 core-seconds per unit, measured with VGG19 at 256 and 512 px on a 2-core x86-64 VM (5.5e-5 s there),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..params import ParamError, StyleParams
+from ..core.params import ParamError, StyleParams
 from .errors import ApiError
 from .estimate import engine_speed, estimate_json, queue_wait
 from .state import server_state

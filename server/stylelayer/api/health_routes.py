@@ -7,8 +7,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from .. import __version__
+from ..core.params import StyleParams
 from ..limits import MAX_ITERATIONS, MAX_SIZE, MAX_STYLES
-from ..params import StyleParams
 from .errors import ApiError
 from .job_routes import owner_of
 from .state import server_state

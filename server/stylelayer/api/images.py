@@ -11,7 +11,7 @@ import warnings
 
 from PIL import Image
 
-from ..imaging import ImageError, decode_image
+from ..core.imaging import ImageError, decode_image
 from .errors import ApiError
 
 

@@ -29,11 +29,11 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from ..engine import Cancelled, OutOfMemory, Progress, StyleResult
-from ..imaging import ImageError, decode_image
+from ..core.engine import Cancelled, OutOfMemory, Progress, StyleResult
+from ..core.imaging import ImageError, decode_image
+from ..core.memory import BudgetError
+from ..core.params import ParamError, StyleParams
 from ..limits import MAX_PIXELS
-from ..memory import BudgetError
-from ..params import ParamError, StyleParams
 from .estimate import JobCost, SpeedMeter, device_type, job_cost
 from .job_store import JobStore, StorageError, storage_error
 from .workers import InProcessWorker, JobSpec, Preview, ProgressUpdate, Worker, WorkerLost, style_key
@@ -55,7 +55,7 @@ LossPoint = tuple[int, dict[str, float | None]]  # (iteration, {"content": ..., 
 
 
 class Engine(Protocol):
-    """What the queue needs from `stylelayer.engine.StyleEngine` (tests pass a fast fake)."""
+    """What the queue needs from `stylelayer.core.engine.StyleEngine` (tests pass a fast fake)."""
 
     def stylize(
         self,

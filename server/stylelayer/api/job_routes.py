@@ -16,10 +16,10 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from PIL import Image
 
-from ..engine import MissingInput, check_inputs
+from ..core.engine import MissingInput, check_inputs
+from ..core.params import ParamError, StyleParams
+from ..core.plot import loss_plot_png
 from ..limits import MAX_STYLES
-from ..params import ParamError, StyleParams
-from ..plot import loss_plot_png
 from .errors import ApiError, check_form_fields
 from .estimate import progress_and_eta
 from .images import load_upload

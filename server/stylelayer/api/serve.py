@@ -17,9 +17,9 @@ from typing import Any
 from waitress import wasyncore
 
 from .. import __version__
-from ..engine import StyleEngine, resolve_device
+from ..core.engine import StyleEngine, resolve_device
+from ..core.memory import parse_size
 from ..limits import DEFAULT_HOST, DEFAULT_PORT
-from ..memory import parse_size
 from ..userdirs import user_data_dir
 from .app import DEFAULT_CONFIG, create_app
 from .http_server import create_http_server
@@ -342,7 +342,7 @@ def run(args: argparse.Namespace) -> int:
 def start_ray_pool(args: argparse.Namespace) -> Any:
     """The Ray actors that run the jobs (`--workers ray`): the only place the server imports Ray."""
     try:
-        from .. import ray_workers
+        from . import ray_workers
     except ImportError as exc:
         raise RuntimeError(f"--workers ray needs Ray: pip install 'stylelayer[ray]' ({exc})") from None
     factory = ray_workers.style_engine_factory(args.weights, args.device, args.max_memory)

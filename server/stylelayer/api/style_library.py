@@ -18,7 +18,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..imaging import encode_png
+from ..core.imaging import encode_png
 
 STYLE_ID = re.compile(r"[0-9a-f]{16}")
 MAX_NAME = 100

@@ -16,9 +16,9 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from ..engine import Progress
-from ..imaging import encode_png
-from ..params import StyleParams
+from ..core.engine import Progress
+from ..core.imaging import encode_png
+from ..core.params import StyleParams
 
 
 @dataclass

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from ..limits import MAX_SIZE
 from . import imaging
-from .limits import MAX_SIZE
 from .losses import gram_matrix, pixel_scale, positions, style_target
 from .memory import (
     HEADROOM,
@@ -93,6 +93,11 @@ class StyleResult:
 
 ProgressCallback = Callable[[Progress], None]
 CancelCheck = Callable[[], bool]
+
+
+def use_cpu_threads(threads: int) -> None:
+    """Several engines in one machine (Ray actors) each take a share of its cores instead of all of them."""
+    torch.set_num_threads(threads)
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -10,8 +10,8 @@ import torch
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 from torch import Tensor
 
-from . import __version__
-from .limits import MAX_PIXELS
+from .. import __version__
+from ..limits import MAX_PIXELS
 from .params import StyleParams
 
 # YIQ (NTSC) luminance/chroma split used for colour preservation, after Gatys et al. 2016

@@ -21,8 +21,8 @@ from typing import Any
 import ray
 from ray.exceptions import RayError, RayTaskError
 
-from .api.workers import CancelCheck, JobOutcome, JobSpec, ProgressUpdate, Report, WorkerLost, run_on_engine
-from .params import StyleParams
+from ..core.params import StyleParams
+from .workers import CancelCheck, JobOutcome, JobSpec, ProgressUpdate, Report, WorkerLost, run_on_engine
 
 log = logging.getLogger("stylelayer.api")
 
@@ -39,9 +39,9 @@ class StyleActor:
 
     def __init__(self, threads: int | None):
         if threads:
-            import torch
+            from ..core.engine import use_cpu_threads
 
-            torch.set_num_threads(threads)
+            use_cpu_threads(threads)
         self.engine: Any = None
         self._lock = threading.Lock()
         self._updates: dict[str, list[ProgressUpdate]] = {}
@@ -277,6 +277,6 @@ def _first_line(exc: BaseException) -> str:
 
 def style_engine_factory(weights: str, device: str, max_memory: int | None) -> Callable[[], Any]:
     """What each actor loads: the same engine `stylelayer serve` would load in-process."""
-    from .engine import StyleEngine
+    from ..core.engine import StyleEngine
 
     return functools.partial(StyleEngine, weights=weights, device=device, max_memory=max_memory)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .limits import MAX_ITERATIONS, MAX_SIZE, MAX_STYLES
+from ..limits import MAX_ITERATIONS, MAX_SIZE, MAX_STYLES
 
 # Gatys et al.: content on conv4_2, style on conv1_1..conv5_1 with equal weights w_l = 1/5.
 CONTENT_LAYER = "conv4_2"
