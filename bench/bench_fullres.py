@@ -56,7 +56,7 @@ def _peak_mb(device) -> float:
 
 def _engine(device: str, max_memory: str | None, tile: int | None = None):
     from stylelayer.core.engine import StyleEngine
-    from stylelayer.core.memory import parse_size
+    from stylelayer.core.sizes import parse_size
 
     return StyleEngine(device=device, max_memory=parse_size(max_memory) if max_memory else None, tile_size=tile)
 

@@ -111,8 +111,8 @@ def jobs(device: str) -> None:
 
 def canvas(device: str, size: str, max_memory: str | None) -> None:
     from stylelayer.core.engine import StyleEngine
-    from stylelayer.core.memory import parse_size
     from stylelayer.core.params import StyleParams
+    from stylelayer.core.sizes import parse_size
 
     peak = _card_peak() if device == "cuda" else None
     engine = StyleEngine(device=device, max_memory=parse_size(max_memory) if max_memory else None)
@@ -123,7 +123,7 @@ def canvas(device: str, size: str, max_memory: str | None) -> None:
     seconds = time.perf_counter() - started
     print(f"{size} budget {max_memory or 'default'}: {seconds:.1f} s, final loss {result.losses['total']:.5g}")
     if peak is not None:
-        from stylelayer.core.memory import _cuda_runtime
+        from stylelayer.core.device_memory import _cuda_runtime
 
         reserved, allocated = torch.cuda.max_memory_reserved() / 2**30, torch.cuda.max_memory_allocated() / 2**30
         print(

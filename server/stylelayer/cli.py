@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
+from .engine_flags import DEVICES, add_engine_arguments, device_name
 
 EXIT_USAGE = 2
 
@@ -26,27 +27,45 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-# Flags that map one-to-one onto StyleParams fields: (flag, field, type, help).
-_PARAM_FLAGS: tuple[tuple[str, str, object, str], ...] = (
-    ("--size", "size", int, "longest side of the working image in pixels (0 = content size) [512]"),
-    ("--iterations", "iterations", int, "optimisation steps at the coarsest level; each finer one runs half [300]"),
-    ("--optimizer", "optimizer", str, "lbfgs (default, as in the paper) or adam"),
-    ("--lr", "lr", float, "step size (default 1.0 for L-BFGS, 0.02 for Adam)"),
-    ("--content-weight", "content_weight", float, "α, weight of the content loss [1]"),
-    ("--style-weight", "style_weight", float, "β, weight of the style loss [1e4]"),
-    ("--tv-weight", "tv_weight", float, "γ, weight of the total-variation loss [1]"),
-    ("--init", "init", str, "starting image: content, noise or style [content]"),
-    ("--seed", "seed", int, "random seed; the same seed gives the same output on the CPU"),
-    ("--style-scale", "style_scale", float, "size of the style relative to the working image [1.0]"),
-    ("--style-blend", "style_blend", str, "comma-separated weights, one per style image"),
-    ("--content-layer", "content_layer", str, "VGG layer for the content loss [conv4_2]"),
-    ("--style-layers", "style_layers", str, "comma-separated VGG layers for the style loss [conv1_1..conv5_1]"),
-    ("--style-layer-weights", "style_layer_weights", str, "comma-separated weights, one per style layer"),
-    ("--pooling", "pooling", str, "avg (default, as recommended in the paper) or max"),
-    ("--scales", "scales", int, "coarse-to-fine levels, each twice the size of the previous; 0 = from ~512 px [0]"),
-    ("--precision", "precision", str, "auto (bf16 where the hardware has it), fp32 or bf16"),
-    ("--mode", "mode", str, "transfer, inversion (style weight 0) or texture (content weight 0)"),
-    ("--loss-units", "loss_units", str, "size_invariant (the same look at every size) or paper (raw sums)"),
+# Flags that map one-to-one onto StyleParams fields: (flag, field, type, metavar, help). StyleParams validates them.
+_PARAM_FLAGS: tuple[tuple[str, str, object, str, str], ...] = (
+    ("--size", "size", int, "PX", "longest side of the working image in pixels (0 = content size) [512]"),
+    (
+        "--iterations",
+        "iterations",
+        int,
+        "N",
+        "optimisation steps at the coarsest level; each finer one runs half [300]",
+    ),
+    ("--optimizer", "optimizer", str, "lbfgs|adam", "lbfgs (default, as in the paper) or adam"),
+    ("--lr", "lr", float, "STEP", "step size (default 1.0 for L-BFGS, 0.02 for Adam)"),
+    ("--content-weight", "content_weight", float, "ALPHA", "α, weight of the content loss [1]"),
+    ("--style-weight", "style_weight", float, "BETA", "β, weight of the style loss [1e4]"),
+    ("--tv-weight", "tv_weight", float, "GAMMA", "γ, weight of the total-variation loss [1]"),
+    ("--init", "init", str, "content|noise|style", "starting image: content, noise or style [content]"),
+    ("--seed", "seed", int, "N", "random seed; the same seed gives the same output on the CPU"),
+    ("--style-scale", "style_scale", float, "FACTOR", "size of the style relative to the working image [1.0]"),
+    ("--style-blend", "style_blend", str, "W,W,...", "comma-separated weights, one per style image"),
+    ("--content-layer", "content_layer", str, "LAYER", "VGG layer for the content loss [conv4_2]"),
+    (
+        "--style-layers",
+        "style_layers",
+        str,
+        "LAYER,...",
+        "comma-separated VGG layers for the style loss [conv1_1..conv5_1]",
+    ),
+    ("--style-layer-weights", "style_layer_weights", str, "W,W,...", "comma-separated weights, one per style layer"),
+    ("--pooling", "pooling", str, "avg|max", "avg (default, as recommended in the paper) or max"),
+    (
+        "--scales",
+        "scales",
+        int,
+        "N",
+        "coarse-to-fine levels, each twice the size of the previous; 0 = from ~512 px [0]",
+    ),
+    ("--precision", "precision", str, "auto|fp32|bf16", "auto (bf16 where the hardware has it), fp32 or bf16"),
+    ("--mode", "mode", str, "MODE", "transfer, inversion (style weight 0) or texture (content weight 0)"),
+    ("--loss-units", "loss_units", str, "UNITS", "size_invariant (the same look at every size) or paper (raw sums)"),
 )
 
 
@@ -62,14 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     texture = sub.add_parser("texture", help="synthesise a texture from STYLE images (no content)")
     texture.add_argument("styles", type=Path, nargs="+", help="style image(s)")
-    texture.add_argument("--output-size", default="512x512", help="WIDTHxHEIGHT of the texture [512x512]")
+    texture.add_argument(
+        "--output-size", default="512x512", metavar="WxH", help="WIDTHxHEIGHT of the texture [512x512]"
+    )
     _add_job_arguments(texture)
 
     example = sub.add_parser("example", help="stylise the bundled example (Tübingen in the style of Starry Night)")
-    example.add_argument("-o", "--output", type=Path, default=Path("example-result.png"))
-    example.add_argument("--size", type=int, default=384, help="working size [384]")
-    example.add_argument("--iterations", type=int, default=150, help="iterations [150]")
-    example.add_argument("--device", default="auto")
+    example.add_argument("-o", "--output", type=Path, default=Path("example-result.png"), metavar="FILE")
+    example.add_argument("--size", type=int, default=384, metavar="PX", help="working size [384]")
+    example.add_argument("--iterations", type=int, default=150, metavar="N", help="iterations [150]")
+    example.add_argument("--device", default="auto", type=device_name, metavar="|".join(DEVICES), help="[auto]")
     example.add_argument("--quiet", action="store_true")
 
     serve = sub.add_parser("serve", help="run the local HTTP server the Krita and GIMP plug-ins talk to")
@@ -79,15 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     install = sub.add_parser("install-plugin", help="install the Krita or GIMP plug-in for this user")
     install.add_argument("host", choices=("krita", "gimp"))
-    install.add_argument("--dest", type=Path, help="install into this folder instead of the host's default")
-    install.add_argument("--zip", type=Path, help="(krita) build the zip for 'Import Python Plugin from File'")
+    install.add_argument(
+        "--dest", type=Path, metavar="DIR", help="install into this folder instead of the host's default"
+    )
+    install.add_argument(
+        "--zip", type=Path, metavar="ZIP", help="(krita) build the zip for 'Import Python Plugin from File'"
+    )
     return parser
 
 
 def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--output", type=Path, required=True, help="result image (PNG keeps metadata)")
-    for flag, dest, kind, help_text in _PARAM_FLAGS:
-        parser.add_argument(flag, dest=f"param_{dest}", type=kind, help=help_text)  # type: ignore[arg-type]
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="FILE", help="result image (PNG keeps metadata)"
+    )
+    for flag, dest, kind, metavar, help_text in _PARAM_FLAGS:
+        parser.add_argument(flag, dest=f"param_{dest}", type=kind, metavar=metavar, help=help_text)  # type: ignore[arg-type]
     parser.add_argument(
         "--preserve-colors",
         dest="param_preserve_colors",
@@ -95,15 +122,9 @@ def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="transfer luminance only and keep the content's colours",
     )
-    parser.add_argument("--weights", default="caffe", help="caffe (default, offline), torchvision, or a .pth file")
-    parser.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
-    parser.add_argument(
-        "--max-memory",
-        metavar="SIZE",
-        help="memory the job may use, e.g. 4GB: larger levels are tiled to fit [80%% of free memory]",
-    )
+    add_engine_arguments(parser)
     parser.add_argument("--save-every", type=int, default=0, metavar="N", help="also save every N-th iterate")
-    parser.add_argument("--loss-plot", type=Path, help="draw the loss curves into this PNG")
+    parser.add_argument("--loss-plot", type=Path, metavar="PNG", help="draw the loss curves into this PNG")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -129,7 +150,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run_job(args: argparse.Namespace) -> int:
     from .core.engine import Cancelled, OutOfMemory, StyleEngine, check_inputs
     from .core.imaging import ImageError, decode_image
-    from .core.memory import parse_size
     from .core.params import ParamError, StyleParams
     from .core.vgg import WeightsError
 
@@ -160,8 +180,7 @@ def _run_job(args: argparse.Namespace) -> int:
         content = decode_image(content_path, "content") if content_path is not None else None
         styles = [decode_image(path, f"style {path}") for path in style_paths]
         check_inputs(content, styles, params)
-        max_memory = parse_size(args.max_memory) if args.max_memory is not None else None
-        engine = StyleEngine(weights=args.weights, device=args.device, max_memory=max_memory)
+        engine = StyleEngine(weights=args.weights, device=args.device, max_memory=args.max_memory)
     except (ParamError, ImageError, WeightsError, ValueError) as exc:
         raise UsageError(str(exc)) from None
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from testimages import ASSETS
 
-from stylelayer.cli import main
+from stylelayer.cli import build_parser, main
 
 CONTENT = str(ASSETS / "tubingen.jpg")
 STYLE = str(ASSETS / "starry_night.jpg")
@@ -156,3 +156,36 @@ def test_install_plugin_refuses_a_folder_the_host_does_not_read(tmp_path, capsys
     gimprc.write_text(f'(plug-in-path "${{gimp_dir}}/plug-ins:{tmp_path / "my-plugins"}")\n')
     assert main(["install-plugin", "gimp", "--dest", str(tmp_path / "my-plugins")]) == 0
     assert (tmp_path / "my-plugins" / "stylelayer" / "stylelayer.py").is_file()
+
+
+def test_engine_flags_are_the_same_for_run_texture_and_serve():
+    """--device, --weights and --max-memory are defined once: same help, same validation, in every command."""
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    flags = {"--device", "--weights", "--max-memory"}
+
+    def engine_flags(name: str) -> list[tuple[str, object, object, object]]:
+        actions = [a for a in commands[name]._actions if set(a.option_strings) & flags]
+        return sorted((a.option_strings[0], a.help, a.type, a.metavar) for a in actions)  # type: ignore[misc]
+
+    assert len(engine_flags("run")) == 3
+    assert engine_flags("run") == engine_flags("texture") == engine_flags("serve")
+    for command in ("run", "serve"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(
+                [command, "--max-memory", "lots"] + (["c.png", "-o", "o.png"] if command == "run" else [])
+            )
+
+
+def test_help_shows_readable_placeholders():
+    """argparse's fallback spells the destination (PARAM_SIZE, TOKEN_FILE): every flag here names what it takes."""
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    placeholders = {
+        action.metavar
+        for name in ("run", "texture", "serve", "example", "install-plugin")
+        for action in commands[name]._actions
+        if action.option_strings and action.nargs != 0
+    }
+    assert None not in placeholders
+    assert not [p for p in placeholders if "_" in str(p)]
+    assert {"PX", "N", "SIZE", "FILE"} <= placeholders

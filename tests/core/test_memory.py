@@ -10,9 +10,12 @@ import pytest
 from testimages import real_image
 
 from stylelayer.cli import main
+from stylelayer.core.activation_cost import activation_bytes
+from stylelayer.core.device_memory import in_use
 from stylelayer.core.engine import StyleEngine
-from stylelayer.core.memory import HEADROOM, MAX_HISTORY, BudgetError, activation_bytes, in_use, parse_size, plan_level
+from stylelayer.core.memory import HEADROOM, MAX_HISTORY, BudgetError, plan_level
 from stylelayer.core.params import StyleParams
+from stylelayer.core.sizes import parse_size
 
 GB = 2**30
 
@@ -135,8 +138,9 @@ def test_cli_max_memory_and_budget_errors(tmp_path, capsys):
     )
     assert code == 2
     assert "less than the" in capsys.readouterr().err  # the process itself holds more than 300 MB
-    code = main(["run", str(content), str(style), "-o", str(out), "--iterations", "1", "--max-memory", "lots"])
-    assert code == 2 and "not a memory size" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:  # a flag's own error: argparse exits while parsing, as for --size x
+        main(["run", str(content), str(style), "-o", str(out), "--iterations", "1", "--max-memory", "lots"])
+    assert exited.value.code == 2 and "not a memory size" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -21,8 +21,9 @@ from typing import Any
 import ray
 from ray.exceptions import RayError, RayTaskError
 
+from ..core.engine import ShouldCancel
 from ..core.params import StyleParams
-from .workers import CancelCheck, JobOutcome, JobSpec, ProgressUpdate, Report, WorkerLost, run_on_engine
+from .workers import JobOutcome, JobSpec, ProgressUpdate, Report, WorkerLost, run_on_engine
 
 log = logging.getLogger("stylelayer.api")
 
@@ -99,7 +100,7 @@ class RayWorker:
         self._info: dict[str, Any] = {}
         self._cache: dict[str, int] = {}
 
-    def start(self, stopping: CancelCheck) -> None:
+    def start(self, stopping: ShouldCancel) -> None:
         """Create the actor if there is none and load the engine in it; a failed load raises its own error."""
         if self._actor is None:
             threads = int(self.num_cpus) if not self.num_gpus else None
@@ -129,7 +130,7 @@ class RayWorker:
         self._cache = dict(self._info.get("cache", {}))
         self.engine = RemoteEngine(self)
 
-    def run(self, spec: JobSpec, report: Report, should_cancel: CancelCheck) -> JobOutcome:
+    def run(self, spec: JobSpec, report: Report, should_cancel: ShouldCancel) -> JobOutcome:
         actor = self._actor
         ref = actor.run.remote(spec)
         try:
@@ -147,7 +148,7 @@ class RayWorker:
         except RayError as exc:  # the actor died or stopped answering
             raise WorkerLost(f"Ray worker {self.name} was lost: {_first_line(exc)}") from None
 
-    def replace(self, stopping: CancelCheck) -> None:
+    def replace(self, stopping: ShouldCancel) -> None:
         """A fresh actor (and engine) in place of a lost one."""
         self.close()
         self.start(stopping)

@@ -18,7 +18,7 @@ from waitress import wasyncore
 
 from .. import __version__
 from ..core.engine import StyleEngine, resolve_device
-from ..core.memory import parse_size
+from ..engine_flags import add_engine_arguments
 from ..limits import DEFAULT_HOST, DEFAULT_PORT
 from ..userdirs import user_data_dir
 from .app import DEFAULT_CONFIG, create_app
@@ -41,49 +41,50 @@ def default_data_dir() -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_engine_arguments(parser)
     parser.add_argument(
         "--host",
+        metavar="ADDRESS",
         default=DEFAULT_HOST,
         help=f"address to bind (default {DEFAULT_HOST}; any other address requires a token: ${TOKEN_ENV} or"
         " --token-file)",
     )
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="TCP port (default %(default)s; 0 picks a free one)"
-    )
-    parser.add_argument(
-        "--device",
-        default="auto",
-        choices=("auto", "cuda", "mps", "cpu"),
-        help="where the network runs (default auto: CUDA, then MPS, then CPU)",
+        "--port",
+        metavar="PORT",
+        type=int,
+        default=DEFAULT_PORT,
+        help="TCP port (default %(default)s; 0 picks a free one)",
     )
     parser.add_argument(
         "--token-file",
+        metavar="FILE",
         type=Path,
         help=f"require 'Authorization: Bearer TOKEN' on every request, TOKEN read from this file (or set ${TOKEN_ENV})",
     )
     parser.add_argument(
         "--token",
+        metavar="TOKEN",
         help=f"the token itself; visible to every user of this machine in the process list: prefer ${TOKEN_ENV}"
         " or --token-file",
     )
-    parser.add_argument("--weights", default="caffe", help="VGG19 weights: caffe, torchvision or a .pth path")
     parser.add_argument(
-        "--styles-dir", type=Path, default=None, help=f"style library folder (default {default_styles_dir()})"
-    )
-    parser.add_argument(
-        "--max-memory",
-        type=_memory_size,
+        "--styles-dir",
+        metavar="DIR",
+        type=Path,
         default=None,
-        help="memory the engine may use, e.g. 6GB: bigger levels are tiled to fit (default: 80%% of free RAM/VRAM)",
+        help=f"style library folder (default {default_styles_dir()})",
     )
     parser.add_argument(
         "--max-queue",
+        metavar="N",
         type=int,
         default=DEFAULT_CONFIG["max_queue"],
         help="jobs allowed to wait before new ones get HTTP 429 (default %(default)s)",
     )
     parser.add_argument(
         "--data-dir",
+        metavar="DIR",
         type=Path,
         default=None,
         help=f"job store: jobs, loss curves and results kept across restarts (default {default_data_dir()})",
@@ -96,18 +97,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--keep-results",
+        metavar="N",
         type=int,
         default=DEFAULT_CONFIG["keep_results"],
         help="finished jobs (and their results) kept (default %(default)s)",
     )
     parser.add_argument(
         "--result-hours",
+        metavar="HOURS",
         type=float,
         default=DEFAULT_CONFIG["result_ttl"] / 3600,
         help="hours a finished job and its result are kept (default %(default)g)",
     )
     parser.add_argument(
         "--result-mb",
+        metavar="MIB",
         type=float,
         default=DEFAULT_CONFIG["result_bytes"] / 1024**2,
         help="disk for kept results in MiB; the oldest go first (default %(default)g)",
@@ -115,22 +119,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         choices=("in-process", "ray"),
+        metavar="in-process|ray",
         default="in-process",
         help="where jobs run: in-process (one engine in this process, the default) or ray (Ray actors, one per GPU"
         " or per --cpus-per-worker cores, jobs in parallel; needs pip install 'stylelayer[ray]')",
     )
     parser.add_argument(
         "--ray-address",
+        metavar="ADDRESS",
         help="the Ray cluster for --workers ray (implies it): auto (the one 'ray start --head' runs here) or"
         " ray://HOST:PORT (default: start a local one)",
     )
     parser.add_argument(
         "--ray-workers",
+        metavar="N",
         type=int,
         help="Ray actors to start (default: one per GPU of the cluster, else as many as its cores hold)",
     )
     parser.add_argument(
         "--cpus-per-worker",
+        metavar="N",
         type=int,
         help="CPU cores per Ray actor (default: 4, or a smaller node's all; 1 for GPU actors)",
     )
@@ -141,13 +149,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop when no job is queued or running and no request came for this long (default: never); the"
         " plug-ins' managed server uses it so that no server is left running",
     )
-
-
-def _memory_size(text: str) -> int:
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def is_loopback(host: str) -> bool:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from ..core.engine import Progress
+from ..core.engine import Progress, ShouldCancel
 from ..core.imaging import encode_png
 from ..core.params import StyleParams
 
@@ -97,7 +97,6 @@ class WorkerLost(Exception):
 
 
 Report = Callable[[ProgressUpdate], None]
-CancelCheck = Callable[[], bool]
 
 
 class Worker(Protocol):
@@ -106,15 +105,15 @@ class Worker(Protocol):
     name: str
     engine: Any
 
-    def start(self, stopping: CancelCheck) -> None:
+    def start(self, stopping: ShouldCancel) -> None:
         """Load the engine (may take a while); raise when it cannot be loaded; give up once `stopping()`."""
         ...
 
-    def run(self, spec: JobSpec, report: Report, should_cancel: CancelCheck) -> JobOutcome:
+    def run(self, spec: JobSpec, report: Report, should_cancel: ShouldCancel) -> JobOutcome:
         """Run a job; raises what the engine raises (Cancelled, OutOfMemory, ValueError, ...) or WorkerLost."""
         ...
 
-    def replace(self, stopping: CancelCheck) -> None:
+    def replace(self, stopping: ShouldCancel) -> None:
         """Start afresh after WorkerLost."""
         ...
 
@@ -125,7 +124,7 @@ class Worker(Protocol):
     def cache_stats(self) -> dict[str, int]: ...
 
 
-def run_on_engine(engine: Any, spec: JobSpec, report: Report, should_cancel: CancelCheck) -> JobOutcome:
+def run_on_engine(engine: Any, spec: JobSpec, report: Report, should_cancel: ShouldCancel) -> JobOutcome:
     """Run a job on an engine in this process: what every worker does, wherever it lives."""
     result = engine.stylize(
         spec.content,
@@ -151,15 +150,15 @@ class InProcessWorker:
         self.engine = engine
         self._factory = factory
 
-    def start(self, stopping: CancelCheck) -> None:
+    def start(self, stopping: ShouldCancel) -> None:
         if self.engine is None:
             assert self._factory is not None
             self.engine = self._factory()
 
-    def run(self, spec: JobSpec, report: Report, should_cancel: CancelCheck) -> JobOutcome:
+    def run(self, spec: JobSpec, report: Report, should_cancel: ShouldCancel) -> JobOutcome:
         return run_on_engine(self.engine, spec, report, should_cancel)
 
-    def replace(self, stopping: CancelCheck) -> None:
+    def replace(self, stopping: ShouldCancel) -> None:
         """Never needed: this process is the worker (if it dies, so does the server)."""
 
     def describe(self) -> dict[str, Any]:

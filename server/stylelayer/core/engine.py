@@ -22,22 +22,18 @@ from torch import Tensor
 
 from ..limits import MAX_SIZE
 from . import imaging
-from .losses import gram_matrix, pixel_scale, positions, style_target
-from .memory import (
-    HEADROOM,
-    BudgetError,
-    LevelPlan,
+from .device_memory import (
     cap_cuda_allocator,
     default_budget,
-    format_size,
     in_use,
     measure_cuda_runtime,
-    plan_level,
     return_freed_memory_to_the_system,
-    style_tile,
 )
+from .losses import gram_matrix, pixel_scale, positions, style_target
+from .memory import HEADROOM, BudgetError, LevelPlan, plan_level, style_tile
 from .objective import Terms
 from .params import VGG_LAYERS, StyleParams
+from .sizes import format_size
 from .steps import LevelSteps
 from .tiling import Tile, halo_for, random_offset, tile_grid, tiled_features, tiled_grams
 from .vgg import VGG19Features, layer_stride, load_vgg19
@@ -92,7 +88,7 @@ class StyleResult:
 
 
 ProgressCallback = Callable[[Progress], None]
-CancelCheck = Callable[[], bool]
+ShouldCancel = Callable[[], bool]  # returns True when the caller wants the job stopped
 
 
 def use_cpu_threads(threads: int) -> None:
@@ -219,7 +215,7 @@ class StyleEngine:
         styles: Sequence[Image.Image],
         params: StyleParams,
         progress: ProgressCallback | None = None,
-        should_cancel: CancelCheck | None = None,
+        should_cancel: ShouldCancel | None = None,
         preview_every: int = 0,
     ) -> StyleResult:
         """Optimise an image so its VGG features match `content` and its Gram matrices match `styles`."""
@@ -363,7 +359,7 @@ class _Run:
         levels: list[tuple[int, int]],
         started: float,
         progress: ProgressCallback | None,
-        should_cancel: CancelCheck | None,
+        should_cancel: ShouldCancel | None,
         preview_every: int,
     ):
         self.engine = engine
@@ -400,7 +396,7 @@ class _Run:
         """Optimise at one resolution; where the device runs out of memory, once more with half the budget.
 
         The planner's activation model is measured on the CPU; on a GPU cuDNN's workspaces and the allocator's
-        fragmentation come on top, and with --max-memory the allocator is capped (memory.cap_cuda_allocator). A
+        fragmentation come on top, and with --max-memory the allocator is capped (device_memory.cap_cuda_allocator). A
         level that passes the cap starts again with smaller tiles instead of failing the painter's job.
         """
         started, history, plans = self.iteration, len(self.history), len(self.plans)

@@ -1,4 +1,4 @@
-"""A memory budget instead of a size limit: what one level of a job needs, and a plan that fits.
+"""The planner: a memory budget instead of a size limit, and for each level the fastest plan that fits.
 
 Everything that grows with the canvas is counted: the network's activations for one forward and backward pass
 (whole image, or one tile plus its halo), the image-sized vectors of the optimiser (L-BFGS keeps two per history
@@ -8,14 +8,11 @@ shortens L-BFGS's history, or falls back to Adam, when its vectors alone would n
 
 from __future__ import annotations
 
-import ctypes
 import math
-import os
-import re
 from dataclasses import dataclass
 
-import torch
-
+from .activation_cost import activation_bytes
+from .sizes import format_size
 from .tiling import GRID, halo_for, spans
 from .vgg import conv_channels, layer_stride
 
@@ -27,146 +24,10 @@ HEADROOM = 0.85  # share of the budget planned for: the allocator's fragmentatio
 MAX_HISTORY = 100  # L-BFGS history when memory allows (PyTorch's default)
 MIN_HISTORY = 3  # shorter than this and Adam does as well with fewer vectors
 WHOLE_MIN_HISTORY = 10  # the whole image is preferred over tiles only with at least this much history
-# Calibrated on the CPU (fp32, conv5_1, 1024x1024, peak RSS above the process before the pass): measured 2.3 KB/px
-# (avg pooling) and 2.6 KB/px (max) with gradients, 0.8 KB/px without; these factors keep the estimates above that.
-_BACKWARD_FACTOR = 1.5
-_NO_GRAD_FACTOR = 1.6
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 2**10,
-    "kb": 2**10,
-    "kib": 2**10,
-    "m": 2**20,
-    "mb": 2**20,
-    "mib": 2**20,
-    "g": 2**30,
-    "gb": 2**30,
-    "gib": 2**30,
-    "t": 2**40,
-    "tb": 2**40,
-    "tib": 2**40,
-}
 
 
 class BudgetError(ValueError):
     """The memory budget cannot hold even the smallest plan for a level; the message says what to change."""
-
-
-def parse_size(text: str | int) -> int:
-    """'4GB', '512M', '2.5GiB' or a number of bytes -> bytes (powers of 1024, as memory is sold to painters)."""
-    if isinstance(text, int):
-        value = text
-    else:
-        match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
-        if not match or match.group(2).lower() not in _UNITS:
-            raise ValueError(f"not a memory size: {text!r} (examples: 4GB, 512MB, 6G)")
-        value = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-    if value < 256 * 2**20:
-        raise ValueError(f"a memory budget of {format_size(value)} is too small to run VGG19; give at least 256MB")
-    return value
-
-
-def format_size(n: int | float) -> str:
-    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
-
-
-def return_freed_memory_to_the_system() -> None:
-    """Make glibc give large freed blocks back to the system at once (CPU jobs).
-
-    By default glibc raises its mmap threshold after large frees and then serves big tensors from a heap it never
-    shrinks: the process's RSS keeps the peak of every past phase and a budget measured in RSS is exceeded (measured:
-    1.55 GB against a 1.4 GB plan; 1.37 GB with this). Tensors over 1 MB are mapped and unmapped on their own.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return  # not glibc (macOS, musl): nothing to tune
-    libc.mallopt(_M_MMAP_THRESHOLD, 2**20)
-
-
-_cuda_runtime: dict[int, int] = {}  # device index -> bytes the CUDA context and libraries hold outside PyTorch's pool
-MAX_CUDA_RUNTIME = 4 * 2**30  # more than this is taken for other processes on the card, not our own context
-# Kernels that jobs load later (other shapes pick other cuDNN kernels) and the driver's own share: on an H200, a
-# 4000x3000 job in 8 GB showed the card 1.3 GB above PyTorch's peak pool (8.43 vs 7.12 GiB, sampled every 20 ms).
-LAZY_CODE_MARGIN = 512 * 2**20
-
-
-def measure_cuda_runtime(device: torch.device) -> int:
-    """Bytes of the card this process holds outside PyTorch's allocator (the CUDA context, cuDNN's and cuBLAS's
-    code and handles), measured once after a first pass has loaded them: nvidia-smi counts them against the process,
-    so a budget must too. Other processes on the card are counted as ours (up to MAX_CUDA_RUNTIME): conservative."""
-    torch.cuda.synchronize(device)
-    torch.cuda.empty_cache()
-    free, total = torch.cuda.mem_get_info(device)
-    runtime = max(0, min(MAX_CUDA_RUNTIME, total - free - torch.cuda.memory_reserved(device))) + LAZY_CODE_MARGIN
-    _cuda_runtime[_index(device)] = runtime
-    return runtime
-
-
-def cap_cuda_allocator(device: torch.device, limit: int) -> None:
-    """Make PyTorch's allocator give back its cache, then fail, rather than let the process pass `limit` bytes."""
-    total = torch.cuda.get_device_properties(device).total_memory
-    runtime = _cuda_runtime.get(_index(device), 0)
-    torch.cuda.set_per_process_memory_fraction(max(0.0, min(1.0, (limit - runtime) / total)), _index(device))
-
-
-def _index(device: torch.device) -> int:
-    return device.index if device.index is not None else torch.cuda.current_device()
-
-
-def in_use(device: torch.device) -> int:
-    """Memory this process holds now on `device` (the model, the runtime): the budget's starting point."""
-    if device.type == "cuda":
-        return torch.cuda.memory_allocated(device) + _cuda_runtime.get(_index(device), 0)
-    return _rss_bytes()
-
-
-def default_budget(device: torch.device) -> int:
-    """What this process may use on `device`: what it holds now plus 80% of what is free (RAM or VRAM)."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return in_use(device) + int(0.8 * free)
-    return in_use(device) + int(0.8 * _available_ram())
-
-
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _available_ram() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-
-
-def activation_bytes(pixels: int, deepest: str, precision: str, pooling: str, grad: bool) -> float:
-    """Estimated peak bytes of one pass of VGG19 up to `deepest` over `pixels` input pixels.
-
-    With gradients autograd keeps every ReLU output (and max-pooling's int64 indices); without, only two
-    neighbouring layers live at once. bf16 autocast stores activations in 2 bytes.
-    """
-    size = 2 if precision == "bf16" else 4
-    layers = conv_channels(deepest)  # [(name, out_channels)] up to deepest
-    per_px = [channels / layer_stride(name) ** 2 for name, channels in layers]
-    if not grad:
-        pairs = [a + b for a, b in zip([3.0, *per_px], per_px, strict=False)]
-        return _NO_GRAD_FACTOR * pixels * size * max(pairs) + pixels * 3 * 4 * 2
-    saved = sum(per_px) * size + 6 * 4  # ReLU outputs, the input and its preprocessed copy
-    if pooling == "max":
-        saved += sum(c / (4 * layer_stride(n) ** 2) for n, c in layers if layer_stride(n) < layer_stride(deepest)) * 8
-    transient = 3 * max(per_px) * size  # gradients of the widest layer in flight during backward
-    return _BACKWARD_FACTOR * pixels * (saved + transient)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .losses import content_loss, style_gradient_surrogate, style_layer_loss, style_loss_from_gram, tv_terms
-from .tiling import CancelCheck, Tile, TileProgress, tiled_grams
+from .tiling import RaiseIfCancelled, Tile, TileProgress, tiled_grams
 from .vgg import VGG19Features, layer_stride
 
 _TV_UNITS = 255.0**2  # total variation is measured on 0..255 pixels, as the default weights assume
@@ -68,7 +68,7 @@ def tiled_loss_and_grad(
     terms: Terms,
     image: Tensor,
     tiles: Sequence[Tile],
-    check: CancelCheck | None = None,
+    check: RaiseIfCancelled | None = None,
     on_tile: TileProgress | None = None,
 ) -> tuple[dict[str, float], Tensor]:
     """The whole image's losses and the gradient of their weighted total, computed tile by tile.

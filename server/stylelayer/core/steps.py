@@ -17,8 +17,7 @@ from torch import Tensor
 from .lbfgs import LBFGS
 from .memory import LevelPlan
 from .objective import Terms, tiled_loss_and_grad, whole_loss
-from .tiling import CancelCheck as RaiseIfCancelled
-from .tiling import Tile, TileProgress
+from .tiling import RaiseIfCancelled, Tile, TileProgress
 
 log = logging.getLogger(__name__)
 

@@ -79,7 +79,7 @@ def random_offset(tile: int, generator: torch.Generator) -> tuple[int, int]:
     return oy * GRID, ox * GRID
 
 
-CancelCheck = Callable[[], None]  # raises to stop between tiles
+RaiseIfCancelled = Callable[[], None]  # raises (engine.Cancelled) to stop between tiles
 TileProgress = Callable[[int, int], None]  # (tiles done, tiles in this pass)
 
 
@@ -90,7 +90,7 @@ def tiled_grams(
     pooling: str,
     tiles: Sequence[Tile],
     autocast: Callable[[], AbstractContextManager],
-    check: CancelCheck | None = None,
+    check: RaiseIfCancelled | None = None,
     on_tile: TileProgress | None = None,
 ) -> dict[str, tuple[Tensor, int]]:
     """Gram matrices (float32) and position counts of the whole `image` at `layers`, accumulated tile by tile."""
