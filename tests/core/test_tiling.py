@@ -8,6 +8,7 @@ from PIL import Image
 from testimages import real_image
 
 from stylelayer.core import imaging
+from stylelayer.core.colours import StyleColours, colours_for
 from stylelayer.core.engine import StyleEngine, _Run
 from stylelayer.core.memory import LevelPlan
 from stylelayer.core.objective import tiled_loss_and_grad, whole_loss
@@ -26,12 +27,11 @@ def _evaluate(engine: StyleEngine, params: StyleParams, styles: list[Image.Image
     """(losses, gradient) of the content image itself under `params`, whole (tile None) or tiled."""
     content = imaging.to_tensor(real_image("tubingen", max(SIZE)).resize(SIZE), engine.device)
     run = _Run(engine, params, 0, [SIZE], 0.0, None, None, 0)
-    color_ref = content
-    if params.preserve_colors:
-        content = imaging.luminance_image(content)
+    colours = colours_for(params.preserve_colors, content)
+    content = colours.content(content)
     halo = halo_for(["conv5_1"])
     plan = LevelPlan(*SIZE, tile, halo if tile else 0, "lbfgs", 10, 0)
-    terms = run._terms(content, styles, SIZE, color_ref, plan)
+    terms = run._terms(content, styles, SIZE, colours, plan)
     image = (content + 0.05 * torch.rand(content.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
     if tile is None:
         image.requires_grad_(True)
@@ -68,7 +68,7 @@ def test_too_small_a_halo_breaks_exactness(engine):
     content = imaging.to_tensor(real_image("tubingen", max(SIZE)).resize(SIZE), engine.device)
     run = _Run(engine, params, 0, [SIZE], 0.0, None, None, 0)
     plan = LevelPlan(*SIZE, 48, GRID, "lbfgs", 10, 0)
-    terms = run._terms(content, styles, SIZE, content, plan)
+    terms = run._terms(content, styles, SIZE, StyleColours(), plan)
     image = (content + 0.05 * torch.rand(content.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
     _, grad = tiled_loss_and_grad(terms, image, tile_grid(SIZE[1], SIZE[0], 48, GRID, offset=(32, 16)))
     assert (grad - whole_grad).norm() / whole_grad.norm() > 1e-2

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from ..limits import MAX_SIZE
 from . import imaging
+from .colours import Colours, StyleColours, colours_for, final_colours
 from .device_memory import (
     cap_cuda_allocator,
     default_budget,
@@ -229,9 +230,8 @@ class StyleEngine:
         if content is not None:
             content_rgb, alpha = imaging.split_alpha(content)
             out_size = content_rgb.size
-            longest = max(out_size) if params.size == 0 else min(params.size, max(out_size))
-            work = _resized(content_rgb, longest, "content")
-            work_size = work.size
+            work_size = job_working_size(out_size, params)
+            work = content_rgb if work_size == out_size else content_rgb.resize(work_size, Image.Resampling.LANCZOS)
         else:
             assert params.output_size is not None  # check_inputs: texture mode without content gives output_size
             content_rgb = work = None
@@ -255,8 +255,7 @@ class StyleEngine:
         result = imaging.to_image(image)
         if result.size != out_size:
             result = result.resize(out_size, Image.Resampling.LANCZOS)
-        if params.preserve_colors and content_rgb is not None:
-            result = imaging.to_image(imaging.recolor(imaging.to_tensor(result), imaging.to_tensor(content_rgb)))
+        result = final_colours(result, content_rgb, params.preserve_colors)
         if alpha is not None:
             result.putalpha(alpha)
         return StyleResult(
@@ -293,8 +292,7 @@ class StyleEngine:
             assert params.output_size is not None
             work_size = params.output_size
         else:
-            longest = max(content_size) if params.size == 0 else min(params.size, max(content_size))
-            work_size = working_size(content_size, longest, "content")
+            work_size = job_working_size(content_size, params)
         levels = _level_sizes(work_size, params.scales)
         run = _Run(self, params, 0, levels, 0.0, None, None, 0)
         has_content = content_size is not None
@@ -426,48 +424,61 @@ class _Run:
         The content tensor lives only until the content target is computed: at full resolution every image-sized
         tensor held through the iterations is memory a tile cannot use.
         """
-        p = self.params
         width, height = size
         self.level_number = number
+        iterations = self.level_iterations[number - 1]
         content = None
         if work is not None:
             content = imaging.to_tensor(work.resize(size, Image.Resampling.LANCZOS), self.engine.device)
-        color_ref = content
-        if p.preserve_colors and content is not None:
-            content = imaging.luminance_image(content)
+        colours = colours_for(self.params.preserve_colors, content)
+        if content is not None:
+            content = colours.content(content)
 
-        plan = self._plan(width, height, content is not None, self.level_iterations[number - 1])
+        plan = self._plan(width, height, content is not None, iterations)
         self.plan = plan.describe()
         self.plans.append(self.plan)
-        terms = self._terms(content, styles, (width, height), color_ref, plan)
-
-        if previous is not None:
-            init = F.interpolate(previous, size=(height, width), mode="bicubic", align_corners=False).clamp(0, 1)
-        else:
-            init = self._initial_image(content, styles, (width, height), generator)
+        terms = self._terms(content, styles, size, colours, plan)
+        image = self._start_image(previous, content, styles, size, colours, generator)
         del content, previous
-        image = init.detach().clone().contiguous()
-        del init
-        if not self.preview_every:
-            color_ref = None  # only previews still need the content's colours
+        shown = colours if self.preview_every else StyleColours()  # only previews still need the content's colours
+        del colours
 
         def tiles() -> list[Tile]:
             return tile_grid(height, width, plan.tile or 0, plan.halo, random_offset(plan.tile or 0, generator))
 
-        lr = p.effective_lr
-        if plan.optimizer == "adam" and p.optimizer != "adam":
-            lr = 0.02  # the planner fell back to Adam: a step length given for L-BFGS would be far too long for it
-        steps = LevelSteps(terms, image, plan, lr, tiles, self.check_cancel, self._report_tile)
+        steps = LevelSteps(terms, image, plan, self._step_length(plan), tiles, self.check_cancel, self._report_tile)
         try:
-            for _ in range(self.level_iterations[number - 1]):
+            for _ in range(iterations):
                 self.check_cancel()
                 losses = steps()
                 self.iteration += 1
                 self.history.append(losses)
-                self._report(image, color_ref, dict(losses))
+                self._report(image, shown, dict(losses))
         finally:
             steps.close()
         return image.detach()
+
+    def _start_image(
+        self,
+        previous: Tensor | None,
+        content: Tensor | None,
+        styles: Sequence[Image.Image],
+        size: tuple[int, int],
+        colours: Colours,
+        generator: torch.Generator,
+    ) -> Tensor:
+        """The level's first iterate: the coarser level's result upsampled, or the job's `init` at the first."""
+        width, height = size
+        if previous is not None:
+            init = F.interpolate(previous, size=(height, width), mode="bicubic", align_corners=False).clamp(0, 1)
+        else:
+            init = self._initial_image(content, styles, size, colours, generator)
+        return init.detach().clone().contiguous()
+
+    def _step_length(self, plan: LevelPlan) -> float:
+        if plan.optimizer == "adam" and self.params.optimizer != "adam":
+            return 0.02  # the planner fell back to Adam: a step length given for L-BFGS would be far too long for it
+        return self.params.effective_lr
 
     def _plan(self, width: int, height: int, has_content: bool, iterations: int) -> LevelPlan:
         p = self.params
@@ -495,7 +506,7 @@ class _Run:
         content: Tensor | None,
         styles: Sequence[Image.Image],
         size: tuple[int, int],
-        color_ref: Tensor | None,
+        colours: Colours,
         plan: LevelPlan,
     ) -> Terms:
         """Targets, weights and units of one level; the content target is computed tile by tile when tiled."""
@@ -510,7 +521,7 @@ class _Run:
             else:
                 tiles = tile_grid(height, width, plan.tile, plan.halo)
                 content_target = tiled_features(engine.model, content, p.content_layer, p.pooling, tiles, autocast)
-        targets = self._style_targets(styles, size, color_ref) if p.effective_style_weight else {}
+        targets = self._style_targets(styles, size, colours) if p.effective_style_weight else {}
         return Terms(
             model=engine.model,
             pooling=p.pooling,
@@ -544,7 +555,7 @@ class _Run:
         )
 
     def _style_targets(
-        self, styles: Sequence[Image.Image], size: tuple[int, int], color_ref: Tensor | None
+        self, styles: Sequence[Image.Image], size: tuple[int, int], colours: Colours
     ) -> dict[str, Tensor]:
         """Blended targets T per layer: each style scaled to style_scale × the working image's longest side."""
         p = self.params
@@ -552,10 +563,7 @@ class _Run:
         longest = max(1, round(max(size) * p.style_scale))
         blended: dict[str, Tensor] = {}
         for weight, style in zip(p.blend_weights(len(styles)), styles, strict=True):
-            prepared = _resized(imaging.split_alpha(style)[0], longest, "style")
-            if p.preserve_colors and color_ref is not None:
-                lum = imaging.luminance_image(imaging.to_tensor(prepared), match=color_ref.cpu())
-                prepared = imaging.to_image(lum)
+            prepared = colours.style(_resized(imaging.split_alpha(style)[0], longest, "style"))
             for name, (gram, m) in self.engine.style_grams(prepared, p, self.precision).items():
                 image_positions = (height // layer_stride(name)) * (width // layer_stride(name))
                 target = style_target(gram, m, image_positions, p.loss_units)
@@ -563,7 +571,12 @@ class _Run:
         return blended
 
     def _initial_image(
-        self, content: Tensor | None, styles: Sequence[Image.Image], size: tuple[int, int], generator: torch.Generator
+        self,
+        content: Tensor | None,
+        styles: Sequence[Image.Image],
+        size: tuple[int, int],
+        colours: Colours,
+        generator: torch.Generator,
     ) -> Tensor:
         p, device = self.params, self.engine.device
         width, height = size
@@ -578,19 +591,16 @@ class _Run:
         if init == "style" and styles:
             style = imaging.split_alpha(styles[0])[0].resize((width, height), Image.Resampling.LANCZOS)
             style_t = imaging.to_tensor(style, device)
-            return imaging.luminance_image(style_t) if p.preserve_colors else style_t
+            return colours.start(style_t)
         noise = torch.rand((1, 3, height, width), generator=generator)
         return noise.to(device)
 
-    def _report(self, image: Tensor, color_ref: Tensor | None, losses: dict[str, float]) -> None:
+    def _report(self, image: Tensor, colours: Colours, losses: dict[str, float]) -> None:
         if self.progress is None:
             return
         preview = None
         if self.preview_every and (self.iteration % self.preview_every == 0 or self.iteration == self.total):
-            shown = image.detach()
-            if self.params.preserve_colors and color_ref is not None:
-                shown = imaging.recolor(shown, color_ref)
-            preview = imaging.to_image(shown)
+            preview = imaging.to_image(colours.shown(image.detach()))
         self.progress(
             Progress(
                 self.iteration,
@@ -622,6 +632,12 @@ def check_inputs(content: Image.Image | None, styles: Sequence[Image.Image], par
 VARIED_JITTER = 0.2  # init "varied": the content plus seeded noise of this range (of 0..1), enough for other strokes
 AUTO_BASE = 512  # longest side of the coarsest level when the levels are automatic (scales 0)
 MIN_SIDE = 16  # conv5_1 sits behind four 2x2 poolings: 16 px become 1
+
+
+def job_working_size(content_size: tuple[int, int], params: StyleParams) -> tuple[int, int]:
+    """The size a job optimises at: the content's longest side down to `params.size` (0: the content's own size)."""
+    longest = max(content_size) if params.size == 0 else min(params.size, max(content_size))
+    return working_size(content_size, longest, "content")
 
 
 def working_size(size: tuple[int, int], longest: int, what: str) -> tuple[int, int]:
