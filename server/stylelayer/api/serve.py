@@ -356,7 +356,7 @@ def start_ray_pool(args: argparse.Namespace) -> Any:
     )
 
 
-def _interrupt(signum: int, frame: object) -> None:
+def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 

