@@ -244,8 +244,9 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path) -> None:
     (tmp_path / "files" / f"{job_id}.result.png").write_bytes(b"png")
     store = JobStore(tmp_path)
     try:
-        (job,) = store.load()
-        assert (job.id, job.state, job.seed, job.level, job.plan, job.abandon_after, job.owner) == (
+        (stored,) = store.load()
+        job = stored.job
+        assert (job.id, job.state, job.seed, job.progress.level, job.progress.plan, job.abandon_after, job.owner) == (
             job_id,
             "done",
             7,
@@ -254,11 +255,12 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path) -> None:
             0.0,
             "",
         )
+        assert (job.progress.iteration, job.progress.total) == (5, 5)
         assert store.result(job_id) == b"png"
     finally:
         store.close()
     version = sqlite3.connect(tmp_path / "jobs.sqlite3").execute("PRAGMA user_version").fetchone()[0]
-    assert version == 2
+    assert version == 3
 
 
 def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch) -> None:

@@ -14,7 +14,7 @@ from PIL import Image
 from protocol_helpers import gradient, png_bytes, stylelayer_client
 from testimages import real_image
 
-from stylelayer.api.job_queue import TERMINAL
+from stylelayer.api.job import TERMINAL
 
 __all__ = ["TERMINAL", "BadImage", "assert_json_error", "image_corpus", "real_jpeg", "stylize_behind"]
 

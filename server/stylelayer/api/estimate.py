@@ -152,8 +152,9 @@ def queue_wait(engine: Any, jobs: Iterable[Any], rate: float, workers: int = 1) 
                 cost = job_cost(engine, job.content.size if job.content is not None else None, job.params)
             except ValueError:  # it will fail at once
                 continue
-        if job.state == "running" and job.iteration > 0:
-            left = progress_and_eta(cost, job.iteration, job.level, job.tile, job.tiles, job.elapsed)[1]
+        p = job.progress
+        if job.state == "running" and p.iteration > 0:
+            left = progress_and_eta(cost, p.iteration, p.level, p.tile, p.tiles, p.elapsed)[1]
             seconds += left if left is not None else cost.units * rate
         else:
             seconds += cost.units * rate

@@ -3,16 +3,12 @@
 By default there is one worker, in this process, that owns the engine (one GPU); `stylelayer serve --workers ray`
 gives several Ray actors (ray_workers.py). Each worker has a thread here that runs its jobs. Waiting jobs start in
 arrival order, round robin between clients so that one client's many jobs do not starve another's, each on an idle
-worker that ran its style last when there is one (its Gram cache holds the style's targets).
-Requests only enqueue and read snapshots, so a long optimisation never blocks the HTTP threads. Every job is
-written through to the durable `job_store.JobStore`; finished jobs are kept for a bounded time, count and disk
-budget so a plug-in that polls late (even after a restart) still gets its result, without the server growing
-forever.
+worker that ran its style last when there is one (its Gram cache holds the style's targets). A job nobody asks
+about for its `abandon_after` seconds is cancelled.
+Requests only enqueue and read snapshots, so a long optimisation never blocks the HTTP threads.
 
-A write to the store that fails (a full disk, an I/O error) never stops a worker: the job it was about ends
-`failed` with code `storage_full` or `storage_error` when its result could not be stored, and a row that could not
-be written is written again as soon as the disk allows (`_sync`), so the store ends up saying what clients were
-told.
+This module schedules; the jobs themselves and their durable rows are `job_ledger.JobLedger`'s (which writes
+through to `job_store.JobStore`), their latest previews `previews.Previews`'s, and a job is the `job.Job` record.
 """
 
 from __future__ import annotations
@@ -21,27 +17,26 @@ import logging
 import math
 import threading
 import time
-import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from PIL import Image
 
 from ..core.engine import Cancelled, OutOfMemory, Progress, StyleResult
-from ..core.imaging import ImageError, decode_image
 from ..core.memory import BudgetError
-from ..core.params import ParamError, StyleParams
+from ..core.params import StyleParams
 from ..limits import MAX_PIXELS
-from .estimate import JobCost, SpeedMeter, device_type, job_cost
-from .job_store import JobStore, StorageError, storage_error
-from .workers import InProcessWorker, JobSpec, Preview, ProgressUpdate, Worker, WorkerLost, style_key
+from .estimate import SpeedMeter, device_type, job_cost
+from .job import CANCELLED, DONE, FAILED, QUEUED, RUNNING, STATES, TERMINAL, Job, LossPoint, finite
+from .job_ledger import JobLedger
+from .job_store import JobStore, StorageError
+from .previews import Previews
+from .workers import InProcessWorker, JobSpec, ProgressUpdate, Worker, WorkerLost, style_key
 
 log = logging.getLogger("stylelayer.api")
 
-QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
-TERMINAL = frozenset({DONE, FAILED, CANCELLED})
 DEFAULT_RETRY_AFTER = 5  # seconds, for a 429 while the running job has not reported progress yet
 MAX_RETRY_AFTER = 600
 PRUNE_EVERY = 60.0  # seconds between clean-ups of expired results while the queue is idle
@@ -50,8 +45,6 @@ WORKER_STARTING, WORKER_IDLE, WORKER_RUNNING, WORKER_FAILED = "starting", "idle"
 MAX_WORKER_LOSSES = 1  # a job whose worker dies runs again once; losing a second one fails it (it may be the cause)
 RESTART_DELAY = 5.0  # seconds between attempts to replace a lost worker that could not be started
 STYLES_REMEMBERED = 8  # style keys remembered per worker, for style affinity (the engine caches more Gram targets)
-
-LossPoint = tuple[int, dict[str, float | None]]  # (iteration, {"content": ..., "style": ..., "tv": ..., "total": ...})
 
 
 class Engine(Protocol):
@@ -80,45 +73,6 @@ class EngineUnavailable(Exception):
     """The engine could not be loaded; every job would fail (HTTP 503)."""
 
 
-@dataclass
-class Job:
-    params: StyleParams
-    preview_every: int
-    content: Image.Image | None = None
-    styles: list[Image.Image] = field(default_factory=list)
-    sync: bool = False  # a POST /v1/stylize job: its caller waits on the connection, so it dies with it
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    state: str = QUEUED
-    created: float = field(default_factory=time.time)
-    started: float | None = None
-    finished: float | None = None
-    iteration: int = 0
-    total: int = 0
-    elapsed: float = 0.0
-    losses: dict[str, float | None] = field(default_factory=dict)
-    error: dict[str, str] | None = None
-    seed: int | None = None
-    restarts: int = 0  # times the job started over because the server stopped while it ran
-    preview: Preview | None = None
-    preview_iteration: int | None = None
-    level: int = 0  # coarse-to-fine level being optimised (1-based), of `levels`
-    levels: int = 0
-    tile: int = 0  # tiles done in the current iteration of a tiled level, of `tiles` (0 when not tiled)
-    tiles: int = 0
-    plan: str = ""  # how the current level runs: size, whole image or tiles, optimiser, memory
-    result_bytes: int = 0  # size of the stored result PNG once done
-    cost: JobCost | None = None  # the engine's plan for the job, once it starts: for progress, time left and speed
-    abandon_after: float = 0.0  # seconds without a look at the job after which it is cancelled (0: never)
-    last_seen: float = field(default_factory=time.monotonic)  # when a client last asked about the job
-    client: str = ""  # who sent it (remote address; '' for jobs restored at start): the unit of fairness
-    owner: str = ""  # digest of the key its client gave (job_routes.owner_of): who may see it listed in /v1/info
-    style_key: str = ""  # digest of its style images (workers.style_key): the unit of style affinity
-    lost_workers: int = 0  # workers that died while running it
-    history: list[LossPoint] = field(default_factory=list)  # while queued or running; the store has it after
-    cancel_requested: threading.Event = field(default_factory=threading.Event)
-    ended: threading.Event = field(default_factory=threading.Event)
-
-
 @dataclass(eq=False)
 class _Slot:
     """A worker as the queue schedules it."""
@@ -135,8 +89,9 @@ class _Slot:
 class JobQueue:
     """Bounded queue of jobs run by workers, one job at a time each (by default one worker owning the engine).
 
-    Every job is also in the durable `JobStore`: at start the queue takes back what the store holds, re-queueing
-    jobs that were queued or running (running ones start over) and serving the results of finished ones.
+    Every job is also in the durable `JobStore` (through `JobLedger`): at start the queue takes back what the
+    store holds, re-queueing jobs that were queued or running (running ones start over) and serving the results of
+    finished ones.
     """
 
     def __init__(
@@ -158,19 +113,16 @@ class JobQueue:
         self._slots = [_Slot(worker) for worker in workers]
         self.engine_error: str | None = None
         self.max_queue = max_queue
-        self.keep_results = keep_results
-        self.result_ttl = result_ttl
-        self.result_bytes = result_bytes
-        self.store = store if store is not None else JobStore(None)
-        self._jobs: OrderedDict[str, Job] = OrderedDict()  # every known job, oldest first
+        self.previews = Previews()
+        self.ledger = JobLedger(
+            store if store is not None else JobStore(None), self.previews, keep_results, result_ttl, result_bytes
+        )
         self._waiting: deque[Job] = deque()
         self._lock = threading.Condition()
         self._stopping = False
         self._ready = threading.Event()
         self._turn = 0  # jobs started so far...
         self._turns: dict[str, int] = {}  # ...and the number of each active client's latest one
-        self._unsynced: dict[str, Job] = {}  # jobs whose latest change the store could not take yet...
-        self._unsynced_error = StorageError("storage_error", "")  # ...and why, the last time it refused one
         for slot in self._slots:
             if slot.worker.engine is not None:  # given ready-made: serving at once
                 slot.state = WORKER_IDLE
@@ -179,8 +131,8 @@ class JobQueue:
         saved_speed = self.store.load_speed()
         if saved_speed is not None:
             self.speed.restore(saved_speed)
-        self._restore(max_pixels)
         with self._lock:
+            self._waiting.extend(self.ledger.restore(max_pixels))
             self._dispatch()
         self._threads = [
             threading.Thread(
@@ -192,6 +144,11 @@ class JobQueue:
             thread.start()
 
     # ---- called from request threads -----------------------------------------------------------------------
+    @property
+    def store(self) -> JobStore:
+        """The durable store the ledger writes through to."""
+        return self.ledger.store
+
     @property
     def engine(self) -> Engine | None:
         """An engine to describe and plan jobs with: the first started worker's (None while none is)."""
@@ -239,42 +196,34 @@ class JobQueue:
             style_key=style_key(styles),
         )
         try:
-            self.store.save_inputs(job.id, inputs or [])  # outside the lock: uploads can be large
+            self.ledger.save_inputs(job, inputs or [])  # outside the lock: uploads can be large
             with self._lock:
                 if self._stopping:  # the worker is gone: a job queued now would never run
                     raise EngineUnavailable("the server is shutting down")
-                self._prune()
+                self.ledger.prune()
                 if len(self._waiting) >= self.max_queue:
                     raise QueueFull(f"{len(self._waiting)} jobs are already waiting (limit {self.max_queue})")
-                self.store.add(job, sync, inputs or [])
-                self._jobs[job.id] = job
+                self.ledger.add(job, inputs or [])
                 self._waiting.append(job)
                 self._dispatch()
         except (EngineUnavailable, QueueFull, StorageError):
-            self.store.discard(job.id)
+            self.ledger.discard(job)
             raise
         return job
 
     def storage_problem(self) -> StorageError | None:
         """Why the server cannot store jobs now (None: it can): the data folder cannot be written or is nearly
         full, or rows it could not take are still waiting. Rows waiting are written here once it can."""
-        problem = self.store.problem()
+        problem = self.store.problem()  # a probe write: outside the lock
         if problem is not None:
             return problem
         with self._lock:
-            self._sync()
-            if self._unsynced:
-                return StorageError(
-                    self._unsynced_error.code,
-                    f"{len(self._unsynced)} job changes could not be written to the data folder yet"
-                    f" ({self._unsynced_error.message})",
-                )
-        return None
+            return self.ledger.owed()
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
-            self._prune()
-            return self._jobs.get(job_id)
+            self.ledger.prune()
+            return self.ledger.jobs.get(job_id)
 
     def touch(self, job: Job) -> None:
         """A client asked about the job: it is not abandoned."""
@@ -296,25 +245,29 @@ class JobQueue:
     def cancel(self, job_id: str) -> Job | None:
         """Queued jobs end at once; a running job stops at its next iteration; finished jobs are unchanged."""
         with self._lock:
-            job = self._jobs.get(job_id)
+            job = self.ledger.jobs.get(job_id)
             if job is None:
                 return None
             job.cancel_requested.set()
             if job.state == QUEUED:
                 self._waiting.remove(job)
-                self._finish(job, CANCELLED)
+                self.ledger.end(job, CANCELLED)
             return job
 
     def result_png(self, job: Job) -> bytes | None:
         """The stored result of a done job, byte for byte as first served (None before it is done)."""
-        return self.store.result(job.id) if job.state == DONE else None
+        return self.ledger.result_png(job)
+
+    def preview_png(self, job: Job) -> bytes | None:
+        """The result of a done job, else its latest preview (None while there is neither)."""
+        return self.result_png(job) if job.state == DONE else self.previews.png(job.id)
 
     def losses(self, job: Job, since: int = 0) -> list[LossPoint]:
         """Loss points (iteration, losses) after iteration `since`: from memory while the job runs, else stored."""
         with self._lock:
             if job.state not in TERMINAL:
-                return [point for point in job.history if point[0] > since]
-        return self.store.losses(job.id, since)
+                return self.ledger.losses(job, since)
+        return self.ledger.losses(job, since)  # ended: read from the store, outside the lock
 
     def queue_position(self, job: Job) -> int | None:
         """1 for the next job to run; None once the job has left the queue."""
@@ -327,21 +280,22 @@ class JobQueue:
     def retry_after(self) -> int:
         """Seconds until a queue slot is likely to free: what the running job has left, 1 to MAX_RETRY_AFTER."""
         with self._lock:
-            running = [j for j in self._jobs.values() if j.state == RUNNING and j.iteration > 0 and j.total]
+            running = [j.progress for j in self.ledger.jobs.values() if j.state == RUNNING]
+            running = [p for p in running if p.iteration > 0 and p.total]
             if not running:
                 return DEFAULT_RETRY_AFTER
-            left = min(job.elapsed / job.iteration * (job.total - job.iteration) for job in running)
+            left = min(p.elapsed / p.iteration * (p.total - p.iteration) for p in running)
         return int(min(MAX_RETRY_AFTER, max(1, math.ceil(left))))
 
     def jobs_snapshot(self) -> list[Job]:
         """Every job the queue holds now (for estimates of the wait ahead); read their fields, change none."""
         with self._lock:
-            return list(self._jobs.values())
+            return list(self.ledger.jobs.values())
 
     def counts(self) -> dict[str, int]:
         with self._lock:
-            counts = {state: 0 for state in (QUEUED, RUNNING, DONE, FAILED, CANCELLED)}
-            for job in self._jobs.values():
+            counts = {state: 0 for state in STATES}
+            for job in self.ledger.jobs.values():
                 counts[job.state] += 1
             return counts
 
@@ -381,7 +335,7 @@ class JobQueue:
         if not owner:
             return []
         with self._lock:
-            return [{"id": job.id, "state": job.state} for job in self._jobs.values() if job.owner == owner]
+            return [{"id": job.id, "state": job.state} for job in self.ledger.jobs.values() if job.owner == owner]
 
     def stop(self, timeout: float = 10.0) -> None:
         """End the worker (server shutdown). Jobs stay queued in the store and run again at the next start, except
@@ -392,8 +346,8 @@ class JobQueue:
                 if job.sync:
                     job.cancel_requested.set()
                     self._waiting.remove(job)
-                    self._finish(job, CANCELLED)
-            for job in self._jobs.values():
+                    self.ledger.end(job, CANCELLED)
+            for job in self.ledger.jobs.values():
                 if job.sync and job.state == RUNNING:
                     job.cancel_requested.set()
             self._lock.notify_all()
@@ -404,69 +358,7 @@ class JobQueue:
             log.warning("the job workers did not stop within %.0f s", timeout)  # store to the process exit
             return
         with self._lock:
-            self._sync()
-            if self._unsynced:
-                log.error(
-                    "%d job changes could not be written to the data folder: after the next start those jobs"
-                    " may run again",
-                    len(self._unsynced),
-                )
-        self.store.close()
-
-    # ---- start-up ------------------------------------------------------------------------------------------
-    def _restore(self, max_pixels: int) -> None:
-        """Take back the store's jobs: finished ones as they are, queued and running ones queued again."""
-        for stored in self.store.load():
-            params_error = None
-            try:
-                params = StyleParams.from_dict(stored.params)
-            except ParamError as exc:  # written by another version: the job is reported failed below
-                params, params_error = StyleParams(), exc
-            job = Job(
-                params=params,
-                preview_every=stored.preview_every,
-                sync=stored.sync,
-                id=stored.id,
-                state=stored.state,
-                created=stored.created,
-                started=stored.started,
-                finished=stored.finished,
-                iteration=stored.iteration,
-                total=stored.total,
-                elapsed=stored.elapsed,
-                losses=stored.losses,
-                error=stored.error,
-                seed=stored.seed,
-                restarts=stored.restarts,
-                result_bytes=stored.result_bytes,
-                level=stored.level,
-                levels=stored.levels,
-                plan=stored.plan,
-                preview_iteration=stored.preview_iteration,
-                abandon_after=stored.abandon_after,  # counted from now: a client gone with the old server is
-                owner=stored.owner,  # not polling, and the job is cancelled once that much time has passed
-            )
-            self._jobs[job.id] = job
-            if job.state in TERMINAL:
-                job.ended.set()
-                continue
-            if job.sync:  # its caller's connection died with the old server: nobody could fetch the result
-                self._finish(job, CANCELLED)
-                continue
-            try:
-                if params_error is not None:
-                    raise params_error
-                content, styles = self.store.inputs(job.id, stored.inputs)
-                job.content = decode_image(content, "content", max_pixels) if content is not None else None
-                job.styles = [decode_image(data, "style", max_pixels) for data in styles]
-            except (ParamError, OSError, ImageError) as exc:
-                job.error = {"code": "restart_failed", "message": f"the job could not be restarted: {exc}"}
-                self._finish(job, FAILED)
-                continue
-            job.style_key = style_key(job.styles)
-            self._requeue(job)
-            self._waiting.append(job)
-        self._prune()
+            self.ledger.close()
 
     # ---- scheduling (callers hold the lock) --------------------------------------------------------------------
     def _order(self) -> list[Job]:
@@ -497,7 +389,7 @@ class JobQueue:
             job = self._order()[0]
             self._waiting.remove(job)
             if self._abandoned(job):
-                self._finish(job, CANCELLED)
+                self.ledger.end(job, CANCELLED)
                 continue
             slot = max(idle, key=lambda s: (_recency(s.styles, job.style_key), -s.idle_since))
             self._turn += 1
@@ -508,7 +400,7 @@ class JobQueue:
             slot.job, slot.state = job, WORKER_RUNNING
             job.state = RUNNING
             job.started = time.time()
-            self._store(job, self.store.update)
+            self.ledger.record(job)
             self._lock.notify_all()
 
     def _unassign(self, slot: _Slot) -> None:
@@ -516,10 +408,10 @@ class JobQueue:
         job, slot.job = slot.job, None
         assert job is not None
         if job.sync:  # its caller's connection ends with the server
-            self._finish(job, CANCELLED)
+            self.ledger.end(job, CANCELLED)
             return
         job.state, job.started = QUEUED, None
-        self._store(job, self.store.update)
+        self.ledger.record(job)
         self._waiting.appendleft(job)
 
     # ---- worker threads: one per worker --------------------------------------------------------------------
@@ -530,9 +422,9 @@ class JobQueue:
         while True:
             with self._lock:
                 while slot.job is None and not self._stopping:
-                    self._lock.wait(SYNC_EVERY if self._unsynced else PRUNE_EVERY)
-                    self._sync()  # rows a full disk refused, once it takes them
-                    self._prune()  # expired results go even when nobody asks
+                    self._lock.wait(SYNC_EVERY if self.ledger.behind else PRUNE_EVERY)
+                    self.ledger.sync()  # rows a full disk refused, once it takes them
+                    self.ledger.prune()  # expired results go even when nobody asks
                 if self._stopping:
                     if slot.job is not None:
                         self._unassign(slot)
@@ -547,7 +439,7 @@ class JobQueue:
                 with self._lock:
                     if job.state not in TERMINAL:
                         job.error = {"code": "internal", "message": f"the server failed: {type(exc).__name__}"}
-                        self._finish(job, FAILED)
+                        self.ledger.end(job, FAILED)
             with self._lock:
                 slot.job, slot.jobs_done, slot.idle_since = None, slot.jobs_done + 1, time.monotonic()
                 slot.state = WORKER_STARTING if lost else WORKER_IDLE
@@ -584,7 +476,7 @@ class JobQueue:
                         for job in list(self._waiting):
                             self._waiting.remove(job)
                             job.error = {"code": "engine_unavailable", "message": self.engine_error}
-                            self._finish(job, FAILED)
+                            self.ledger.end(job, FAILED)
                 return False
         with self._lock:
             slot.state, slot.error, slot.idle_since = WORKER_IDLE, None, time.monotonic()
@@ -600,16 +492,16 @@ class JobQueue:
         except Exception:  # noqa: BLE001 - only progress and estimates need it; the engine reports real problems
             job.cost = None
 
-        def on_progress(p: ProgressUpdate) -> None:
+        def on_progress(update: ProgressUpdate) -> None:
+            p = update.progress
             with self._lock:
-                job.iteration, job.total, job.elapsed = p.iteration, p.total, p.elapsed
-                job.level, job.levels, job.tile, job.tiles, job.plan = p.level, p.levels, p.tile, p.tiles, p.plan
-                job.losses = _finite(p.losses)
+                job.progress = p
                 # A tiled level reports every tile with the iteration before it: one point per iteration.
                 if p.tile == 0 and p.iteration > (job.history[-1][0] if job.history else 0):
-                    job.history.append((p.iteration, job.losses))
-                if p.preview is not None:
-                    job.preview, job.preview_iteration = p.preview, p.iteration
+                    job.history.append((p.iteration, finite(p.losses)))
+                if update.preview is not None:
+                    self.previews.offer(job.id, update.preview)
+                    job.preview_iteration = p.iteration
 
         spec = JobSpec(job.id, job.content, job.styles, job.params, job.preview_every)
         try:
@@ -624,9 +516,9 @@ class JobQueue:
         except Cancelled:
             with self._lock:
                 if self._stopping and not job.cancel_requested.is_set():
-                    self._requeue(job)  # the server is stopping: the job runs again from the start at the next start
+                    self.ledger.requeue(job)  # the server is stopping: the job runs again from the start next time
                 else:
-                    self._finish(job, CANCELLED)
+                    self.ledger.end(job, CANCELLED)
             return False
         except OutOfMemory as exc:  # the engine has freed the device's memory; its message says what to lower
             self._fail(job, "out_of_memory", str(exc))
@@ -643,7 +535,7 @@ class JobQueue:
             return False
         if job.cancel_requested.is_set():  # asked for before its end was recorded: the client's word, not a race,
             with self._lock:  # decides (a Ray actor can finish its last iterations before it sees the request)
-                self._finish(job, CANCELLED)
+                self.ledger.end(job, CANCELLED)
             return False
         try:
             size = self.store.write_result(job.id, outcome.png)
@@ -653,10 +545,14 @@ class JobQueue:
             return False
         with self._lock:
             job.seed, job.result_bytes = outcome.seed, size
-            job.iteration = job.total = outcome.iterations
-            job.losses = _finite(outcome.losses)
-            job.elapsed = outcome.elapsed
-            self._finish(job, DONE)
+            job.progress = replace(
+                job.progress,
+                iteration=outcome.iterations,
+                total=outcome.iterations,
+                losses=outcome.losses,
+                elapsed=outcome.elapsed,
+            )
+            self.ledger.end(job, DONE)
         device = device_type(worker.describe().get("device", ""))
         if job.cost is not None and self.speed.record(job.cost.units, outcome.elapsed, device):
             try:
@@ -672,9 +568,9 @@ class JobQueue:
         with self._lock:
             job.lost_workers += 1
             if job.cancel_requested.is_set():
-                self._finish(job, CANCELLED)
+                self.ledger.end(job, CANCELLED)
             elif self._stopping:
-                self._requeue(job)  # runs again at the next start
+                self.ledger.requeue(job)  # runs again at the next start
             elif job.lost_workers > MAX_WORKER_LOSSES:
                 job.error = {
                     "code": "worker_lost",
@@ -682,9 +578,9 @@ class JobQueue:
                     " workers, so it may be what kills them (too large for a worker's memory?): reduce"
                     " size, or give the workers more memory",
                 }
-                self._finish(job, FAILED)
+                self.ledger.end(job, FAILED)
             else:
-                self._requeue(job)
+                self.ledger.requeue(job)
                 place = next(
                     (i for i, other in enumerate(self._waiting) if other.created > job.created), len(self._waiting)
                 )
@@ -694,100 +590,7 @@ class JobQueue:
     def _fail(self, job: Job, code: str, message: str) -> None:
         with self._lock:
             job.error = {"code": code, "message": message}
-            self._finish(job, FAILED)
-
-    def _finish(self, job: Job, state: str) -> None:
-        """Caller holds the lock. Inputs are dropped at once: only the result PNG is worth keeping."""
-        job.state = state
-        job.finished = time.time()
-        if state != DONE and job.started is not None:
-            job.elapsed = job.finished - job.started  # also when it ended before its first progress report
-        job.content, job.styles = None, []
-        if state == DONE:
-            job.preview = None  # the result supersedes it (the preview route then serves the result)
-        try:
-            self.store.finish(job, job.history)
-        except Exception as error:  # a full disk, or anything else: the job still ends, and the worker goes on
-            exc = storage_error(error)
-            log.error("job %s: its end could not be recorded: %s", job.id, exc.message, exc_info=error)
-            if state == DONE:  # no row says done, so the result cannot be served after a restart: failed
-                job.state, job.error, job.result_bytes = FAILED, {"code": exc.code, "message": exc.message}, 0
-            self._store(job, self._write_end)  # a failed job's row is smaller; else retried by _sync
-        else:
-            job.history = []
-            self._unsynced.pop(job.id, None)  # an earlier change it could not take is superseded
-        job.ended.set()
-
-    def _requeue(self, job: Job) -> None:
-        """Caller holds the lock (or is starting up). Back to queued, from the first iteration."""
-        if job.started is not None:
-            job.restarts += 1
-        job.state, job.started, job.finished = QUEUED, None, None
-        job.iteration, job.total, job.elapsed, job.losses, job.history = 0, 0, 0.0, {}, []
-        job.level = job.levels = job.tile = job.tiles = 0
-        job.plan = ""
-        job.preview = job.preview_iteration = None
-        self._store(job, self.store.restart)
-
-    def _prune(self) -> None:
-        """Caller holds the lock. Forget finished jobs past their time-to-live, beyond the count limit or, oldest
-        first, beyond the disk budget for results (the newest result is always kept), and delete their files."""
-        now = time.time()
-        finished = [j for j in self._jobs.values() if j.state in TERMINAL]
-        excess = len(finished) - self.keep_results
-        disk = sum(j.result_bytes for j in finished)
-        for i, job in enumerate(finished):
-            over_budget = disk > self.result_bytes and i < len(finished) - 1
-            if i < excess or now - (job.finished or now) > self.result_ttl or over_budget:
-                try:
-                    self.store.delete(job.id)
-                except StorageError as exc:  # kept (and listed) until the store can forget it too
-                    log.warning("job %s could not be deleted yet: %s", job.id, exc.message)
-                    return
-                disk -= job.result_bytes
-                del self._jobs[job.id]
-
-    # ---- store writes that may fail (callers hold the lock) --------------------------------------------------
-    def _store(self, job: Job, write: Callable[[Job], None]) -> None:
-        """Write a job's change to the store; when the store cannot take it, the job is written whole again by
-        `_sync` later (its state in memory is what clients see, and what the store must end up saying)."""
-        try:
-            try:
-                write(job)
-            except StorageError as exc:
-                if exc.code != "storage_full" or not self.store.release_reserve():
-                    raise
-                write(job)  # in the space the store kept for this
-        except Exception as error:  # noqa: BLE001 - as in _finish: never out of the bookkeeping
-            exc = storage_error(error)
-            log.error("job %s: its state (%s) could not be recorded: %s", job.id, job.state, exc.message)
-            self._unsynced[job.id] = job
-            self._unsynced_error = exc
-        else:
-            self._unsynced.pop(job.id, None)
-
-    def _write_end(self, job: Job) -> None:
-        """An ended job's row and loss history, then its input files go."""
-        self.store.finish(job, job.history)
-        job.history = []
-
-    def _sync(self) -> None:
-        """Write the jobs the store could not take before, as they are now; stops at the first failure."""
-        for job in list(self._unsynced.values()):
-            try:
-                if job.id not in self._jobs:
-                    pass  # forgotten meanwhile: _prune deleted its row before it let go of the job
-                elif job.state in TERMINAL:
-                    self._write_end(job)
-                elif job.state == QUEUED:
-                    self.store.restart(job)
-                else:
-                    self.store.update(job)
-            except Exception as error:  # noqa: BLE001 - tried again at the next chance
-                self._unsynced_error = storage_error(error)
-                return
-            log.info("job %s: its state (%s) is recorded now", job.id, job.state)
-            del self._unsynced[job.id]
+            self.ledger.end(job, FAILED)
 
 
 def _id_for(job: Job | None, owner: str) -> str | None:
@@ -801,8 +604,3 @@ def _recency(styles: deque[str], key: str) -> int:
         return styles.index(key)
     except ValueError:
         return -1
-
-
-def _finite(losses: dict[str, float]) -> dict[str, float | None]:
-    """JSON has no NaN or infinity; a diverged loss is reported as null."""
-    return {k: (float(v) if math.isfinite(float(v)) else None) for k, v in losses.items()}

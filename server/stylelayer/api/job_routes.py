@@ -23,7 +23,8 @@ from ..limits import MAX_STYLES
 from .errors import ApiError, check_form_fields
 from .estimate import progress_and_eta
 from .images import load_upload
-from .job_queue import DONE, FAILED, QUEUED, RUNNING, EngineUnavailable, Job, JobQueue, LossPoint, QueueFull
+from .job import DONE, FAILED, QUEUED, RUNNING, Job, LossPoint, progress_json
+from .job_queue import EngineUnavailable, JobQueue, QueueFull
 from .job_store import StorageError
 from .state import server_state
 from .style_library import StyleNotFound
@@ -58,8 +59,7 @@ def job_status(job_id: str) -> Response:
 @jobs.get("/jobs/<job_id>/preview")
 def job_preview(job_id: str) -> Response:
     job = _find_job(job_id)
-    preview = job.preview
-    png = server_state().queue.result_png(job) if job.state == DONE else preview.png() if preview else None
+    png = server_state().queue.preview_png(job)
     if png is None:
         raise ApiError(404, "no_preview", "no preview yet: previews appear every few iterations while a job runs")
     return _png(png, job)
@@ -139,35 +139,30 @@ def stylize_sync() -> Response:
 
 
 def job_json(job: Job, queue: JobQueue) -> dict[str, Any]:
-    """A job as clients see it (docs/openapi.yaml, schema Job).
+    """A job as clients see it (docs/openapi.yaml, schema Job): every field of the engine's latest progress
+    (`job.progress_json`), then the job's own.
 
     `progress` and `eta_s` count work, not iterations: a finer level's iteration costs about four coarser ones.
     `total` counts the iterations of all levels as soon as the job is planned (before: those it asked for).
     """
+    p = job.progress
     progress = eta = None
-    if job.state == RUNNING and job.iteration > 0 and job.cost is not None:
-        progress, eta = progress_and_eta(job.cost, job.iteration, job.level, job.tile, job.tiles, job.elapsed)
-    elif job.state == RUNNING and job.iteration > 0 and job.total:  # an engine that could not plan the job
-        progress = job.iteration / job.total
-        eta = job.elapsed / job.iteration * (job.total - job.iteration)
+    if job.state == RUNNING and p.iteration > 0 and job.cost is not None:
+        progress, eta = progress_and_eta(job.cost, p.iteration, p.level, p.tile, p.tiles, p.elapsed)
+    elif job.state == RUNNING and p.iteration > 0 and p.total:  # an engine that could not plan the job
+        progress = p.iteration / p.total
+        eta = p.elapsed / p.iteration * (p.total - p.iteration)
     elif job.state == DONE:
         progress, eta = 1.0, 0.0
     return {
         "id": job.id,
         "state": job.state,
-        "iteration": job.iteration,
-        "total": job.total or (sum(n for _, n in job.cost.levels) if job.cost else job.params.iterations),
-        "losses": job.losses,
-        "elapsed_s": round(job.elapsed, 3),
+        **progress_json(p),
+        "total": p.total or (sum(n for _, n in job.cost.levels) if job.cost else job.params.iterations),
         "progress": None if progress is None else round(progress, 4),
         "eta_s": None if eta is None else round(eta, 2),
         "queue_position": queue.queue_position(job) if job.state == QUEUED else None,
         "preview_iteration": job.preview_iteration,
-        "level": job.level,
-        "levels": job.levels,
-        "tile": job.tile,
-        "tiles": job.tiles,
-        "plan": job.plan,
         "seed": job.seed,
         "restarts": job.restarts,
         "abandon_after": job.abandon_after,

@@ -2,7 +2,7 @@
 
 One folder (`stylelayer serve --data-dir`, by default the per-user data folder) holds
 
-    jobs.sqlite3             one row per job (parameters, state, losses, error, seed) and one per loss point;
+    jobs.sqlite3             one row per job (parameters, state, progress, error, seed) and one per loss point;
                              SQLite in WAL mode, every change one committed transaction: a killed or crashed
                              server loses nothing committed (synchronous=NORMAL: a power cut may lose the last
                              moments, never the database)
@@ -22,6 +22,9 @@ The store never deletes what it cannot account for: a database that is missing, 
 result files exist is refused (`StoreError`, one line naming `--reset-jobs`), and so is a damaged one; files
 without a row go to `quarantine/`. Every write that fails raises `StorageError`, whose `code` (`storage_full`,
 `storage_error`) the queue reports as the job's error.
+
+A job's row holds the `job.Job` record's own fields in columns and the engine's latest progress whole in one JSON
+column (`job.progress_fields`), so a field added to the engine's `Progress` is stored with no change here.
 """
 
 from __future__ import annotations
@@ -42,10 +45,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from ..core.params import ParamError, StyleParams
+from .job import DONE, Job, progress_fields, progress_of
+
 log = logging.getLogger("stylelayer.api")
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DATABASE = "jobs.sqlite3"
 QUARANTINE = "quarantine"
 PROBE = ".probe"  # written and removed again to learn whether a folder can be written
@@ -53,7 +59,7 @@ RESERVE = "reserve"  # space kept back, given up on a full disk so that jobs' en
 RESERVE_BYTES = 1024**2  # a few hundred row changes in the SQLite write-ahead log
 MIN_FREE_BYTES = 64 * 1024**2  # less free space in the data folder than this: /v1/health says degraded
 HEALTH_EVERY = 1.0  # seconds a storage check is reused (health is polled; each check writes a probe file)
-_TABLES = """
+_JOBS_TABLE = """
 CREATE TABLE jobs (
     id TEXT PRIMARY KEY,
     state TEXT NOT NULL,
@@ -64,15 +70,16 @@ CREATE TABLE jobs (
     created REAL NOT NULL,
     started REAL,
     finished REAL,
-    iteration INTEGER NOT NULL DEFAULT 0,
-    total INTEGER NOT NULL DEFAULT 0,
-    elapsed REAL NOT NULL DEFAULT 0,
-    losses TEXT NOT NULL DEFAULT '{}',
+    progress TEXT NOT NULL DEFAULT '{}',
     error TEXT,
     seed INTEGER,
     restarts INTEGER NOT NULL DEFAULT 0,
-    result_bytes INTEGER NOT NULL DEFAULT 0
-);
+    result_bytes INTEGER NOT NULL DEFAULT 0,
+    preview_iteration INTEGER,
+    abandon_after REAL NOT NULL DEFAULT 0,
+    owner TEXT NOT NULL DEFAULT ''
+)"""
+_TABLES = f"""{_JOBS_TABLE};
 CREATE TABLE losses (
     job_id TEXT NOT NULL,
     iteration INTEGER NOT NULL,
@@ -80,7 +87,7 @@ CREATE TABLE losses (
     PRIMARY KEY (job_id, iteration)
 ) WITHOUT ROWID;
 """
-# Version 2: every field a client sees survives a restart, and who may list the job (`owner`).
+# Version 2 added level, levels, plan, preview_iteration, abandon_after and owner to version 1's jobs table.
 _VERSION_2 = (
     "ALTER TABLE jobs ADD COLUMN level INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE jobs ADD COLUMN levels INTEGER NOT NULL DEFAULT 0",
@@ -89,10 +96,13 @@ _VERSION_2 = (
     "ALTER TABLE jobs ADD COLUMN abandon_after REAL NOT NULL DEFAULT 0",
     "ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
 )
-_COLUMNS = (
-    "id, state, sync, params, preview_every, created, started, finished, iteration, total, elapsed, losses, error,"
-    " seed, restarts, result_bytes, inputs, level, levels, plan, preview_iteration, abandon_after, owner"
+# Version 3: the progress fields of version 2's columns, named as the engine's Progress names them, in one column.
+_VERSION_2_PROGRESS = "iteration, total, elapsed, losses, level, levels, plan"
+_KEPT = (
+    "id, state, sync, params, preview_every, inputs, created, started, finished, error, seed, restarts,"
+    " result_bytes, preview_iteration, abandon_after, owner"
 )
+_COLUMNS = f"{_KEPT}, progress"
 _SQLITE_FULL = 13  # SQLITE_FULL: "database or disk is full"
 
 
@@ -115,31 +125,13 @@ class StorageError(Exception):
 
 @dataclass
 class StoredJob:
-    """A job row as read back at start-up; `inputs` says which input files a job that has not ended has."""
+    """A job as read back at start-up, with what the store knows beside it."""
 
-    id: str
-    state: str
-    sync: bool
-    params: dict[str, Any]
-    preview_every: int
-    created: float
-    started: float | None
-    finished: float | None
-    iteration: int
-    total: int
-    elapsed: float
-    losses: dict[str, float | None]
-    error: dict[str, str] | None
-    seed: int | None
-    restarts: int
-    result_bytes: int
-    inputs: dict[str, Any]  # {"content": bool, "styles": int}
-    level: int
-    levels: int
-    plan: str
-    preview_iteration: int | None
-    abandon_after: float
-    owner: str
+    job: Job
+    inputs: dict[str, Any]  # {"content": bool, "styles": int}: the input files a job that has not ended has
+    problem: ParamError | None = (
+        None  # why it cannot run again: parameters another version wrote (job.params: defaults)
+    )
 
 
 class JobStore:
@@ -211,18 +203,15 @@ class JobStore:
                 if earlier:
                     raise StoreError(_refusal(f"the job database {path} holds no jobs", self.files, len(earlier)))
                 db.executescript(_TABLES)
-                version = 1
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                version = SCHEMA_VERSION
             elif version == 0 or not {"jobs", "losses"} <= tables:
                 raise StoreError(
                     f"{path} is not a stylelayer job database (tables: {', '.join(sorted(tables)) or 'none'});"
                     " move it away, or start with --reset-jobs to set it and the files beside it aside"
                 )
-            if version == 1:
-                db.execute("BEGIN IMMEDIATE")
-                for statement in _VERSION_2:
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                db.execute("COMMIT")
+            if version < SCHEMA_VERSION:
+                _upgrade(db, version)
             return db
         except StoreError:
             db.close()
@@ -261,57 +250,52 @@ class JobStore:
         """Remove the files of a job that was never added (refused after `save_inputs`)."""
         self._remove_files(job_id, keep_result=False)
 
-    def add(self, job: Any, sync: bool, inputs: list[tuple[str, bytes]]) -> None:
+    def add(self, job: Job, inputs: list[tuple[str, bytes]]) -> None:
         """Record a new queued job whose inputs `save_inputs` has written."""
         summary = {"content": any(n == "content" for n, _ in inputs), "styles": sum(n != "content" for n, _ in inputs)}
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO jobs (id, state, sync, params, preview_every, inputs, created, abandon_after, owner)"
-                " VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO jobs (id, state, sync, params, preview_every, inputs, created, abandon_after, owner,"
+                " progress) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     job.id,
                     job.state,
-                    int(sync),
+                    int(job.sync),
                     json.dumps(job.params.to_dict()),
                     job.preview_every,
                     json.dumps(summary),
                     job.created,
                     job.abandon_after,
                     job.owner,
+                    json.dumps(progress_fields(job.progress)),
                 ),
             )
 
-    def update(self, job: Any) -> None:
-        """Write a job's state, times, counters, losses, error and seed."""
+    def update(self, job: Job) -> None:
+        """Write a job's state, times, progress, error and seed."""
         with self._transaction() as db:
             self._update(db, job)
 
     @staticmethod
-    def _update(db: sqlite3.Connection, job: Any) -> None:
+    def _update(db: sqlite3.Connection, job: Job) -> None:
         db.execute(
-            "UPDATE jobs SET state=?, started=?, finished=?, iteration=?, total=?, elapsed=?, losses=?, error=?,"
-            " seed=?, restarts=?, result_bytes=?, level=?, levels=?, plan=?, preview_iteration=? WHERE id=?",
+            "UPDATE jobs SET state=?, started=?, finished=?, progress=?, error=?, seed=?, restarts=?, result_bytes=?,"
+            " preview_iteration=? WHERE id=?",
             (
                 job.state,
                 job.started,
                 job.finished,
-                job.iteration,
-                job.total,
-                job.elapsed,
-                json.dumps(job.losses),
+                json.dumps(progress_fields(job.progress)),
                 None if job.error is None else json.dumps(job.error),
                 job.seed,
                 job.restarts,
                 job.result_bytes,
-                job.level,
-                job.levels,
-                job.plan,
                 job.preview_iteration,
                 job.id,
             ),
         )
 
-    def finish(self, job: Any, history: list[tuple[int, dict[str, float | None]]]) -> None:
+    def finish(self, job: Job, history: list[tuple[int, dict[str, float | None]]]) -> None:
         """A job ended: its row and loss history in one transaction, then its inputs go (and its result file too
         unless it is done: a result no row calls done would be an orphan)."""
         with self._transaction() as db:
@@ -320,9 +304,9 @@ class JobStore:
                 [(job.id, iteration, json.dumps(losses)) for iteration, losses in history],
             )
             self._update(db, job)
-        self._remove_files(job.id, keep_result=job.state == "done")
+        self._remove_files(job.id, keep_result=job.state == DONE)
 
-    def restart(self, job: Any) -> None:
+    def restart(self, job: Job) -> None:
         """A job goes back to the queue (the server stopped while it ran): its old loss points go."""
         with self._transaction() as db:
             db.execute("DELETE FROM losses WHERE job_id=?", (job.id,))
@@ -339,35 +323,8 @@ class JobStore:
         quarantine/ (counted in the log); unfinished temporary files are removed."""
         with self._lock:
             rows = self._db.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY created, rowid").fetchall()
-        jobs = [
-            StoredJob(
-                id=row[0],
-                state=row[1],
-                sync=bool(row[2]),
-                params=json.loads(row[3]),
-                preview_every=row[4],
-                created=row[5],
-                started=row[6],
-                finished=row[7],
-                iteration=row[8],
-                total=row[9],
-                elapsed=row[10],
-                losses=json.loads(row[11]),
-                error=None if row[12] is None else json.loads(row[12]),
-                seed=row[13],
-                restarts=row[14],
-                result_bytes=row[15],
-                inputs=json.loads(row[16]),
-                level=row[17],
-                levels=row[18],
-                plan=row[19],
-                preview_iteration=row[20],
-                abandon_after=row[21],
-                owner=row[22],
-            )
-            for row in rows
-        ]
-        known = {job.id for job in jobs}
+        jobs = [_stored(row) for row in rows]
+        known = {stored.job.id for stored in jobs}
         orphans = 0
         for path in list(self.files.iterdir()):
             if _temporary(path):
@@ -508,6 +465,59 @@ class JobStore:
                     with contextlib.suppress(sqlite3.Error):
                         self._db.execute("ROLLBACK")
                 raise
+
+
+def _stored(row: tuple[Any, ...]) -> StoredJob:
+    """A row read back (columns: _COLUMNS) as the job it records."""
+    (id_, state, sync, params, preview_every, inputs, created, started, finished, error, seed, restarts,
+     result_bytes, preview_iteration, abandon_after, owner, progress) = row  # fmt: skip
+    problem = None
+    try:
+        job_params = StyleParams.from_dict(json.loads(params))
+    except ParamError as exc:  # written by another version
+        job_params, problem = StyleParams(), exc
+    job = Job(
+        params=job_params,
+        preview_every=preview_every,
+        sync=bool(sync),
+        id=id_,
+        state=state,
+        created=created,
+        started=started,
+        finished=finished,
+        progress=progress_of(json.loads(progress)),
+        error=None if error is None else json.loads(error),
+        seed=seed,
+        restarts=restarts,
+        result_bytes=result_bytes,
+        preview_iteration=preview_iteration,
+        abandon_after=abandon_after,  # counted from now: a client gone with the old server is not polling, and
+        owner=owner,  # the job is cancelled once that much time has passed
+    )
+    return StoredJob(job, json.loads(inputs), problem)
+
+
+def _upgrade(db: sqlite3.Connection, version: int) -> None:
+    """Bring a database an earlier release wrote to SCHEMA_VERSION, in one transaction: its jobs keep every field
+    (version 2's progress columns become the one progress column of version 3)."""
+    db.execute("BEGIN IMMEDIATE")
+    if version == 1:
+        for statement in _VERSION_2:
+            db.execute(statement)
+    db.execute("ALTER TABLE jobs RENAME TO jobs_v2")
+    db.execute(_JOBS_TABLE)
+    rows = db.execute(f"SELECT {_KEPT}, {_VERSION_2_PROGRESS} FROM jobs_v2 ORDER BY rowid").fetchall()
+    kept = len(_KEPT.split(","))
+    names = [name.strip() for name in _VERSION_2_PROGRESS.split(",")]
+    for row in rows:
+        progress = dict(zip(names, row[kept:], strict=True))
+        progress["losses"] = json.loads(progress["losses"])
+        db.execute(
+            f"INSERT INTO jobs ({_COLUMNS}) VALUES ({','.join('?' * (kept + 1))})", (*row[:kept], json.dumps(progress))
+        )
+    db.execute("DROP TABLE jobs_v2")
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    db.execute("COMMIT")
 
 
 def storage_error(exc: BaseException) -> StorageError:

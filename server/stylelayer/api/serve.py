@@ -23,7 +23,7 @@ from ..limits import DEFAULT_HOST, DEFAULT_PORT
 from ..userdirs import user_data_dir
 from .app import DEFAULT_CONFIG, create_app
 from .http_server import create_http_server
-from .job_queue import QUEUED, RUNNING
+from .job import QUEUED, RUNNING
 from .job_store import JobStore, StoreError
 from .lifecycle import Watcher, remove_ready, write_ready
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from PIL import Image
@@ -61,23 +61,16 @@ class Preview:
 
 @dataclass
 class ProgressUpdate:
-    """One progress report of a running job."""
+    """One progress report of a running job: the engine's `Progress` whole, its preview image taken out and
+    wrapped in a `Preview` (encoded only when asked for), so a new Progress field travels with no change here."""
 
-    iteration: int
-    total: int
-    losses: dict[str, float]
-    elapsed: float
-    level: int
-    levels: int
-    tile: int
-    tiles: int
-    plan: str
+    progress: Progress  # its `preview` is None
     preview: Preview | None
 
     @classmethod
     def of(cls, p: Progress) -> ProgressUpdate:
         preview = Preview(p.preview) if p.preview is not None else None
-        return cls(p.iteration, p.total, dict(p.losses), p.elapsed, p.level, p.levels, p.tile, p.tiles, p.plan, preview)
+        return cls(replace(p, losses=dict(p.losses), preview=None), preview)
 
 
 @dataclass

@@ -536,23 +536,28 @@ class _Run:
             scale=pixel_scale(p.loss_units, height, width),
         )
 
+    def _progress(
+        self, losses: dict[str, float], preview: Image.Image | None = None, tile: int = 0, tiles: int = 0
+    ) -> Progress:
+        """The one place a progress report is made: where the run is now, with what only the caller knows."""
+        return Progress(
+            self.iteration,
+            self.total,
+            losses,
+            time.perf_counter() - self.started,
+            preview,
+            level=self.level_number,
+            levels=self.levels,
+            tile=tile,
+            tiles=tiles,
+            plan=self.plan,
+        )
+
     def _report_tile(self, done: int, total: int) -> None:
         if self.progress is None:
             return
         losses = self.history[-1] if self.history else {}
-        self.progress(
-            Progress(
-                self.iteration,
-                self.total,
-                dict(losses),
-                time.perf_counter() - self.started,
-                level=self.level_number,
-                levels=self.levels,
-                tile=done,
-                tiles=total,
-                plan=self.plan,
-            )
-        )
+        self.progress(self._progress(dict(losses), tile=done, tiles=total))
 
     def _style_targets(
         self, styles: Sequence[Image.Image], size: tuple[int, int], colours: Colours
@@ -601,18 +606,7 @@ class _Run:
         preview = None
         if self.preview_every and (self.iteration % self.preview_every == 0 or self.iteration == self.total):
             preview = imaging.to_image(colours.shown(image.detach()))
-        self.progress(
-            Progress(
-                self.iteration,
-                self.total,
-                losses,
-                time.perf_counter() - self.started,
-                preview,
-                level=self.level_number,
-                levels=self.levels,
-                plan=self.plan,
-            )
-        )
+        self.progress(self._progress(losses, preview=preview))
 
 
 def check_inputs(content: Image.Image | None, styles: Sequence[Image.Image], params: StyleParams) -> None:
