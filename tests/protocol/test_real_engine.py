@@ -46,3 +46,27 @@ def test_real_engine_job_through_the_client(make_server, engine) -> None:
     assert after["hits"] > before["hits"] and after["misses"] == before["misses"]
     info = client.info()
     assert info["device"] == "cpu" and info["weights"] == "caffe"
+
+
+def test_a_jobs_json_counts_the_iterations_of_its_current_level(make_server, engine) -> None:
+    """GET /v1/jobs/<id> says where a coarse-to-fine job is within its level: 4 iterations at 32 px, then 2 at 64."""
+    _, client = make_server(engine)
+    content = png_bytes(real_image("tubingen", 64))
+    style = png_bytes(real_image("starry_night", 48))
+    seen: list[dict] = []
+    client.run_job(
+        content,
+        style,
+        params={"size": 64, "scales": 2, "iterations": 4, "seed": 5},
+        poll_interval=0.02,
+        on_progress=lambda status, preview: seen.append(status),
+    )
+    for status in seen:
+        if status["state"] == "running" and status["iteration"] > 0:
+            before = 0 if status["level"] == 1 else 4
+            expected = (status["iteration"] - before, [4, 2][status["level"] - 1])
+            assert (status["level_iteration"], status["level_iterations"]) == expected, status
+    done = seen[-1]
+    assert done["state"] == "done" and done == client.status(done["id"])  # what GET /v1/jobs/<id> answers
+    assert (done["level"], done["levels"], done["total"]) == (2, 2, 6)
+    assert (done["level_iteration"], done["level_iterations"]) == (2, 2)

@@ -74,6 +74,8 @@ class Progress:
     tile: int = 0  # tiles done in the current iteration (0 for whole-image levels)
     tiles: int = 0  # tiles per iteration, over both passes
     plan: str = ""  # how the current level runs (memory.LevelPlan.describe)
+    level_iteration: int = 0  # iterations done in the current level, of `level_iterations`: a level's own progress
+    level_iterations: int = 0
 
 
 @dataclass
@@ -551,6 +553,8 @@ class _Run:
             tile=tile,
             tiles=tiles,
             plan=self.plan,
+            level_iteration=self.iteration - sum(self.level_iterations[: self.level_number - 1]),
+            level_iterations=self.level_iterations[self.level_number - 1],
         )
 
     def _report_tile(self, done: int, total: int) -> None:
