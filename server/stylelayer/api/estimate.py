@@ -13,10 +13,15 @@ import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.memory import LevelPlan
 from ..core.params import StyleParams
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from ..core.engine import Progress
 
 # Seconds per unit (one pixel through one forward + backward pass) before this server has timed a job of its own.
 # CPU: 1.1e-4 core-seconds per unit, measured with VGG19 at 256 and 512 px on a 2-core x86-64 VM (5.5e-5 s there),
@@ -138,7 +143,17 @@ def engine_speed(engine: Any, speed: SpeedMeter) -> tuple[float, str]:
     return rate, source
 
 
-def queue_wait(engine: Any, jobs: Iterable[Any], rate: float, workers: int = 1) -> tuple[int, float]:
+class WaitingJob(Protocol):
+    """What the queue's estimate reads of a job (`job.Job` has it; job.py imports this module, hence a protocol)."""
+
+    state: str
+    cost: JobCost | None
+    content: Image.Image | None
+    params: StyleParams
+    progress: Progress
+
+
+def queue_wait(engine: Any, jobs: Iterable[WaitingJob], rate: float, workers: int = 1) -> tuple[int, float]:
     """(jobs ahead, seconds until a new job would start): what the queued and running `jobs` have left at `rate`
     seconds per unit, shared among `workers`. A running job's own pace so far counts once it has reported."""
     ahead, seconds = 0, 0.0
