@@ -5,15 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 from PIL import Image
+from torch import Tensor
 from testimages import real_image
 
 from stylelayer.core import imaging
 from stylelayer.core.colours import StyleColours, colours_for
 from stylelayer.core.engine import StyleEngine, _Run
 from stylelayer.core.memory import LevelPlan
-from stylelayer.core.objective import tiled_loss_and_grad, whole_loss
+from stylelayer.core.objective import Objective, tiled_loss_and_grad
 from stylelayer.core.params import StyleParams
-from stylelayer.core.tiling import GRID, halo_for, tile_grid
+from stylelayer.core.tiling import GRID, Tile, halo_for, tile_grid
 from stylelayer.core.vgg import receptive_margin
 
 SIZE = (248, 136)  # not a multiple of 16 either way; wider than a crop (48 + 2 x 80 px): crops end inside it
@@ -31,16 +32,23 @@ def _evaluate(engine: StyleEngine, params: StyleParams, styles: list[Image.Image
     content = colours.content(content)
     halo = halo_for(["conv5_1"])
     plan = LevelPlan(*SIZE, tile, halo if tile else 0, "lbfgs", 10, 0)
-    terms = run._terms(content, styles, SIZE, colours, plan)
+    objective = run._terms(content, styles, SIZE, colours, plan)
     image = (content + 0.05 * torch.rand(content.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
-    if tile is None:
-        image.requires_grad_(True)
-        c, s, t = whole_loss(terms, image)
-        (terms.content_weight * c + terms.style_weight * s + terms.tv_weight * t).backward()
-        return terms.totals(float(c.detach()), float(s.detach()), float(t.detach())), image.grad
-    tiles = tile_grid(SIZE[1], SIZE[0], tile, halo, offset=(32, 16))
+    return evaluate(
+        objective, image, None if tile is None else tile_grid(SIZE[1], SIZE[0], tile, halo, offset=(32, 16))
+    )
+
+
+def evaluate(objective: Objective, image: Tensor, tiles: list[Tile] | None) -> tuple[dict[str, float], Tensor]:
+    """(losses, gradient of the weighted total) of `image`, whole (tiles None) or tiled."""
+    if tiles is None:
+        image = image.detach().requires_grad_(True)
+        values = objective.whole_losses(image)
+        objective.total(values).backward()
+        assert image.grad is not None
+        return objective.totals([float(v.detach()) for v in values]), image.grad
     assert len(tiles) > 9  # really tiled: cores much smaller than the image, halos overlapping
-    return tiled_loss_and_grad(terms, image, tiles)
+    return tiled_loss_and_grad(objective, image, tiles)
 
 
 @pytest.mark.parametrize(

@@ -32,10 +32,12 @@ from .device_memory import (
 )
 from .losses import gram_matrix, pixel_scale, positions, style_target
 from .memory import HEADROOM, BudgetError, LevelPlan, plan_level, style_tile
-from .objective import Terms
+from .objective import Objective
 from .params import VGG_LAYERS, StyleParams
+from .regions import Region, check_regions, layer_masks, level_mask, uncovered
 from .sizes import format_size
 from .steps import LevelSteps
+from .terms import Content, GramStyle, GuidedGramStyle, Term, TotalVariation
 from .tiling import Tile, halo_for, random_offset, tile_grid, tiled_features, tiled_grams
 from .vgg import VGG19Features, layer_stride, load_vgg19
 
@@ -220,11 +222,13 @@ class StyleEngine:
         progress: ProgressCallback | None = None,
         should_cancel: ShouldCancel | None = None,
         preview_every: int = 0,
+        regions: Sequence[Region] = (),
     ) -> StyleResult:
-        """Optimise an image so its VGG features match `content` and its Gram matrices match `styles`."""
+        """Optimise an image so its VGG features match `content` and its Gram matrices match `styles`; with
+        `regions`, each region's guided Gram matrices match its own styles (see regions.py)."""
         started = time.perf_counter()
         styles = list(styles)
-        check_inputs(content, styles, params)
+        check_inputs(content, styles, params, regions)
         seed = params.seed if params.seed is not None else random.randrange(2**31)
         generator = torch.Generator().manual_seed(seed)
 
@@ -241,6 +245,7 @@ class StyleEngine:
 
         levels = _level_sizes(work_size, params.scales)
         run = _Run(self, params, seed, levels, started, progress, should_cancel, preview_every)
+        run.regions = tuple(regions)
         try:
             with _deterministic(self.device):
                 image = self._optimise(run, work, styles, levels, generator)
@@ -379,6 +384,7 @@ class _Run:
         self.history: list[dict[str, float]] = []
         self.plans: list[str] = []
         self.budget_share = 1.0  # of the engine's budget this job plans with (halved after running out on a GPU)
+        self.regions: tuple[Region, ...] = ()
 
     def check_cancel(self) -> None:
         if self.should_cancel is not None and self.should_cancel():
@@ -510,8 +516,9 @@ class _Run:
         size: tuple[int, int],
         colours: Colours,
         plan: LevelPlan,
-    ) -> Terms:
-        """Targets, weights and units of one level; the content target is computed tile by tile when tiled."""
+    ) -> Objective:
+        """The loss terms of one level, in the order reported; the content target is computed tile by tile when
+        tiled."""
         p, engine = self.params, self.engine
         width, height = size
         autocast = lambda: _autocast(engine.device, self.precision)  # noqa: E731 - a factory for fresh contexts
@@ -523,20 +530,41 @@ class _Run:
             else:
                 tiles = tile_grid(height, width, plan.tile, plan.halo)
                 content_target = tiled_features(engine.model, content, p.content_layer, p.pooling, tiles, autocast)
-        targets = self._style_targets(styles, size, colours) if p.effective_style_weight else {}
-        return Terms(
-            model=engine.model,
-            pooling=p.pooling,
-            autocast=autocast,
-            style_targets=targets,
-            layer_weights=p.layer_weights,
-            content_layer=p.content_layer,
-            content_target=content_target,
-            content_weight=p.effective_content_weight,
-            style_weight=p.effective_style_weight,
-            tv_weight=p.tv_weight,
-            scale=pixel_scale(p.loss_units, height, width),
-        )
+        scale = pixel_scale(p.loss_units, height, width)
+        terms: list[Term] = []
+        if content_target is not None:
+            terms.append(Content(p.effective_content_weight, p.content_layer, content_target, scale))
+        if p.effective_style_weight:
+            terms += self._style_terms(styles, size, colours)
+        terms.append(TotalVariation(p.tv_weight, scale))
+        return Objective(engine.model, p.pooling, autocast, terms)
+
+    def _style_terms(self, styles: Sequence[Image.Image], size: tuple[int, int], colours: Colours) -> list[Term]:
+        """The style over the whole image; with regions, a guided term per region, and the global styles (if any)
+        over what the regions leave uncovered, where some pixel is less than half covered."""
+        p = self.params
+        if not self.regions:
+            targets = self._style_targets(styles, p.blend_weights(len(styles)), size, colours)
+            return [GramStyle(p.effective_style_weight, targets, p.layer_weights)]
+        masks = [level_mask(region.mask, size, self.engine.device) for region in self.regions]
+        guided = [
+            (f"region{number}", region.weight, region.styles, region.blend_weights(), mask)
+            for number, (region, mask) in enumerate(zip(self.regions, masks, strict=True), 1)
+        ]
+        rest = uncovered(masks)
+        if styles and float(rest.max()) > 0.5:
+            guided.append(("style", 1.0, tuple(styles), p.blend_weights(len(styles)), rest))
+        terms: list[Term] = []
+        for name, weight, images, blend, mask in guided:
+            by_layer = layer_masks(mask, p.style_layers)
+            areas = {layer: float(m.square().sum()) for layer, m in by_layer.items()}
+            by_layer = {layer: m for layer, m in by_layer.items() if areas[layer] > 0}  # a sliver lost to flooring
+            targets = self._style_targets(images, blend, size, colours, areas)
+            targets = {layer: targets[layer] for layer in by_layer}
+            if targets:
+                style_weight = p.effective_style_weight * weight
+                terms.append(GuidedGramStyle(name, style_weight, targets, p.layer_weights, by_layer))
+        return terms
 
     def _progress(
         self, losses: dict[str, float], preview: Image.Image | None = None, tile: int = 0, tiles: int = 0
@@ -564,17 +592,25 @@ class _Run:
         self.progress(self._progress(dict(losses), tile=done, tiles=total))
 
     def _style_targets(
-        self, styles: Sequence[Image.Image], size: tuple[int, int], colours: Colours
+        self,
+        styles: Sequence[Image.Image],
+        weights: Sequence[float],
+        size: tuple[int, int],
+        colours: Colours,
+        areas: dict[str, float] | None = None,
     ) -> dict[str, Tensor]:
-        """Blended targets T per layer: each style scaled to style_scale × the working image's longest side."""
+        """Blended targets T per layer: each style scaled to style_scale × the working image's longest side.
+        `areas`: a region's mask area per layer, which the paper's units divide by instead of the position count."""
         p = self.params
         width, height = size
         longest = max(1, round(max(size) * p.style_scale))
         blended: dict[str, Tensor] = {}
-        for weight, style in zip(p.blend_weights(len(styles)), styles, strict=True):
+        for weight, style in zip(weights, styles, strict=True):
             prepared = colours.style(_resized(imaging.split_alpha(style)[0], longest, "style"))
             for name, (gram, m) in self.engine.style_grams(prepared, p, self.precision).items():
                 image_positions = (height // layer_stride(name)) * (width // layer_stride(name))
+                if areas is not None:
+                    image_positions = areas[name]
                 target = style_target(gram, m, image_positions, p.loss_units)
                 blended[name] = blended[name] + weight * target if name in blended else weight * target
         return blended
@@ -597,8 +633,9 @@ class _Run:
             return (content + jitter.to(device)).clamp(0, 1)  # type: ignore[operator]
         if init == "content":
             return content.clone()  # type: ignore[union-attr]
-        if init == "style" and styles:
-            style = imaging.split_alpha(styles[0])[0].resize((width, height), Image.Resampling.LANCZOS)
+        first = styles[0] if styles else self.regions[0].styles[0] if self.regions else None
+        if init == "style" and first is not None:
+            style = imaging.split_alpha(first)[0].resize((width, height), Image.Resampling.LANCZOS)
             style_t = imaging.to_tensor(style, device)
             return colours.start(style_t)
         noise = torch.rand((1, 3, height, width), generator=generator)
@@ -613,16 +650,19 @@ class _Run:
         self.progress(self._progress(losses, preview=preview))
 
 
-def check_inputs(content: Image.Image | None, styles: Sequence[Image.Image], params: StyleParams) -> None:
+def check_inputs(
+    content: Image.Image | None, styles: Sequence[Image.Image], params: StyleParams, regions: Sequence[Region] = ()
+) -> None:
     """Refuse a job that cannot run, before anything slow starts (ValueError/ParamError naming the problem)."""
     if content is None and not (params.mode == "texture" and params.output_size):
         raise MissingInput("content", "a content image is required (texture mode may instead give output_size)")
-    if not styles and params.effective_style_weight > 0:
+    if not styles and not regions and params.effective_style_weight > 0:
         raise MissingInput("style", "at least one style image is required (or use mode 'inversion')")
-    if params.init == "style" and not styles:
+    if params.init == "style" and not styles and not regions:
         raise MissingInput("style", "init 'style' needs a style image")
     params.blend_weights(max(1, len(styles)))  # raises ParamError when the counts differ
-    for img in [content, *styles]:
+    check_regions(regions)
+    for img in [content, *styles, *(style for region in regions for style in region.styles)]:
         if img is not None and min(img.size) < 1:
             raise ValueError("images must be at least 1x1 pixels")
 

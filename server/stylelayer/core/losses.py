@@ -40,8 +40,9 @@ def pixel_scale(units: str, height: int, width: int) -> float:
     return 1.0 if units == "paper" else REFERENCE_PIXELS / (height * width)
 
 
-def style_target(style_gram: Tensor, style_positions: int, image_positions: int, units: str) -> Tensor:
-    """T for E_l: the style's Gram matrix as a mean over its positions, or (paper) over the generated image's."""
+def style_target(style_gram: Tensor, style_positions: int, image_positions: float, units: str) -> Tensor:
+    """T for E_l: the style's Gram matrix as a mean over its positions, or (paper) over the generated image's (a
+    region's: its mask's area)."""
     return style_gram / (image_positions if units == "paper" else style_positions)
 
 
@@ -50,8 +51,8 @@ def content_loss(features: Tensor, target: Tensor, scale: float = 1.0) -> Tensor
     return 0.5 * scale * (features.float() - target.float()).pow(2).sum()
 
 
-def style_loss_from_gram(gram: Tensor, m: int, target: Tensor) -> Tensor:
-    """E_l = 1/(4N²) · Σ (G/M − T)² from an already accumulated Gram matrix G over M positions."""
+def style_loss_from_gram(gram: Tensor, m: Tensor | float, target: Tensor) -> Tensor:
+    """E_l = 1/(4N²) · Σ (G/M − T)² from an already accumulated Gram matrix G over M positions (or a mask's area)."""
     n = gram.shape[0]
     return (gram / m - target).pow(2).sum() / (4.0 * n * n)
 
@@ -61,7 +62,7 @@ def style_layer_loss(features: Tensor, target: Tensor) -> Tensor:
     return style_loss_from_gram(gram_matrix(features), positions(features), target)
 
 
-def style_gradient_surrogate(features: Tensor, gram: Tensor, m: int, target: Tensor) -> Tensor:
+def style_gradient_surrogate(features: Tensor, gram: Tensor, m: Tensor | float, target: Tensor) -> Tensor:
     """A loss whose gradient with respect to `features` (a part of the image's positions) equals dE_l/dF there.
 
     E_l depends on all positions only through G = Σ_p f_p f_pᵀ, so dE_l/df_p = (G/M − T) f_p / (N²M). With the whole

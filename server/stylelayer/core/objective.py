@@ -1,9 +1,8 @@
 """The loss of a generated image and its gradient: over the whole image at once, or tile by tile, exactly.
 
-Content and total variation are local. The style loss depends on the whole image only through each layer's Gram
-matrix, a sum over positions: a first pass without gradients accumulates it tile by tile (`tiling.tiled_grams`); a
-second pass back-propagates each tile with the whole image's residual (G/M − T) held fixed
-(`losses.style_gradient_surrogate`), so the tiles' gradients add up to the whole image's.
+The objective is a list of terms (terms.py); its weighted total is `Objective.total`, the one place weights are
+applied, and losses are reported by term name. Tiled, the Gram terms first add up their sums over the tiles without
+gradients, then every tile is back-propagated once through all terms (see terms.py for why that is exact).
 """
 
 from __future__ import annotations
@@ -11,61 +10,60 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import Tensor
 
-from .losses import content_loss, style_gradient_surrogate, style_layer_loss, style_loss_from_gram, tv_terms
-from .tiling import RaiseIfCancelled, Tile, TileProgress, tiled_grams
-from .vgg import VGG19Features, layer_stride
+from .terms import GramTerm, LocalTerm, Sums, Term
+from .tiling import RaiseIfCancelled, Tile, TileProgress, tile_features
+from .vgg import VGG19Features
 
-_TV_UNITS = 255.0**2  # total variation is measured on 0..255 pixels, as the default weights assume
+Value = TypeVar("Value", Tensor, float)
 
 
 @dataclass
-class Terms:
-    """What an evaluation needs besides the image: the network, targets, weights and units of one level."""
+class Objective:
+    """What an evaluation needs besides the image: the network and the weighted terms of one level."""
 
     model: VGG19Features
     pooling: str
     autocast: Callable[[], AbstractContextManager]
-    style_targets: dict[str, Tensor]  # layer -> T (see losses.style_target)
-    layer_weights: dict[str, float]
-    content_layer: str
-    content_target: Tensor | None  # the whole image's features at content_layer; None: no content term
-    content_weight: float
-    style_weight: float
-    tv_weight: float
-    scale: float  # losses.pixel_scale for this level's size
+    terms: list[Term]
+
+    def __post_init__(self) -> None:
+        names = [term.name for term in self.terms]
+        if len(set(names)) != len(names) or "total" in names:
+            raise ValueError(f"loss terms need distinct names other than 'total'; got {names}")
 
     @property
     def layers(self) -> list[str]:
-        extra = [self.content_layer] if self.content_target is not None else []
-        return list(dict.fromkeys([*self.style_targets, *extra]))
+        return list(dict.fromkeys(layer for term in self.terms for layer in term.layers))
 
-    def totals(self, content: float, style: float, tv: float) -> dict[str, float]:
-        total = self.content_weight * content + self.style_weight * style + self.tv_weight * tv
-        return {"content": content, "style": style, "tv": tv, "total": total}
+    def total(self, values: Sequence[Value]) -> Value:
+        """Σ weight · value over the terms, `values` in the terms' order."""
+        total = 0.0
+        for term, value in zip(self.terms, values, strict=True):
+            total = total + term.weight * value
+        return total  # type: ignore[return-value]  # a float only where every value is one
 
+    def totals(self, values: Sequence[float]) -> dict[str, float]:
+        """The losses by term name, and their weighted total."""
+        return {
+            **{term.name: value for term, value in zip(self.terms, values, strict=True)},
+            "total": self.total(values),
+        }
 
-def whole_loss(terms: Terms, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(content, style, tv) of the whole image in one pass, differentiable with respect to `image`."""
-    zero = torch.zeros((), device=image.device)
-    layers = terms.layers
-    with terms.autocast():
-        feats = terms.model(image, layers, terms.pooling) if layers else {}
-    content = zero
-    if terms.content_target is not None:
-        content = content_loss(feats[terms.content_layer], terms.content_target, terms.scale)
-    style = zero
-    for name, target in terms.style_targets.items():
-        style = style + terms.layer_weights[name] * style_layer_loss(feats[name], target)
-    tv = terms.scale * _TV_UNITS * tv_terms(image)
-    return content, style, tv
+    def whole_losses(self, image: Tensor) -> list[Tensor]:
+        """Every term's loss of the whole image in one pass, differentiable with respect to `image`."""
+        layers = self.layers
+        with self.autocast():
+            feats = self.model(image, layers, self.pooling) if layers else {}
+        return [term.whole(image, feats) for term in self.terms]
 
 
 def tiled_loss_and_grad(
-    terms: Terms,
+    objective: Objective,
     image: Tensor,
     tiles: Sequence[Tile],
     check: RaiseIfCancelled | None = None,
@@ -77,50 +75,49 @@ def tiled_loss_and_grad(
     tile (it raises to cancel); `on_tile(done, total)` counts tiles over both passes.
     """
     image = image.detach()
-    counter = _TileCounter(on_tile, (2 if terms.style_targets else 1) * len(tiles))
+    grams = [term for term in objective.terms if isinstance(term, GramTerm)]
+    counter = _TileCounter(on_tile, (2 if grams else 1) * len(tiles))
 
-    style = 0.0
-    grams: dict[str, tuple[Tensor, int]] = {}
-    if terms.style_targets:
-        grams = tiled_grams(
-            terms.model, image, list(terms.style_targets), terms.pooling, tiles, terms.autocast, check, counter.tick
-        )
-        for name, target in terms.style_targets.items():
-            gram, m = grams[name]
-            style += terms.layer_weights[name] * float(style_loss_from_gram(gram, m, target))
+    sums: dict[str, Sums] = {}
+    if grams:
+        layers = list(dict.fromkeys(layer for term in grams for layer in term.layers))
+        passes = tile_features(objective.model, image, layers, objective.pooling, tiles, objective.autocast, check)
+        for tile, feats in passes:
+            for term in grams:
+                sums[term.name] = _added(sums.get(term.name), term.sums(feats, tile))
+            counter.tick()
+    values = {term.name: float(term.loss(sums[term.name])) for term in grams}
 
     grad = torch.zeros(image.shape, device=image.device)  # contiguous (NCHW), as L-BFGS flattens it
-    content = tv = 0.0
-    layers = terms.layers
-    stride = layer_stride(terms.content_layer)
+    layers = objective.layers
     for tile in tiles:
         if check is not None:
             check()
         crop = image[..., tile.cy0 : tile.cy1, tile.cx0 : tile.cx1].clone().requires_grad_(True)
-        part = torch.zeros((), device=image.device)
+        feats = {}
         if layers:
-            with terms.autocast():
-                feats = terms.model(crop, layers, terms.pooling)
-            for name, target in terms.style_targets.items():
-                gram, m = grams[name]
-                core = tile.core_of(feats[name], layer_stride(name))
-                weight = terms.style_weight * terms.layer_weights[name]
-                part = part + weight * style_gradient_surrogate(core, gram, m, target)
-            if terms.content_target is not None:
-                wanted = terms.content_target[..., tile.rows(stride), tile.cols(stride)]
-                c = content_loss(tile.core_of(feats[terms.content_layer], stride), wanted, terms.scale)
-                content += float(c.detach())
-                part = part + terms.content_weight * c
-        # The core's pixels with their right and lower neighbours (in the crop's halo unless at the image's edge).
-        top, left = tile.y0 - tile.cy0, tile.x0 - tile.cx0
-        t = terms.scale * _TV_UNITS * tv_terms(crop[..., top:, left:], tile.y1 - tile.y0, tile.x1 - tile.x0)
-        tv += float(t.detach())
-        part = part + terms.tv_weight * t
+            with objective.autocast():
+                feats = objective.model(crop, layers, objective.pooling)
+        part = torch.zeros((), device=image.device)
+        for term in objective.terms:
+            if isinstance(term, GramTerm):
+                piece = term.surrogate(feats, tile, sums[term.name])
+            else:
+                assert isinstance(term, LocalTerm)
+                piece = term.tile(tile, crop, feats)
+                values[term.name] = values.get(term.name, 0.0) + float(piece.detach())
+            part = part + term.weight * piece
         part.backward()
         assert crop.grad is not None
         grad[..., tile.cy0 : tile.cy1, tile.cx0 : tile.cx1] += crop.grad
         counter.tick()
-    return terms.totals(content, style, tv), grad
+    return objective.totals([values[term.name] for term in objective.terms]), grad
+
+
+def _added(total: Sums | None, part: Sums) -> Sums:
+    if total is None:
+        return part
+    return {layer: (total[layer][0] + gram, total[layer][1] + count) for layer, (gram, count) in part.items()}
 
 
 class _TileCounter:

@@ -11,9 +11,10 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 COLORS = {"total": (20, 20, 20), "content": (31, 119, 180), "style": (214, 39, 40), "tv": (44, 160, 44)}
+OTHER_COLORS = [(255, 127, 14), (148, 103, 189), (140, 86, 75), (227, 119, 194), (188, 189, 34), (23, 190, 207)]
 
 
-History = Sequence[Mapping[str, float | None]]  # one {"content", "style", "tv", "total"} per iteration
+History = Sequence[Mapping[str, float | None]]  # one {term name: loss, ..., "total": ...} per iteration
 
 
 def plot_losses(history: History, path: Path, size: tuple[int, int] = (800, 480)) -> None:
@@ -29,13 +30,16 @@ def loss_plot_png(history: History, size: tuple[int, int] = (800, 480)) -> bytes
 
 
 def draw_losses(history: History, size: tuple[int, int] = (800, 480)) -> Image.Image:
-    """One line per loss term, iteration on x, log10(loss) on y; terms that stay 0 (or are never finite) are left
-    out, and a point that is missing, 0 or not finite (a diverged loss, null in JSON) breaks nothing."""
+    """One line per loss term, named as the terms are (`objective.Objective.totals`), iteration on x, log10(loss)
+    on y; terms that stay 0 (or are never finite) are left out, and a point that is missing, 0 or not finite (a
+    diverged loss, null in JSON) breaks nothing."""
     width, height = size
     left, right, top, bottom = 70, 20, 20, 40
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)
-    series = {k: [_log10(h.get(k)) for h in history] for k in COLORS}
+    names = list(dict.fromkeys(name for h in history for name in h))
+    colors = dict(zip([n for n in names if n not in COLORS], OTHER_COLORS * len(names), strict=False)) | COLORS
+    series = {k: [_log10(h.get(k)) for h in history] for k in names}
     series = {k: v for k, v in series.items() if any(x is not None for x in v)}
     values = [x for v in series.values() for x in v if x is not None]
     draw.rectangle([left, top, width - right, height - bottom], outline=(160, 160, 160))
@@ -60,8 +64,8 @@ def draw_losses(history: History, size: tuple[int, int] = (800, 480)) -> Image.I
     for row, (name, points) in enumerate(series.items()):
         line = [xy(i, v) for i, v in enumerate(points) if v is not None]
         if len(line) > 1:
-            draw.line(line, fill=COLORS[name], width=2)
-        draw.text((width - right - 90, top + 8 + 14 * row), name, fill=COLORS[name])
+            draw.line(line, fill=colors[name], width=2)
+        draw.text((width - right - 90, top + 8 + 14 * row), name, fill=colors[name])
     return img
 
 

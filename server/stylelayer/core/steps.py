@@ -3,7 +3,7 @@
 On a GPU a small level's iteration is a few hundred short kernels: launched one by one from Python, and with the
 host waiting for the device wherever a number is read, the card sat idle most of the time (13-19 ms per 512 px
 iteration on an H200). Here a whole-image L-BFGS iteration never reads the device (see `lbfgs.LBFGS`), and on CUDA
-it is captured once per level as a CUDA graph and replayed: one launch per iteration, one read of four losses.
+it is captured once per level as a CUDA graph and replayed: one launch per iteration, one read of the losses.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from torch import Tensor
 
 from .lbfgs import LBFGS
 from .memory import LevelPlan
-from .objective import Terms, tiled_loss_and_grad, whole_loss
+from .objective import Objective, tiled_loss_and_grad
+
 from .tiling import RaiseIfCancelled, Tile, TileProgress
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class LevelSteps:
 
     def __init__(
         self,
-        terms: Terms,
+        objective: Objective,
         x: Tensor,
         plan: LevelPlan,
         lr: float,
@@ -42,7 +43,7 @@ class LevelSteps:
         check: RaiseIfCancelled | None = None,
         on_tile: TileProgress | None = None,
     ):
-        self.terms, self.x, self.plan = terms, x, plan
+        self.objective, self.x, self.plan = objective, x, plan
         self.tiles, self.check, self.on_tile = tiles, check, on_tile
         self.scale = torch.zeros((), device=x.device)
         self.done = 0
@@ -77,8 +78,7 @@ class LevelSteps:
         else:
             losses = self._iteration()
         self.done += 1
-        content, style, tv = losses.tolist()  # the one read from the device per iteration
-        return self.terms.totals(content, style, tv)
+        return self.objective.totals(losses.tolist())  # the one read from the device per iteration
 
     def close(self) -> None:
         """Free the graph's memory pool (the level's activations) before the next level plans its memory."""
@@ -97,23 +97,22 @@ class LevelSteps:
         return losses
 
     def _whole(self) -> tuple[Tensor, Tensor]:
-        """(content, style, tv) and the gradient of the scaled weighted total, without reading the device."""
-        t = self.terms
+        """The terms' losses and the gradient of the scaled weighted total, without reading the device."""
         leaf = self.x.detach().requires_grad_(True)
-        content, style, tv = whole_loss(t, leaf)
-        total = t.content_weight * content + t.style_weight * style + t.tv_weight * tv
+        values = self.objective.whole_losses(leaf)
+        total = self.objective.total(values)
         if self.done == 0:
             self.scale.copy_(1.0 / total.detach().clamp(min=1e-12))
         (grad,) = torch.autograd.grad(total * self.scale, leaf)
         # channels_last inside the network hands back a channels_last gradient; the optimisers step it flat (NCHW).
-        return torch.stack([content, style, tv]).detach(), grad.contiguous()
+        return torch.stack(values).detach(), grad.contiguous()
 
     def _tiled(self) -> tuple[Tensor, Tensor]:
         assert self.tiles is not None
-        losses, grad = tiled_loss_and_grad(self.terms, self.x, self.tiles(), self.check, self.on_tile)
+        losses, grad = tiled_loss_and_grad(self.objective, self.x, self.tiles(), self.check, self.on_tile)
         if self.done == 0:
             self.scale.fill_(1.0 / max(losses["total"], 1e-12))
-        values = torch.tensor([losses["content"], losses["style"], losses["tv"]], dtype=torch.float64)
+        values = torch.tensor([losses[term.name] for term in self.objective.terms], dtype=torch.float64)
         return values, grad.mul_(self.scale)
 
     def _capture(self) -> None:

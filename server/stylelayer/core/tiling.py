@@ -83,7 +83,7 @@ RaiseIfCancelled = Callable[[], None]  # raises (engine.Cancelled) to stop betwe
 TileProgress = Callable[[int, int], None]  # (tiles done, tiles in this pass)
 
 
-def tiled_grams(
+def tile_features(
     model: VGG19Features,
     image: Tensor,
     layers: Sequence[str],
@@ -91,24 +91,35 @@ def tiled_grams(
     tiles: Sequence[Tile],
     autocast: Callable[[], AbstractContextManager],
     check: RaiseIfCancelled | None = None,
-    on_tile: TileProgress | None = None,
-) -> dict[str, tuple[Tensor, int]]:
-    """Gram matrices (float32) and position counts of the whole `image` at `layers`, accumulated tile by tile."""
-    grams: dict[str, Tensor] = {}
-    counts = dict.fromkeys(layers, 0)
+) -> Iterator[tuple[Tile, dict[str, Tensor]]]:
+    """Each tile with its crop's features at `layers`, without gradients (the consumer's code runs under no_grad
+    too); `check` runs before every tile."""
     with torch.no_grad():
-        for i, tile in enumerate(tiles):
+        for tile in tiles:
             if check is not None:
                 check()
             with autocast():
                 feats = model(image[..., tile.cy0 : tile.cy1, tile.cx0 : tile.cx1], layers, pooling)
-            for name in layers:
-                core = tile.core_of(feats[name], layer_stride(name))
-                gram = gram_matrix(core)
-                grams[name] = grams[name] + gram if name in grams else gram
-                counts[name] += core.shape[-2] * core.shape[-1]
-            if on_tile is not None:
-                on_tile(i + 1, len(tiles))
+            yield tile, feats
+
+
+def tiled_grams(
+    model: VGG19Features,
+    image: Tensor,
+    layers: Sequence[str],
+    pooling: str,
+    tiles: Sequence[Tile],
+    autocast: Callable[[], AbstractContextManager],
+) -> dict[str, tuple[Tensor, int]]:
+    """Gram matrices (float32) and position counts of the whole `image` at `layers`, accumulated tile by tile."""
+    grams: dict[str, Tensor] = {}
+    counts = dict.fromkeys(layers, 0)
+    for tile, feats in tile_features(model, image, layers, pooling, tiles, autocast):
+        for name in layers:
+            core = tile.core_of(feats[name], layer_stride(name))
+            gram = gram_matrix(core)
+            grams[name] = grams[name] + gram if name in grams else gram
+            counts[name] += core.shape[-2] * core.shape[-1]
     return {name: (grams[name], counts[name]) for name in layers}
 
 
@@ -124,13 +135,11 @@ def tiled_features(
     height, width = image.shape[-2:]
     stride = layer_stride(layer)
     out: Tensor | None = None
-    with torch.no_grad():
-        for tile in tiles:
-            with autocast():
-                feats = model(image[..., tile.cy0 : tile.cy1, tile.cx0 : tile.cx1], [layer], pooling)[layer]
-            if out is None:
-                shape = (1, feats.shape[1], height // stride, width // stride)
-                out = torch.empty(shape, device=image.device, dtype=feats.dtype)
-            out[..., tile.rows(stride), tile.cols(stride)] = tile.core_of(feats, stride)
+    for tile, feats in tile_features(model, image, [layer], pooling, tiles, autocast):
+        core = tile.core_of(feats[layer], stride)
+        if out is None:
+            shape = (1, core.shape[1], height // stride, width // stride)
+            out = torch.empty(shape, device=image.device, dtype=core.dtype)
+        out[..., tile.rows(stride), tile.cols(stride)] = core
     assert out is not None
     return out

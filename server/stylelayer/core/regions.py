@@ -1,0 +1,74 @@
+"""Regions of the content, each painted by its own styles (Gatys et al., "Controlling Perceptual Factors in Neural
+Style Transfer", CVPR 2017): the masks the guided Gram terms (`terms.GuidedGramStyle`) see at each level and layer.
+
+A mask is soft (0..1, feathered edges allowed) and is stretched over the content whatever its own size. Where masks
+overlap, each region's style pulls on the overlap in proportion to its mask. What no region covers (1 − Σ masks,
+clipped at 0) takes the job's global styles if it has any, and otherwise only the content and total variation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from .vgg import layer_stride
+
+
+@dataclass(frozen=True)
+class Region:
+    """A soft mask over the content (any mode; read as grey levels, white = inside) and the styles that paint it.
+
+    `blend`: one weight per style (None: equal); `weight` multiplies the job's style_weight for this region."""
+
+    mask: Image.Image
+    styles: tuple[Image.Image, ...]
+    blend: tuple[float, ...] | None = None
+    weight: float = 1.0
+
+    def blend_weights(self) -> list[float]:
+        if self.blend is None:
+            return [1.0 / len(self.styles)] * len(self.styles)
+        total = sum(self.blend)
+        return [w / total for w in self.blend]
+
+
+def check_regions(regions: Sequence[Region]) -> None:
+    """Refuse regions that cannot run (ValueError naming the region, 1-based as painters count)."""
+    for number, region in enumerate(regions, 1):
+        if not region.styles:
+            raise ValueError(f"region {number} has no style image")
+        if region.blend is not None and (len(region.blend) != len(region.styles) or sum(region.blend) <= 0):
+            raise ValueError(f"region {number}: give one blend weight per style, not all zero")
+        if not (region.weight >= 0 and region.weight < float("inf")):
+            raise ValueError(f"region {number}: weight must be a finite number >= 0")
+        if region.mask.convert("L").getextrema()[1] == 0:
+            raise ValueError(f"region {number}'s mask is empty (all black): it covers no part of the image")
+
+
+def level_mask(mask: Image.Image, size: tuple[int, int], device: torch.device) -> Tensor:
+    """The mask at a level's (width, height) as a (1, 1, H, W) tensor in 0..1 (antialiased when shrunk)."""
+    grey = mask.convert("L")
+    if grey.size != size:
+        grey = grey.resize(size, Image.Resampling.BILINEAR)
+    return (
+        torch.frombuffer(bytearray(grey.tobytes()), dtype=torch.uint8)
+        .view(1, 1, size[1], size[0])
+        .to(device, torch.float32)
+        / 255.0
+    )
+
+
+def uncovered(masks: Sequence[Tensor]) -> Tensor:
+    """What no region covers: 1 − Σ masks, clipped to 0..1."""
+    return (1.0 - torch.stack(list(masks)).sum(dim=0)).clamp(0.0, 1.0)
+
+
+def layer_masks(mask: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
+    """The mask on each layer's feature grid: averaged over the stride's cells, as the average pooling between
+    VGG's blocks shrinks the features (and cut to the same floor(H / stride) rows and columns)."""
+    return {layer: F.avg_pool2d(mask, layer_stride(layer)) if layer_stride(layer) > 1 else mask for layer in layers}
