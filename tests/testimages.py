@@ -32,3 +32,14 @@ def real_image(name: str, longest: int | None = None, mode: str = "RGB") -> Imag
     if longest:
         img.thumbnail((longest, longest), Image.Resampling.LANCZOS)
     return img
+
+
+def band_mask(size: tuple[int, int], top: float, bottom: float, feather: int = 0) -> Image.Image:
+    """A region mask ('L') of `size`: white between the rows at fractions `top` and `bottom` of the height, black
+    elsewhere, with linear ramps `feather` pixels wide outside those rows (a soft selection's edge)."""
+    width, height = size
+    y0, y1 = top * height, bottom * height
+    ramp = max(feather, 1)
+    rows = [max(0.0, min(1.0, 1 + min(y + 0.5 - y0, y1 - y - 0.5) / ramp)) for y in range(height)]
+    column = Image.frombytes("L", (1, height), bytes(round(255 * v) for v in rows))
+    return column.resize(size, Image.Resampling.NEAREST)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 from PIL import Image
+from testimages import band_mask, real_image
 from torch import Tensor
-from testimages import real_image
 
 from stylelayer.core import imaging
 from stylelayer.core.colours import StyleColours, colours_for
@@ -14,6 +14,7 @@ from stylelayer.core.engine import StyleEngine, _Run
 from stylelayer.core.memory import LevelPlan
 from stylelayer.core.objective import Objective, tiled_loss_and_grad
 from stylelayer.core.params import StyleParams
+from stylelayer.core.regions import Region
 from stylelayer.core.tiling import GRID, Tile, halo_for, tile_grid
 from stylelayer.core.vgg import receptive_margin
 
@@ -24,10 +25,13 @@ def _params(**kw) -> StyleParams:
     return StyleParams.from_dict({"size": 0, "iterations": 1, "seed": 0, "precision": "fp32", **kw})
 
 
-def _evaluate(engine: StyleEngine, params: StyleParams, styles: list[Image.Image], tile: int | None):
+def _evaluate(
+    engine: StyleEngine, params: StyleParams, styles: list[Image.Image], tile: int | None, regions: tuple = ()
+):
     """(losses, gradient) of the content image itself under `params`, whole (tile None) or tiled."""
     content = imaging.to_tensor(real_image("tubingen", max(SIZE)).resize(SIZE), engine.device)
     run = _Run(engine, params, 0, [SIZE], 0.0, None, None, 0)
+    run.regions = regions
     colours = colours_for(params.preserve_colors, content)
     content = colours.content(content)
     halo = halo_for(["conv5_1"])
@@ -63,6 +67,25 @@ def test_tiled_gradient_equals_whole_image_gradient(engine, pooling, preserve_co
     for name in ("content", "style", "tv", "total"):
         assert tiled_losses[name] == pytest.approx(whole_losses[name], rel=1e-4), name
     assert whole_losses["content"] > 0 and whole_losses["style"] > 0
+    error = (tiled_grad - whole_grad).norm() / whole_grad.norm()
+    assert error < 1e-3, f"relative gradient error {error:.2e}"
+
+
+def test_tiled_guided_gradient_equals_whole_image_gradient(engine):
+    """Regions tile exactly too: two feathered regions (one with two styles), and the global style over the band
+    between them that neither covers."""
+    starry, scream = real_image("starry_night", 128), real_image("the_scream", 96)
+    regions = (
+        Region(band_mask(SIZE, 0.0, 0.4, feather=12), (starry, scream), blend=(3, 1)),
+        Region(band_mask(SIZE, 0.65, 1.0, feather=12), (scream,), weight=2.0),
+    )
+    params = _params(preserve_colors=True)
+    whole_losses, whole_grad = _evaluate(engine, params, [real_image("shipwreck", 96)], None, regions)
+    tiled_losses, tiled_grad = _evaluate(engine, params, [real_image("shipwreck", 96)], 48, regions)
+    assert list(whole_losses) == ["content", "region1", "region2", "style", "tv", "total"]
+    for name, value in whole_losses.items():
+        assert tiled_losses[name] == pytest.approx(value, rel=1e-4), name
+        assert value > 0, name
     error = (tiled_grad - whole_grad).norm() / whole_grad.norm()
     assert error < 1e-3, f"relative gradient error {error:.2e}"
 

@@ -17,7 +17,6 @@ from torch import Tensor
 from .lbfgs import LBFGS
 from .memory import LevelPlan
 from .objective import Objective, tiled_loss_and_grad
-
 from .tiling import RaiseIfCancelled, Tile, TileProgress
 
 log = logging.getLogger(__name__)
