@@ -14,6 +14,7 @@ DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"  # where the plug-ins and 
 MAX_SIZE = 8192  # longest side of the working image (and of a texture's output size), in pixels: 8000x6000 canvases
 MAX_ITERATIONS = 10_000  # optimiser steps a job may ask for
 MAX_STYLES = 8  # style images blended in one job
+MAX_REGIONS = 8  # regions of one job (masks, each with up to MAX_STYLES style images)
 MAX_PIXELS = 50_000_000  # pixels of one decoded image (content, style or library upload): 8000x6000 is 48 MP
 MAX_UPLOAD_BYTES = 256 * 1024**2  # one request: an 8000x6000 RGBA PNG layer is up to ~192 MB (incompressible noise)
 MAX_PARAMS_BYTES = 64 * 1024  # a job's `params` form field: every parameter at its longest takes a few KB

@@ -11,8 +11,8 @@ from torch import Tensor
 from stylelayer.core import imaging
 from stylelayer.core.engine import StyleEngine, check_inputs
 from stylelayer.core.losses import gram_matrix, positions
-from stylelayer.core.params import StyleParams
-from stylelayer.core.regions import Region, layer_masks, level_mask, uncovered
+from stylelayer.core.params import ParamError, StyleParams
+from stylelayer.core.regions import Region, RegionError, layer_masks, level_mask, uncovered
 
 LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 
@@ -107,10 +107,16 @@ def test_bad_regions_are_refused_naming_the_region(tubingen64, starry64):
     params = _params(iterations=1)
     good = Region(band_mask(tubingen64.size, 0, 0.5), (starry64,))
     empty = Region(Image.new("L", (10, 10), 0), (starry64,))
-    with pytest.raises(ValueError, match="region 2's mask is empty"):
+    with pytest.raises(RegionError, match="region 2's mask is empty") as refused:
         check_inputs(tubingen64, [], params, [good, empty])
+    assert (refused.value.number, refused.value.what) == (2, "mask")
+    transparent = Region(Image.new("RGBA", (10, 10), (255, 255, 255, 0)), (starry64,))
+    with pytest.raises(RegionError, match="region 1's mask is empty"):
+        check_inputs(tubingen64, [], params, [transparent])
     with pytest.raises(ValueError, match="region 1 has no style image"):
         check_inputs(tubingen64, [], params, [Region(good.mask, ())])
     with pytest.raises(ValueError, match="region 1: give one blend weight per style"):
         check_inputs(tubingen64, [], params, [Region(good.mask, (starry64,), blend=(1, 2))])
+    with pytest.raises(ParamError, match="region_weights: has 2 weights but 1 regions"):
+        check_inputs(tubingen64, [], params.replace(region_weights=[1, 2]), [good])
     check_inputs(tubingen64, [], params, [good])  # regions stand in for the style images

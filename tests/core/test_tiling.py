@@ -77,9 +77,9 @@ def test_tiled_guided_gradient_equals_whole_image_gradient(engine):
     starry, scream = real_image("starry_night", 128), real_image("the_scream", 96)
     regions = (
         Region(band_mask(SIZE, 0.0, 0.4, feather=12), (starry, scream), blend=(3, 1)),
-        Region(band_mask(SIZE, 0.65, 1.0, feather=12), (scream,), weight=2.0),
+        Region(band_mask(SIZE, 0.65, 1.0, feather=12), (scream,)),
     )
-    params = _params(preserve_colors=True)
+    params = _params(preserve_colors=True, region_weights=[1, 2])
     whole_losses, whole_grad = _evaluate(engine, params, [real_image("shipwreck", 96)], None, regions)
     tiled_losses, tiled_grad = _evaluate(engine, params, [real_image("shipwreck", 96)], 48, regions)
     assert list(whole_losses) == ["content", "region1", "region2", "style", "tv", "total"]

@@ -547,9 +547,10 @@ class _Run:
             targets = self._style_targets(styles, p.blend_weights(len(styles)), size, colours)
             return [GramStyle(p.effective_style_weight, targets, p.layer_weights)]
         masks = [level_mask(region.mask, size, self.engine.device) for region in self.regions]
+        weights = p.region_weight_list(len(self.regions))
         guided = [
-            (f"region{number}", region.weight, region.styles, region.blend_weights(), mask)
-            for number, (region, mask) in enumerate(zip(self.regions, masks, strict=True), 1)
+            (f"region{number}", weight, region.styles, region.blend_weights(), mask)
+            for number, (region, weight, mask) in enumerate(zip(self.regions, weights, masks, strict=True), 1)
         ]
         rest = uncovered(masks)
         if styles and float(rest.max()) > 0.5:
@@ -661,6 +662,8 @@ def check_inputs(
     if params.init == "style" and not styles and not regions:
         raise MissingInput("style", "init 'style' needs a style image")
     params.blend_weights(max(1, len(styles)))  # raises ParamError when the counts differ
+    if regions or params.region_weights is not None:
+        params.region_weight_list(len(regions))
     check_regions(regions)
     for img in [content, *styles, *(style for region in regions for style in region.styles)]:
         if img is not None and min(img.size) < 1:

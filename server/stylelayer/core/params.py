@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..limits import MAX_ITERATIONS, MAX_SIZE, MAX_STYLES
+from ..limits import MAX_ITERATIONS, MAX_REGIONS, MAX_SIZE, MAX_STYLES
 
 # Gatys et al.: content on conv4_2, style on conv1_1..conv5_1 with equal weights w_l = 1/5.
 CONTENT_LAYER = "conv4_2"
@@ -79,6 +79,7 @@ class StyleParams:
     precision: str = "auto"
     output_size: tuple[int, int] | None = None  # texture mode without content: (width, height)
     loss_units: str = "size_invariant"  # the same balance at every size; "paper": the paper's raw sums
+    region_weights: tuple[float, ...] | None = None  # one per region (regions.py): × style_weight; None: all 1
 
     # ---- derived values -------------------------------------------------------------------------------------
     @property
@@ -111,6 +112,16 @@ class StyleParams:
             )
         total = sum(self.style_blend)
         return [w / total for w in self.style_blend]
+
+    def region_weight_list(self, n_regions: int) -> list[float]:
+        """Each region's weight (a factor of style_weight); the count must match the number of regions."""
+        if self.region_weights is None:
+            return [1.0] * n_regions
+        if len(self.region_weights) != n_regions:
+            raise ParamError(
+                "region_weights", f"has {len(self.region_weights)} weights but {n_regions} regions were given"
+            )
+        return list(self.region_weights)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (tuples become lists); `from_dict(to_dict())` round-trips."""
@@ -171,6 +182,7 @@ class StyleParams:
             precision=_choice(v, "precision", PRECISIONS),
             output_size=None if v["output_size"] is None else _output_size(v, "output_size"),
             loss_units=_choice(v, "loss_units", LOSS_UNITS),
+            region_weights=None if v["region_weights"] is None else _floats(v, "region_weights", 0.0, 1e6, MAX_REGIONS),
         )
         if out["style_blend"] is not None and sum(out["style_blend"]) <= 0:
             raise ParamError("style_blend", "weights must not all be zero")

@@ -1,9 +1,11 @@
 """Regions of the content, each painted by its own styles (Gatys et al., "Controlling Perceptual Factors in Neural
 Style Transfer", CVPR 2017): the masks the guided Gram terms (`terms.GuidedGramStyle`) see at each level and layer.
 
-A mask is soft (0..1, feathered edges allowed) and is stretched over the content whatever its own size. Where masks
-overlap, each region's style pulls on the overlap in proportion to its mask. What no region covers (1 − Σ masks,
-clipped at 0) takes the job's global styles if it has any, and otherwise only the content and total variation.
+A mask is soft (0..1, feathered edges allowed): its grey level times its alpha, so a white-on-black selection and a
+layer's alpha both work. It is stretched over the content whatever its own size. Where masks overlap, each region's
+style pulls on the overlap in proportion to its mask. What no region covers (1 − Σ masks, clipped at 0) takes the
+job's global styles if it has any (where some pixel is less than half covered), and otherwise keeps the content:
+only the content and total variation terms act there.
 """
 
 from __future__ import annotations
@@ -13,22 +15,28 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageChops
 from torch import Tensor
 
 from .vgg import layer_stride
 
 
+class RegionError(ValueError):
+    """A region that cannot run; `number` (1-based, as painters count) and `what` ('mask' or 'style') name it."""
+
+    def __init__(self, number: int, what: str, message: str):
+        super().__init__(message)
+        self.number, self.what = number, what
+
+
 @dataclass(frozen=True)
 class Region:
-    """A soft mask over the content (any mode; read as grey levels, white = inside) and the styles that paint it.
-
-    `blend`: one weight per style (None: equal); `weight` multiplies the job's style_weight for this region."""
+    """A soft mask over the content (see `grey`) and the styles that paint it; `blend`: one weight per style (None:
+    equal). The job's `region_weights` parameter weighs the regions against each other."""
 
     mask: Image.Image
     styles: tuple[Image.Image, ...]
     blend: tuple[float, ...] | None = None
-    weight: float = 1.0
 
     def blend_weights(self) -> list[float]:
         if self.blend is None:
@@ -38,29 +46,35 @@ class Region:
 
 
 def check_regions(regions: Sequence[Region]) -> None:
-    """Refuse regions that cannot run (ValueError naming the region, 1-based as painters count)."""
+    """Refuse regions that cannot run (RegionError naming the region)."""
     for number, region in enumerate(regions, 1):
         if not region.styles:
-            raise ValueError(f"region {number} has no style image")
+            raise RegionError(number, "style", f"region {number} has no style image")
         if region.blend is not None and (len(region.blend) != len(region.styles) or sum(region.blend) <= 0):
-            raise ValueError(f"region {number}: give one blend weight per style, not all zero")
-        if not (region.weight >= 0 and region.weight < float("inf")):
-            raise ValueError(f"region {number}: weight must be a finite number >= 0")
-        if region.mask.convert("L").getextrema()[1] == 0:
-            raise ValueError(f"region {number}'s mask is empty (all black): it covers no part of the image")
+            raise RegionError(number, "style", f"region {number}: give one blend weight per style, not all zero")
+        if grey(region.mask).getextrema()[1] == 0:
+            raise RegionError(
+                number,
+                "mask",
+                f"region {number}'s mask is empty (black or transparent): it covers no part of the image",
+            )
+
+
+def grey(mask: Image.Image) -> Image.Image:
+    """The mask as 'L': its grey level, times its alpha where it has one."""
+    if mask.mode in ("RGBA", "LA", "PA") or (mask.mode == "P" and "transparency" in mask.info):
+        rgba = mask.convert("RGBA")
+        return ImageChops.multiply(rgba.convert("L"), rgba.getchannel("A"))
+    return mask.convert("L")
 
 
 def level_mask(mask: Image.Image, size: tuple[int, int], device: torch.device) -> Tensor:
     """The mask at a level's (width, height) as a (1, 1, H, W) tensor in 0..1 (antialiased when shrunk)."""
-    grey = mask.convert("L")
-    if grey.size != size:
-        grey = grey.resize(size, Image.Resampling.BILINEAR)
-    return (
-        torch.frombuffer(bytearray(grey.tobytes()), dtype=torch.uint8)
-        .view(1, 1, size[1], size[0])
-        .to(device, torch.float32)
-        / 255.0
-    )
+    grey_mask = grey(mask)
+    if grey_mask.size != size:
+        grey_mask = grey_mask.resize(size, Image.Resampling.BILINEAR)
+    pixels = torch.frombuffer(bytearray(grey_mask.tobytes()), dtype=torch.uint8).view(1, 1, size[1], size[0])
+    return pixels.to(device, torch.float32) / 255.0
 
 
 def uncovered(masks: Sequence[Tensor]) -> Tensor:
