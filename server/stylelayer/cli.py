@@ -10,10 +10,13 @@ import sys
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
 from .engine_flags import DEVICES, add_engine_arguments, device_name
+
+if TYPE_CHECKING:
+    from .core.regions import Region
 
 EXIT_USAGE = 2
 
@@ -66,6 +69,13 @@ _PARAM_FLAGS: tuple[tuple[str, str, object, str, str], ...] = (
     ("--precision", "precision", str, "auto|fp32|bf16", "auto (bf16 where the hardware has it), fp32 or bf16"),
     ("--mode", "mode", str, "MODE", "transfer, inversion (style weight 0) or texture (content weight 0)"),
     ("--loss-units", "loss_units", str, "UNITS", "size_invariant (the same look at every size) or paper (raw sums)"),
+    (
+        "--region-weights",
+        "region_weights",
+        str,
+        "W,W,...",
+        "comma-separated weights, one per --region (× style weight) [1]",
+    ),
 )
 
 
@@ -77,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="stylise CONTENT with one or more STYLE images")
     run.add_argument("content", type=Path, help="content image")
     run.add_argument("styles", type=Path, nargs="*", help="style image(s); none for --mode inversion")
+    run.add_argument(
+        "--region",
+        action="append",
+        default=[],
+        metavar="MASK=STYLE[,STYLE...]",
+        help="paint where MASK is white (a grey level 0-255, times its alpha) in these styles; repeat per region."
+        " Where no region is, the style images given above apply, or (none given) the content stays",
+    )
     _add_job_arguments(run)
 
     texture = sub.add_parser("texture", help="synthesise a texture from STYLE images (no content)")
@@ -151,6 +169,7 @@ def _run_job(args: argparse.Namespace) -> int:
     from .core.engine import Cancelled, OutOfMemory, StyleEngine, check_inputs
     from .core.imaging import ImageError, decode_image
     from .core.params import ParamError, StyleParams
+    from .core.regions import size_notes
     from .core.vgg import WeightsError
 
     if args.command == "example":
@@ -179,10 +198,14 @@ def _run_job(args: argparse.Namespace) -> int:
         params = StyleParams.from_dict(raw)
         content = decode_image(content_path, "content") if content_path is not None else None
         styles = [decode_image(path, f"style {path}") for path in style_paths]
-        check_inputs(content, styles, params)
+        regions = [_region(text) for text in getattr(args, "region", [])]
+        check_inputs(content, styles, params, regions)
         engine = StyleEngine(weights=args.weights, device=args.device, max_memory=args.max_memory)
     except (ParamError, ImageError, WeightsError, ValueError) as exc:
         raise UsageError(str(exc)) from None
+    if content is not None:
+        for note in size_notes(regions, content.size):
+            print(f"stylelayer: note: {note}", file=sys.stderr)
 
     bar = None if args.quiet else _progress_bar()
     plans: list[str] = []
@@ -203,7 +226,9 @@ def _run_job(args: argparse.Namespace) -> int:
             progress.preview.save(path)
 
     try:
-        result = engine.stylize(content, styles, params, progress=on_progress, preview_every=args.save_every)
+        result = engine.stylize(
+            content, styles, params, progress=on_progress, preview_every=args.save_every, regions=regions
+        )
     except (ValueError, Cancelled) as exc:  # BudgetError is a ValueError: the budget cannot hold one level
         raise UsageError(str(exc)) from None
     except OutOfMemory as exc:
@@ -223,6 +248,18 @@ def _run_job(args: argparse.Namespace) -> int:
             f"{losses})"
         )
     return 0
+
+
+def _region(text: str) -> Region:
+    """A --region MASK=STYLE[,STYLE...]: the mask and its style images, decoded (ImageError if one cannot be)."""
+    from .core.imaging import decode_image
+    from .core.regions import Region
+
+    mask, _, styles = text.partition("=")
+    paths = [Path(part) for part in styles.split(",") if part]
+    if not mask or not paths:
+        raise UsageError(f"--region {text!r}: give MASK=STYLE, e.g. --region sky.png=starry.jpg")
+    return Region(decode_image(Path(mask), f"region mask {mask}"), tuple(decode_image(p, f"style {p}") for p in paths))
 
 
 def _progress_bar():

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 from PIL import Image
-from testimages import ASSETS
+from testimages import ASSETS, TEST_IMAGES, band_mask
 
 from stylelayer.cli import build_parser, main
 
@@ -69,6 +69,25 @@ def test_texture_and_inversion_modes(tmp_path):
     assert Image.open(inv).format == "JPEG"
 
 
+def test_a_style_per_region(tmp_path, capsys):
+    """`--region MASK=STYLE` twice: each half of the picture in its own style; a mask of another size is stretched,
+    with a note."""
+    sky, ground = tmp_path / "sky.png", tmp_path / "ground.png"
+    band_mask((64, 48), 0, 0.5, feather=4).save(sky)
+    band_mask((64, 48), 0.5, 1, feather=4).save(ground)
+    scream = str(TEST_IMAGES / "the_scream.jpg")
+    outputs = []
+    for first, second in ((STYLE, scream), (scream, STYLE)):
+        out = tmp_path / f"out{len(outputs)}.png"
+        args = ["run", CONTENT, "--region", f"{sky}={first}", "--region", f"{ground}={second}", "-o", str(out)]
+        assert main([*args, "--size", "48", "--iterations", "4", "--seed", "0", "--quiet"]) == 0
+        outputs.append(Image.open(out).convert("RGB"))
+    err = capsys.readouterr().err
+    assert "note: region 1's mask is 64x48 px, the content 512x384: the mask is stretched" in err
+    assert outputs[0].size == Image.open(CONTENT).size
+    assert outputs[0].tobytes() != outputs[1].tobytes()  # the styles went where the masks say
+
+
 def test_rgba_content_keeps_alpha(tmp_path):
     src = Image.open(CONTENT).convert("RGBA").resize((40, 30))
     alpha = Image.radial_gradient("L").resize((40, 30))
@@ -98,12 +117,21 @@ def test_rgba_content_keeps_alpha(tmp_path):
         (["run", CONTENT, STYLE, "-o", "{tmp}/o.png", "--save-every", "-1"], "--save-every"),
         (["texture", STYLE, "-o", "{tmp}/o.png", "--output-size", "big"], "output_size"),
         (["run", CONTENT, STYLE], "-o/--output"),
+        (["run", CONTENT, "--region", "{tmp}/black.png=" + STYLE, "-o", "{tmp}/o.png"], "region 1's mask is empty"),
+        (["run", CONTENT, "--region", "sky.png", "-o", "{tmp}/o.png"], "--region 'sky.png': give MASK=STYLE"),
+        (["run", CONTENT, "--region", "{tmp}/missing.png=" + STYLE, "-o", "{tmp}/o.png"], "region mask"),
+        (
+            ["run", CONTENT, "--region", "{tmp}/half.png=" + STYLE, "--region-weights", "1,2", "-o", "{tmp}/o.png"],
+            "region_weights: has 2 weights but 1 regions",
+        ),
         (["frobnicate"], "invalid choice"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(tmp_path, capsys, args, message):
     (tmp_path / "notimage.png").write_text("hello, not a picture")
     (tmp_path / "truncated.png").write_bytes((ASSETS / "tubingen.jpg").read_bytes()[:2000])
+    Image.new("L", (8, 8), 0).save(tmp_path / "black.png")
+    band_mask((8, 8), 0, 0.5).save(tmp_path / "half.png")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
     try:
         code = main(argv)

@@ -60,6 +60,16 @@ def check_regions(regions: Sequence[Region]) -> None:
             )
 
 
+def size_notes(regions: Sequence[Region], size: tuple[int, int]) -> list[str]:
+    """What a painter should know about masks that are not the content's (width, height): they are stretched."""
+    return [
+        f"region {number}'s mask is {region.mask.width}x{region.mask.height} px, the content {size[0]}x{size[1]}:"
+        " the mask is stretched over the content"
+        for number, region in enumerate(regions, 1)
+        if region.mask.size != size
+    ]
+
+
 def grey(mask: Image.Image) -> Image.Image:
     """The mask as 'L': its grey level, times its alpha where it has one."""
     if mask.mode in ("RGBA", "LA", "PA") or (mask.mode == "P" and "transparency" in mask.info):
