@@ -11,7 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,6 +25,7 @@ from stylelayer.api import create_app
 from stylelayer.core.engine import Cancelled, Progress, StyleResult
 from stylelayer.core.memory import LevelPlan
 from stylelayer.core.params import StyleParams
+from stylelayer.core.regions import Region
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "plugins" / "common"))  # the plug-ins' client (its one source) is not a package
@@ -48,6 +49,7 @@ class FakeEngine:
     gate = _control("gate")
     started = _control("started")
     calls = _control("calls")
+    regions = _control("regions")
     plan_error = _control("plan_error")
 
     def __init__(self, step_delay: float = 0.0, fail_with: BaseException | None = None):
@@ -57,6 +59,7 @@ class FakeEngine:
         self.gate: threading.Event | None = None  # when set to an Event, iteration 1 waits for it
         self.started = threading.Event()  # set when a job reaches its first iteration
         self.calls: list[tuple[Image.Image | None, list[Image.Image], StyleParams]] = []
+        self.regions: list[Sequence[Region]] = []  # each call's regions
         self.device = "cpu"
         self.weights_name = "fake"
         self.plan_error: BaseException | None = None
@@ -92,8 +95,10 @@ class FakeEngine:
         progress: Callable[[Progress], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
         preview_every: int = 0,
+        regions: Sequence[Region] = (),
     ) -> StyleResult:
         self.calls.append((content, styles, params))
+        self.regions.append(list(regions))
         started = time.perf_counter()
         out = content.copy() if content is not None else Image.new("RGB", params.output_size, (10, 20, 30))
         total = params.iterations

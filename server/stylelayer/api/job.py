@@ -21,6 +21,7 @@ from PIL import Image
 
 from ..core.engine import Progress
 from ..core.params import StyleParams
+from ..core.regions import Region
 from .estimate import JobCost
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
@@ -45,6 +46,7 @@ class Job:
     preview_every: int
     content: Image.Image | None = None
     styles: list[Image.Image] = field(default_factory=list)
+    regions: list[Region] = field(default_factory=list)  # regions.py: masks, each with its styles
     sync: bool = False  # a POST /v1/stylize job: its caller waits on the connection, so it dies with it
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     state: str = QUEUED

@@ -22,6 +22,7 @@ from dataclasses import replace
 
 from ..core.imaging import ImageError, decode_image
 from ..core.params import ParamError
+from ..core.regions import Region
 from .job import CANCELLED, DONE, FAILED, QUEUED, TERMINAL, Job, LossPoint, no_progress
 from .job_store import JobStore, StorageError, storage_error
 from .previews import Previews
@@ -65,6 +66,12 @@ class JobLedger:
                 content, styles = self.store.inputs(job.id, stored.inputs)
                 job.content = decode_image(content, "content", max_pixels) if content is not None else None
                 job.styles = [decode_image(data, "style", max_pixels) for data in styles]
+                job.regions = [
+                    Region(
+                        decode_image(mask, "mask", max_pixels), tuple(decode_image(d, "style", max_pixels) for d in ss)
+                    )
+                    for mask, ss in self.store.region_inputs(job.id, stored.inputs)
+                ]
             except (ParamError, OSError, ImageError) as exc:
                 job.error = {"code": "restart_failed", "message": f"the job could not be restarted: {exc}"}
                 self.end(job, FAILED)
@@ -108,7 +115,7 @@ class JobLedger:
         job.finished = time.time()
         if state != DONE and job.started is not None:  # also when it ended before its first progress report
             job.progress = replace(job.progress, elapsed=job.finished - job.started)
-        job.content, job.styles = None, []
+        job.content, job.styles, job.regions = None, [], []
         if state == DONE:
             self.previews.drop(job.id)  # the result supersedes it (the preview route then serves the result)
         try:

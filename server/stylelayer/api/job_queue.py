@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -27,6 +27,7 @@ from PIL import Image
 from ..core.engine import Cancelled, OutOfMemory, Progress, StyleResult
 from ..core.memory import BudgetError
 from ..core.params import StyleParams
+from ..core.regions import Region
 from ..limits import MAX_PIXELS
 from .estimate import SpeedMeter, device_type, job_cost
 from .job import CANCELLED, DONE, FAILED, QUEUED, RUNNING, STATES, TERMINAL, Job, LossPoint, finite
@@ -58,6 +59,7 @@ class Engine(Protocol):
         progress: Callable[[Progress], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
         preview_every: int = 0,
+        regions: Sequence[Region] = (),
     ) -> StyleResult: ...
 
     def describe(self) -> dict[str, Any]: ...
@@ -175,6 +177,7 @@ class JobQueue:
         abandon_after: float = 0.0,
         client: str = "",
         owner: str = "",
+        regions: list[Region] | None = None,
     ) -> Job:
         """Queue a job. `inputs` are the image files as received ('content', 'style0', ...): the store keeps them
         until the job ends, so a restart can run it again. `client`: who sends it, for fairness between clients;
@@ -194,6 +197,7 @@ class JobQueue:
             client=client,
             owner=owner,
             style_key=style_key(styles),
+            regions=regions or [],
         )
         try:
             self.ledger.save_inputs(job, inputs or [])  # outside the lock: uploads can be large
@@ -503,7 +507,7 @@ class JobQueue:
                     self.previews.offer(job.id, update.preview)
                     job.preview_iteration = p.iteration
 
-        spec = JobSpec(job.id, job.content, job.styles, job.params, job.preview_every)
+        spec = JobSpec(job.id, job.content, job.styles, job.params, job.preview_every, job.regions)
         try:
             outcome = worker.run(
                 spec,

@@ -19,7 +19,8 @@ from PIL import Image
 from ..core.engine import MissingInput, check_inputs
 from ..core.params import ParamError, StyleParams
 from ..core.plot import loss_plot_png
-from ..limits import MAX_STYLES
+from ..core.regions import Region, RegionError, size_notes
+from ..limits import MAX_REGIONS, MAX_STYLES
 from .errors import ApiError, check_form_fields
 from .estimate import progress_and_eta
 from .images import load_upload
@@ -35,6 +36,8 @@ MAX_ABANDON_AFTER = 86_400  # seconds
 SYNC_POLL_S = 0.2  # how often a waiting /v1/stylize checks that its caller is still connected
 CLIENT_HEADER = "X-Stylelayer-Client"  # a secret the client makes up: /v1/info lists the jobs sent with it
 CLIENT_KEY = re.compile(r"[A-Za-z0-9._~-]{16,128}")
+NOTES_HEADER = "X-Stylelayer-Notes"  # what the server did with a job's input that the caller should know
+REGION_FIELD = re.compile(r"region[0-9]+_(mask|style|style_id)")
 # The engine says which image a job lacks; the API says which form field gives it.
 MISSING_IMAGE_MESSAGES = {
     "content": "a 'content' image file is required (texture mode may give params.output_size instead)",
@@ -47,8 +50,9 @@ log = logging.getLogger("stylelayer.api")
 
 @jobs.post("/jobs")
 def submit_job() -> tuple[Response, int, dict[str, str]]:
-    job = _enqueue()
-    return jsonify(job_json(job, server_state().queue)), 202, {"Location": f"/v1/jobs/{job.id}"}
+    job, notes = _enqueue()
+    headers = {"Location": f"/v1/jobs/{job.id}", **_notes_header(notes)}
+    return jsonify(job_json(job, server_state().queue)), 202, headers
 
 
 @jobs.get("/jobs/<job_id>")
@@ -119,7 +123,7 @@ def stylize_sync() -> Response:
     cancelled, so an abandoned request neither keeps the worker busy nor holds this thread to the end.
     """
     state = server_state()
-    job = _enqueue(sync=True)
+    job, notes = _enqueue(sync=True)
     client_gone = request.environ.get("waitress.client_disconnected", lambda: False)
     deadline = time.monotonic() + state.config["sync_timeout"]
     while not job.ended.wait(SYNC_POLL_S):
@@ -135,7 +139,9 @@ def stylize_sync() -> Response:
     png = state.queue.result_png(job)
     if png is None:
         raise _not_done(job, sync=True)
-    return _png(png, job)
+    response = _png(png, job)
+    response.headers.update(_notes_header(notes))
+    return response
 
 
 def job_json(job: Job, queue: JobQueue) -> dict[str, Any]:
@@ -174,7 +180,8 @@ def job_json(job: Job, queue: JobQueue) -> dict[str, Any]:
     }
 
 
-def _enqueue(sync: bool = False) -> Job:
+def _enqueue(sync: bool = False) -> tuple[Job, list[str]]:
+    """The job queued, and notes for its caller (a region mask stretched over the content)."""
     state = server_state()
     if request.mimetype != "multipart/form-data":
         raise ApiError(
@@ -207,16 +214,16 @@ def _enqueue(sync: bool = False) -> Job:
         styles.append(load_upload(data, "style", max_pixels))
         inputs.append((f"style{len(styles) - 1}", data))
     for style_id in request.form.getlist("style_id"):
-        try:
-            styles.append(state.library.image(style_id))
-            inputs.append((f"style{len(styles) - 1}", state.library.png(style_id)))
-        except StyleNotFound:
-            raise ApiError(404, "style_not_found", f"no style {style_id!r} in the library", field="style_id") from None
+        styles.append(_library_style(style_id, "style_id"))
+        inputs.append((f"style{len(styles) - 1}", state.library.png(style_id)))
     if len(styles) > MAX_STYLES:
         raise ApiError(400, "too_many_styles", f"at most {MAX_STYLES} style images per job", field="style")
-    _check_inputs(content, styles, params)
+    regions = _regions(max_pixels, inputs)
+    _check_inputs(content, styles, params, regions)
+    size = content.size if content is not None else params.output_size
+    notes = size_notes(regions, size) if size is not None else []
     try:
-        return state.queue.submit(
+        job = state.queue.submit(
             content,
             styles,
             params,
@@ -226,7 +233,9 @@ def _enqueue(sync: bool = False) -> Job:
             abandon_after,
             client=request.remote_addr or "",
             owner=owner,
+            regions=regions,
         )
+        return job, notes
     except QueueFull as exc:
         retry = state.queue.retry_after()
         raise ApiError(
@@ -251,14 +260,75 @@ def owner_of() -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _check_inputs(content: Image.Image | None, styles: list[Image.Image], params: StyleParams) -> None:
+def _library_style(style_id: str, field: str) -> Image.Image:
+    try:
+        return server_state().library.image(style_id)
+    except StyleNotFound:
+        raise ApiError(404, "style_not_found", f"no style {style_id!r} in the library", field=field) from None
+
+
+def _regions(max_pixels: int, inputs: list[tuple[str, bytes]]) -> list[Region]:
+    """Regions from the form: region1_mask with region1_style file(s) and/or region1_style_id(s), then region2_...
+    (numbered from 1 without gaps); each file is added to `inputs` as the store keeps it."""
+    fields = {*request.files, *request.form}
+    regions: list[Region] = []
+    for number in range(1, MAX_REGIONS + 2):
+        prefix = f"region{number}_"
+        if not any(name.startswith(prefix) for name in fields):
+            break
+        if number > MAX_REGIONS:
+            raise ApiError(400, "too_many_regions", f"at most {MAX_REGIONS} regions per job", field=f"{prefix}mask")
+        upload = request.files.get(f"{prefix}mask")
+        if upload is None:
+            raise ApiError(
+                400, "missing_field", f"region {number} needs a mask: a {prefix}mask file", field=f"{prefix}mask"
+            )
+        data = upload.read()
+        mask = load_upload(data, f"{prefix}mask", max_pixels)
+        inputs.append((f"{prefix}mask", data))
+        styles: list[Image.Image] = []
+        for style in request.files.getlist(f"{prefix}style"):
+            data = style.read()
+            styles.append(load_upload(data, f"{prefix}style", max_pixels))
+            inputs.append((f"{prefix}style{len(styles) - 1}", data))
+        for style_id in request.form.getlist(f"{prefix}style_id"):
+            styles.append(_library_style(style_id, f"{prefix}style_id"))
+            inputs.append((f"{prefix}style{len(styles) - 1}", server_state().library.png(style_id)))
+        if not styles:
+            raise ApiError(
+                400,
+                "missing_field",
+                f"region {number} needs a style: a {prefix}style file or a {prefix}style_id",
+                field=f"{prefix}style",
+            )
+        if len(styles) > MAX_STYLES:
+            raise ApiError(400, "too_many_styles", f"at most {MAX_STYLES} styles per region", field=f"{prefix}style")
+        regions.append(Region(mask, tuple(styles)))
+    used = {f"region{n}_{kind}" for n in range(1, len(regions) + 1) for kind in ("mask", "style", "style_id")}
+    stray = sorted(name for name in fields if REGION_FIELD.fullmatch(name) and name not in used)
+    if stray:
+        raise ApiError(
+            400, "missing_field", f"{stray[0]}: regions are numbered region1, region2, ... without gaps", field=stray[0]
+        )
+    return regions
+
+
+def _notes_header(notes: list[str]) -> dict[str, str]:
+    return {NOTES_HEADER: "; ".join(notes)} if notes else {}
+
+
+def _check_inputs(
+    content: Image.Image | None, styles: list[Image.Image], params: StyleParams, regions: list[Region]
+) -> None:
     """The engine's own check of a job, before it is queued, as a 400 naming the field to fix."""
     try:
-        check_inputs(content, styles, params)
+        check_inputs(content, styles, params, regions)
     except MissingInput as exc:
         raise ApiError(400, "missing_field", MISSING_IMAGE_MESSAGES[exc.image], field=exc.image) from None
     except ParamError as exc:
         raise ApiError(400, "bad_param", str(exc), field=exc.field) from None
+    except RegionError as exc:
+        raise ApiError(400, "bad_region", str(exc), field=f"region{exc.number}_{exc.what}") from None
     except ValueError as exc:
         raise ApiError(400, "bad_request", str(exc)) from None
 

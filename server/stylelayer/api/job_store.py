@@ -128,7 +128,9 @@ class StoredJob:
     """A job as read back at start-up, with what the store knows beside it."""
 
     job: Job
-    inputs: dict[str, Any]  # {"content": bool, "styles": int}: the input files a job that has not ended has
+    inputs: dict[
+        str, Any
+    ]  # {"content": bool, "styles": int, "regions": [styles per region]}: the input files a job that has not ended has
     problem: ParamError | None = (
         None  # why it cannot run again: parameters another version wrote (job.params: defaults)
     )
@@ -252,7 +254,11 @@ class JobStore:
 
     def add(self, job: Job, inputs: list[tuple[str, bytes]]) -> None:
         """Record a new queued job whose inputs `save_inputs` has written."""
-        summary = {"content": any(n == "content" for n, _ in inputs), "styles": sum(n != "content" for n, _ in inputs)}
+        summary = {
+            "content": any(n == "content" for n, _ in inputs),
+            "styles": sum(n.startswith("style") for n, _ in inputs),
+            "regions": [sum(n.startswith(f"region{r}_style") for n, _ in inputs) for r in _region_numbers(inputs)],
+        }
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO jobs (id, state, sync, params, preview_every, inputs, created, abandon_after, owner,"
@@ -354,6 +360,16 @@ class JobStore:
         content = self._path(job_id, "content").read_bytes() if summary.get("content") else None
         styles = [self._path(job_id, f"style{i}").read_bytes() for i in range(int(summary.get("styles", 0)))]
         return content, styles
+
+    def region_inputs(self, job_id: str, summary: dict[str, Any]) -> list[tuple[bytes, list[bytes]]]:
+        """Each region's mask and style bytes saved by `add` (FileNotFoundError when one is gone)."""
+        return [
+            (
+                self._path(job_id, f"region{r}_mask").read_bytes(),
+                [self._path(job_id, f"region{r}_style{i}").read_bytes() for i in range(n)],
+            )
+            for r, n in enumerate(summary.get("regions", []), 1)
+        ]
 
     def losses(self, job_id: str, since: int = 0) -> list[tuple[int, dict[str, float | None]]]:
         """Loss points of an ended job after iteration `since`, in order."""
@@ -626,3 +642,8 @@ def _lock_folder(path: Path) -> IO[bytes]:
             f"another stylelayer server is using {path.parent}; stop it or give this one another --data-dir"
         ) from None
     return handle
+
+
+def _region_numbers(inputs: list[tuple[str, bytes]]) -> range:
+    """1..n for inputs that hold regions 1 to n ('region1_mask', 'region1_style0', ...)."""
+    return range(1, sum(name.endswith("_mask") and name.startswith("region") for name, _ in inputs) + 1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from PIL import Image
@@ -19,6 +19,7 @@ from PIL import Image
 from ..core.engine import Progress, ShouldCancel
 from ..core.imaging import encode_png
 from ..core.params import StyleParams
+from ..core.regions import Region
 
 
 @dataclass
@@ -30,6 +31,7 @@ class JobSpec:
     styles: list[Image.Image]
     params: StyleParams
     preview_every: int
+    regions: list[Region] = field(default_factory=list)
 
 
 class Preview:
@@ -126,6 +128,7 @@ def run_on_engine(engine: Any, spec: JobSpec, report: Report, should_cancel: Sho
         progress=lambda p: report(ProgressUpdate.of(p)),
         should_cancel=should_cancel,
         preview_every=spec.preview_every,
+        **({"regions": spec.regions} if spec.regions else {}),  # engines without regions need not take them
     )
     png = encode_png(result.image, result.params, result.seed)
     return JobOutcome(png, result.seed, result.iterations, dict(result.losses), result.elapsed)
