@@ -4,11 +4,15 @@ another size is stretched with a note, and bad regions are 400s naming the field
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
 from PIL import Image
-from protocol_helpers import error_of, gradient, png_bytes, raw, stylelayer_client
+from protocol_helpers import FakeEngine, error_of, gradient, png_bytes, raw, stylelayer_client
+from server_thread import ServerThread
+
+from stylelayer.api import create_app
 
 CONTENT = png_bytes(gradient(40, 30))
 STYLE = png_bytes(gradient(16, 16))
@@ -116,3 +120,37 @@ def test_region_weights_must_match_the_regions(server) -> None:
     )
     status, _, data = raw(f"{srv.url}/v1/jobs", "POST", body, {"Content-Type": ctype})
     assert status == 400 and error_of(data)["field"] == "region_weights"
+
+
+def test_a_job_with_regions_runs_again_after_a_restart(tmp_path) -> None:
+    """The store keeps the regions' files: a job running when the server stopped runs again with the same regions."""
+    data = str(tmp_path / "data")
+    engine = FakeEngine()
+    engine.gate = threading.Event()
+    srv = ServerThread(create_app({"data_dir": data}, engine=engine)).start()
+    fields = [
+        ("style", "g.png", png_bytes(gradient(8, 8))),
+        ("region1_mask", "m.png", _mask(20, 15)),
+        ("region1_style", "s.png", STYLE),
+        ("region1_style", "t.png", png_bytes(gradient(10, 10))),
+        ("region2_mask", "n.png", _mask(40, 30)),
+        ("region2_style", "u.png", png_bytes(gradient(12, 12))),
+    ]
+    status, _, body = _post(srv.url, fields)
+    assert status == 202, body
+    assert engine.started.wait(5)
+    srv.stop()
+
+    again = FakeEngine()
+    srv = ServerThread(create_app({"data_dir": data}, engine=again)).start()
+    try:
+        deadline = time.monotonic() + 10
+        while not again.regions:
+            assert time.monotonic() < deadline, "the job did not run again"
+            time.sleep(0.01)
+        regions = again.regions[-1]
+        assert [r.mask.size for r in regions] == [(20, 15), (40, 30)]
+        assert [[s.size for s in r.styles] for r in regions] == [[(16, 16), (10, 10)], [(12, 12)]]
+        assert [s.size for s in again.calls[-1][1]] == [(8, 8)]  # the global style is not mistaken for a region's
+    finally:
+        srv.stop()
