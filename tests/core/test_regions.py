@@ -90,6 +90,17 @@ def test_what_no_region_covers_keeps_the_content(engine):
     assert change[middle + 8 :].mean() < 0.5 * change[: middle - 8].mean()
 
 
+def test_regions_keep_the_contents_colours_when_asked(engine, tubingen64):
+    """preserve_colors with regions: each region's style image is used as luminance, the result gets the content's
+    chroma back, and the regions' luminance is restyled."""
+    top, bottom = band_mask(tubingen64.size, 0.0, 0.5, feather=4), band_mask(tubingen64.size, 0.5, 1.0, feather=4)
+    regions = [Region(top, (real_image("starry_night", 64),)), Region(bottom, (real_image("the_scream", 64),))]
+    result = engine.stylize(tubingen64, [], _params(iterations=8, scales=1, preserve_colors=True), regions=regions)
+    yiq, yiq0 = (imaging.rgb_to_yiq(imaging.to_tensor(img)) for img in (result.image, tubingen64))
+    assert (yiq[:, 1:] - yiq0[:, 1:]).abs().mean().item() < 0.02
+    assert (yiq[:, :1] - yiq0[:, :1]).abs().mean().item() > 0.02
+
+
 def test_layer_masks_lie_on_each_layers_feature_grid(engine):
     """An odd-sized mask averaged down to every layer has that layer's feature shape and keeps its mean."""
     size = (53, 37)
