@@ -106,7 +106,9 @@ class TotalVariation(LocalTerm):
 class GramStyle(GramTerm):
     """Σ_l w_l E_l over the style layers, E_l comparing the image's Gram matrix with the target T (losses.py)."""
 
-    def __init__(self, weight: float, targets: dict[str, Tensor], layer_weights: Mapping[str, float], name="style"):
+    def __init__(
+        self, weight: float, targets: dict[str, Tensor], layer_weights: Mapping[str, float], name: str = "style"
+    ):
         self.name, self.weight, self.targets, self.layer_weights = name, weight, targets, layer_weights
         self.layers = tuple(targets)
 
@@ -123,8 +125,7 @@ class GramStyle(GramTerm):
         return out
 
     def loss(self, sums: Sums) -> Tensor:
-        target = next(iter(self.targets.values()))
-        style = torch.zeros((), device=target.device)
+        style = torch.zeros((), device=next(iter(self.targets.values())).device)
         for name, target in self.targets.items():
             gram, m = sums[name]
             style = style + self.layer_weights[name] * style_loss_from_gram(gram, m, target)
