@@ -128,9 +128,8 @@ class StoredJob:
     """A job as read back at start-up, with what the store knows beside it."""
 
     job: Job
-    inputs: dict[
-        str, Any
-    ]  # {"content": bool, "styles": int, "regions": [styles per region]}: the input files a job that has not ended has
+    # {"content": bool, "styles": int, "regions": [styles of each region]}: the input files a job that has not ended has
+    inputs: dict[str, Any]
     problem: ParamError | None = (
         None  # why it cannot run again: parameters another version wrote (job.params: defaults)
     )
