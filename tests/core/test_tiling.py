@@ -10,7 +10,7 @@ from torch import Tensor
 
 from stylelayer.core import imaging
 from stylelayer.core.colours import StyleColours, colours_for
-from stylelayer.core.engine import StyleEngine, _Run
+from stylelayer.core.engine import JobInputs, StyleEngine, _Run
 from stylelayer.core.memory import LevelPlan
 from stylelayer.core.objective import Objective, tiled_loss_and_grad
 from stylelayer.core.params import StyleParams
@@ -30,8 +30,8 @@ def _evaluate(
 ):
     """(losses, gradient) of the content image itself under `params`, whole (tile None) or tiled."""
     content = imaging.to_tensor(real_image("tubingen", max(SIZE)).resize(SIZE), engine.device)
-    run = _Run(engine, params, 0, [SIZE], 0.0, None, None, 0)
-    run.regions = regions
+    inputs = JobInputs(None, styles, regions, torch.Generator())
+    run = _Run(engine, params, 0, [SIZE], 0.0, None, None, 0, inputs)
     colours = colours_for(params.preserve_colors, content)
     content = colours.content(content)
     halo = halo_for(["conv5_1"])

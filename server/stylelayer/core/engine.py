@@ -244,11 +244,11 @@ class StyleEngine:
             out_size = work_size = params.output_size
 
         levels = _level_sizes(work_size, params.scales)
-        run = _Run(self, params, seed, levels, started, progress, should_cancel, preview_every)
-        run.regions = tuple(regions)
+        inputs = JobInputs(work, styles, tuple(regions), generator)
+        run = _Run(self, params, seed, levels, started, progress, should_cancel, preview_every, inputs)
         try:
             with _deterministic(self.device):
-                image = self._optimise(run, work, styles, levels, generator)
+                image = self._optimise(run, levels)
         except RuntimeError as exc:
             if not _is_out_of_memory(exc):
                 raise
@@ -276,17 +276,10 @@ class StyleEngine:
             plans=run.plans,
         )
 
-    def _optimise(
-        self,
-        run: _Run,
-        work: Image.Image | None,
-        styles: list[Image.Image],
-        levels: list[tuple[int, int]],
-        generator: torch.Generator,
-    ) -> Tensor:
+    def _optimise(self, run: _Run, levels: list[tuple[int, int]]) -> Tensor:
         image: Tensor | None = None
         for number, size in enumerate(levels, 1):
-            image = run.level(number, work, styles, size, image, generator)
+            image = run.level(number, size, image)
         assert image is not None
         return image
 
@@ -353,8 +346,20 @@ class StyleEngine:
         return grams
 
 
+@dataclass(frozen=True)
+class JobInputs:
+    """What one job optimises against, the same at every level."""
+
+    work: Image.Image | None  # the content at the working size (None: a texture)
+    styles: Sequence[Image.Image]
+    regions: tuple[Region, ...]
+    generator: torch.Generator  # the job's seed: noise, the tiles' offsets
+
+
 class _Run:
-    """State of one `stylize` call across its levels: iteration count, history, plans, callbacks."""
+    """State of one `stylize` call across its levels: iteration count, history, plans, callbacks.
+
+    `inputs` None: a run that only plans (`plan_job`)."""
 
     def __init__(
         self,
@@ -366,6 +371,7 @@ class _Run:
         progress: ProgressCallback | None,
         should_cancel: ShouldCancel | None,
         preview_every: int,
+        inputs: JobInputs | None = None,
     ):
         self.engine = engine
         self.params = params
@@ -384,21 +390,14 @@ class _Run:
         self.history: list[dict[str, float]] = []
         self.plans: list[str] = []
         self.budget_share = 1.0  # of the engine's budget this job plans with (halved after running out on a GPU)
-        self.regions: tuple[Region, ...] = ()
+        self.inputs = inputs
+        self.regions = inputs.regions if inputs is not None else ()
 
     def check_cancel(self) -> None:
         if self.should_cancel is not None and self.should_cancel():
             raise Cancelled("cancelled")
 
-    def level(
-        self,
-        number: int,
-        work: Image.Image | None,
-        styles: Sequence[Image.Image],
-        size: tuple[int, int],
-        previous: Tensor | None,
-        generator: torch.Generator,
-    ) -> Tensor:
+    def level(self, number: int, size: tuple[int, int], previous: Tensor | None) -> Tensor:
         """Optimise at one resolution; where the device runs out of memory, once more with half the budget.
 
         The planner's activation model is measured on the CPU; on a GPU cuDNN's workspaces and the allocator's
@@ -407,7 +406,7 @@ class _Run:
         """
         started, history, plans = self.iteration, len(self.history), len(self.plans)
         try:
-            return self._level(number, work, styles, size, previous, generator)
+            return self._level(number, size, previous)
         except RuntimeError as exc:
             if not _is_out_of_memory(exc) or self.budget_share < 1:
                 raise
@@ -416,22 +415,16 @@ class _Run:
         self.iteration = started
         del self.history[history:], self.plans[plans:]
         self.budget_share = 0.5
-        return self._level(number, work, styles, size, previous, generator)
+        return self._level(number, size, previous)
 
-    def _level(
-        self,
-        number: int,
-        work: Image.Image | None,
-        styles: Sequence[Image.Image],
-        size: tuple[int, int],
-        previous: Tensor | None,
-        generator: torch.Generator,
-    ) -> Tensor:
+    def _level(self, number: int, size: tuple[int, int], previous: Tensor | None) -> Tensor:
         """Optimise at one resolution, starting from the upsampled previous level if there is one.
 
         The content tensor lives only until the content target is computed: at full resolution every image-sized
         tensor held through the iterations is memory a tile cannot use.
         """
+        assert self.inputs is not None, "a planning run has no inputs"
+        work, styles, generator = self.inputs.work, self.inputs.styles, self.inputs.generator
         width, height = size
         self.level_number = number
         iterations = self.level_iterations[number - 1]
@@ -446,7 +439,7 @@ class _Run:
         self.plan = plan.describe()
         self.plans.append(self.plan)
         terms = self._terms(content, styles, size, colours, plan)
-        image = self._start_image(previous, content, styles, size, colours, generator)
+        image = self._start_image(previous, content, styles, size, colours, generator).detach().clone().contiguous()
         del content, previous
         shown = colours if self.preview_every else StyleColours()  # only previews still need the content's colours
         del colours
@@ -478,10 +471,23 @@ class _Run:
         """The level's first iterate: the coarser level's result upsampled, or the job's `init` at the first."""
         width, height = size
         if previous is not None:
-            init = F.interpolate(previous, size=(height, width), mode="bicubic", align_corners=False).clamp(0, 1)
-        else:
-            init = self._initial_image(content, styles, size, colours, generator)
-        return init.detach().clone().contiguous()
+            return F.interpolate(previous, size=(height, width), mode="bicubic", align_corners=False).clamp(0, 1)
+        p, device = self.params, self.engine.device
+        init = p.init
+        if init in ("content", "varied") and (content is None or p.mode != "transfer"):
+            init = "noise"  # inversion/texture from the content would start at (or near) the answer
+        if init == "varied":  # the content, lightly jittered by the seed: each seed another variation
+            jitter = (torch.rand((1, 3, height, width), generator=generator) - 0.5) * VARIED_JITTER
+            return (content + jitter.to(device)).clamp(0, 1)  # type: ignore[operator]
+        if init == "content":
+            return content.clone()  # type: ignore[union-attr]
+        first = styles[0] if styles else self.regions[0].styles[0] if self.regions else None
+        if init == "style" and first is not None:
+            style = imaging.split_alpha(first)[0].resize((width, height), Image.Resampling.LANCZOS)
+            style_t = imaging.to_tensor(style, device)
+            return colours.start(style_t)
+        noise = torch.rand((1, 3, height, width), generator=generator)
+        return noise.to(device)
 
     def _step_length(self, plan: LevelPlan) -> float:
         if plan.optimizer == "adam" and self.params.optimizer != "adam":
@@ -615,32 +621,6 @@ class _Run:
                 target = style_target(gram, m, image_positions, p.loss_units)
                 blended[name] = blended[name] + weight * target if name in blended else weight * target
         return blended
-
-    def _initial_image(
-        self,
-        content: Tensor | None,
-        styles: Sequence[Image.Image],
-        size: tuple[int, int],
-        colours: Colours,
-        generator: torch.Generator,
-    ) -> Tensor:
-        p, device = self.params, self.engine.device
-        width, height = size
-        init = p.init
-        if init in ("content", "varied") and (content is None or p.mode != "transfer"):
-            init = "noise"  # inversion/texture from the content would start at (or near) the answer
-        if init == "varied":  # the content, lightly jittered by the seed: each seed another variation
-            jitter = (torch.rand((1, 3, height, width), generator=generator) - 0.5) * VARIED_JITTER
-            return (content + jitter.to(device)).clamp(0, 1)  # type: ignore[operator]
-        if init == "content":
-            return content.clone()  # type: ignore[union-attr]
-        first = styles[0] if styles else self.regions[0].styles[0] if self.regions else None
-        if init == "style" and first is not None:
-            style = imaging.split_alpha(first)[0].resize((width, height), Image.Resampling.LANCZOS)
-            style_t = imaging.to_tensor(style, device)
-            return colours.start(style_t)
-        noise = torch.rand((1, 3, height, width), generator=generator)
-        return noise.to(device)
 
     def _report(self, image: Tensor, colours: Colours, losses: dict[str, float]) -> None:
         if self.progress is None:
