@@ -2,10 +2,8 @@
 
 Krita-only parts live here: pixel conversions (Krita's BGRA <-> RGBA, 16 -> 8 bit), the region to send (layer
 bounds, canvas and selection), selection masking, which layer the dialog targets and the loss curve's geometry.
-What the GIMP plug-in shares (parameter limits, presets and mapping, PNG encoding, layer naming, URL check,
-selection feathering, progress and estimate text, error messages) is in
-`stylelayer_plugin_logic.py`, which the installer copies into this folder from plugins/common, and is
-re-exported from here, so `logic.build_params` etc. work.
+What the GIMP plug-in shares (the workflow, parameters, PNG, selection feathering, status lines, messages, the
+token) is in the stylelayer_*.py modules that the installer copies into this package from plugins/common.
 """
 
 from __future__ import annotations
@@ -13,9 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# The logic shared with the GIMP plug-in (copied into this folder when the plug-in is assembled), re-exported.
-from .stylelayer_plugin_logic import *  # noqa: F403
-from .stylelayer_plugin_logic import PluginError
+from .stylelayer_messages import PluginError
 
 # ---- pixel formats ---------------------------------------------------------------------------------------
 SUPPORTED_DEPTHS = {"U8": 1, "U16": 2}

@@ -3,11 +3,13 @@
 Split in three steps so the dialog can run the network part on a QThread while Krita's objects are only
 touched on the GUI thread:
 
-    source = prepare(doc, node, codec)             # GUI thread: reads pixels, encodes the PNG
-    png = request(source, client, style_png, ...)  # any thread: the HTTP job (blocking), with loss points
-    node = insert_result(source, png, name, codec, ops)  # GUI thread: adds the new layer, or leaves doc as it was
+    source = prepare(doc, node, codec)                      # GUI thread: reads pixels, encodes the PNG
+    result = run_job(client, source.content_png, style_png, ...)  # any thread: stylelayer_workflow's job
+    added = insert_result(source, result.png, label, codec, ops)  # GUI thread: adds the new layer, or leaves doc
 
-`run_style_transfer` chains them synchronously; the end-to-end test and scripts call it directly.
+The network half, the token and the new layer's name and place are the workflow's (stylelayer_workflow.py, shared
+with GIMP); this module is Krita's side of it. `run_style_transfer` chains them synchronously; the end-to-end
+test and scripts call it directly.
 The Krita objects are used duck-typed (Document, Node, Selection from libkis), so tests pass fakes; `ops` (Krita's
 own layer actions, krita_ops.py) is what gives a selection's shape an editable transparency mask.
 """
@@ -19,8 +21,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import logic
-from .logic import PluginError, Rect
-from .stylelayer_client import StylelayerError
+from .logic import Rect
+from .stylelayer_image import clear_outside, feather_mask, open_edges, style_label
+from .stylelayer_messages import PluginError
+from .stylelayer_params import DEFAULT_SERVER_URL
+from .stylelayer_workflow import check_result, connect, placement, run_job
 
 
 class LayerOps(Protocol):
@@ -99,8 +104,8 @@ def prepare(doc: Any, node: Any, codec: Codec) -> Source:
         raise PluginError("Nothing is selected inside the layer.")
     if mask is not None:  # a hard edge fades in; a feathered one is kept
         bounds = (selection.x(), selection.y(), selection.width(), selection.height())
-        edges = logic.open_edges(rect.as_tuple(), bounds, (0, 0, int(doc.width()), int(doc.height())))
-        mask = logic.feather_mask(mask, rect.width, rect.height, open_edges=edges)
+        edges = open_edges(rect.as_tuple(), bounds, (0, 0, int(doc.width()), int(doc.height())))
+        mask = feather_mask(mask, rect.width, rect.height, open_edges=edges)
     return Source(
         doc=doc,
         node=node,
@@ -111,79 +116,12 @@ def prepare(doc: Any, node: Any, codec: Codec) -> Source:
     )
 
 
-def make_client(server_url: str, token: str | None = None, timeout: float = 30) -> Any:
-    from .stylelayer_client import StylelayerClient
-
-    return StylelayerClient(logic.check_server_url(server_url), token=(token or "").strip() or None, timeout=timeout)
-
-
-class LossFollower:
-    """After each poll, fetches the job's new loss points (GET .../losses?since=N) for the dialog's live curve.
-
-    The curve is an extra: if the server cannot give it (an older server without the route), following stops
-    and the job goes on.
-    """
-
-    def __init__(self, client: Any, on_losses: Callable[[list[dict]], None]):
-        self.client, self.on_losses = client, on_losses
-        self.since = 0
-        self.stopped = False
-
-    def __call__(self, status: dict) -> None:
-        if self.stopped or status.get("state") == "queued" or not status.get("id"):
-            return
-        try:
-            page = self.client.losses(status["id"], self.since)
-        except StylelayerError:
-            self.stopped = True
-            return
-        if page["points"]:
-            self.since = page["next"]
-            self.on_losses(page["points"])
-
-
-def request(
-    source: Source,
-    client: Any,
-    style_png: bytes | None = None,
-    style_id: str | None = None,
-    params: dict | None = None,
-    on_progress: Callable[[dict, bytes | None], None] | None = None,
-    should_cancel: Callable[[], bool] | None = None,
-    on_losses: Callable[[list[dict]], None] | None = None,
-) -> bytes:
-    """The server job; blocking, touches no Krita object, so it may run on a worker thread.
-
-    The server is checked first (client.probe: another web server, a wrong token or version are told as such
-    before the layer is uploaded). on_losses(points) gets each batch of new loss points ({"iteration",
-    "content", "style", "tv", "total"}).
-    """
-    if style_png is None and not style_id:
-        raise PluginError("Choose a style image (a file, or one from the server's library).")
-    client.probe()
-    follow = LossFollower(client, on_losses) if on_losses is not None else None
-
-    def progress(status: dict, preview: bytes | None) -> None:
-        if follow is not None:
-            follow(status)
-        if on_progress is not None:
-            on_progress(status, preview)
-
-    return client.run_job(
-        source.content_png,
-        style_png=style_png,
-        style_id=style_id,
-        params=params,
-        on_progress=progress,
-        should_cancel=should_cancel,
-        abandon_after=logic.abandon_after_s(),  # Krita closed or crashed mid-job: the server stops by itself
-    )
-
-
-def insert_result(source: Source, result_png: bytes, layer_name: str, codec: Codec, ops: LayerOps | None = None) -> Any:
-    """Add the result as a new paint layer above the source layer and the results of earlier runs stacked right
-    above it (logic.insert_above: the newest is on top, where the painter sees it); on failure the document is as
-    before.
+def insert_result(
+    source: Source, result_png: bytes, label: str, codec: Codec, ops: LayerOps | None = None
+) -> TransferResult:
+    """Add the result as a new paint layer named after the style (`label`) above the source layer and the results
+    of earlier runs stacked right above it (stylelayer_workflow.placement: the newest is on top, where the painter
+    sees it); on failure the document is as before.
 
     Without a selection: one libkis insertion, one undo step. With one, the layer covers the selection's bounds
     and is transparent outside the selection; with `ops`, Krita's own actions add the layer and a transparency mask
@@ -191,9 +129,7 @@ def insert_result(source: Source, result_png: bytes, layer_name: str, codec: Cod
     layer). Where they cannot (another document or layer active), the shape goes into the layer's alpha.
     """
     rect = source.rect
-    width, height = logic.png_size(result_png)  # PluginError unless it is a PNG
-    if (width, height) != (rect.width, rect.height):
-        raise PluginError(f"The server sent back a {width}x{height} image for a {rect.width}x{rect.height} input.")
+    check_result(result_png, rect.width, rect.height)  # PluginError unless a PNG of the region's size
     rgba = codec.decode(result_png)[2]
     doc, node = source.doc, source.node
     parent = node.parentNode()
@@ -201,16 +137,17 @@ def insert_result(source: Source, result_png: bytes, layer_name: str, codec: Cod
         raise PluginError("The source layer was removed while the style transfer ran; nothing was added.")
     siblings = parent.childNodes()
     keys = [_key(child) for child in siblings]
-    above = siblings[logic.insert_above([child.name() for child in siblings], keys.index(_key(node)))]
+    place = placement(label, [child.name() for child in siblings], keys.index(_key(node)))
+    layer_name, above = place.name, siblings[place.above]
     if source.mask is not None and ops is not None:
         new = ops.add_layer_above(doc, above)
         if new is not None:
-            _fill(new, layer_name, logic.to_krita(logic.clear_outside(rgba, source.mask), source.channel_bytes), source)
+            _fill(new, layer_name, logic.to_krita(clear_outside(rgba, source.mask), source.channel_bytes), source)
             if not ops.add_mask(doc, new, rect, source.mask):  # the shape in the alpha instead
                 data = logic.to_krita(logic.apply_mask(rgba, source.mask), source.channel_bytes)
                 new.setPixelData(data, rect.x, rect.y, rect.width, rect.height)
             doc.refreshProjection()
-            return new
+            return TransferResult(new, layer_name, rect, result_png)
     data = logic.to_krita(logic.apply_mask(rgba, source.mask), source.channel_bytes)
     new = doc.createNode(layer_name, "paintlayer")
     if new is None:
@@ -227,7 +164,7 @@ def insert_result(source: Source, result_png: bytes, layer_name: str, codec: Cod
         raise
     doc.setActiveNode(new)
     doc.refreshProjection()
-    return new
+    return TransferResult(new, layer_name, rect, result_png)
 
 
 def _key(node: Any) -> Any:
@@ -249,17 +186,12 @@ def _fill(new: Any, layer_name: str, data: bytes, source: Source) -> None:
         raise
 
 
-def sibling_names(node: Any) -> set[str]:
-    parent = node.parentNode()
-    return {child.name() for child in parent.childNodes()} if parent is not None else set()
-
-
 def run_style_transfer(
     doc: Any,
     node: Any,
     style_path: str | None = None,
     params: dict | None = None,
-    server_url: str = logic.DEFAULT_SERVER_URL,
+    server_url: str = DEFAULT_SERVER_URL,
     on_progress: Callable[[dict, bytes | None], None] | None = None,
     *,
     style_id: str | None = None,
@@ -271,7 +203,7 @@ def run_style_transfer(
 ) -> TransferResult:
     """Stylise `node` of `doc` with a style file (or a server library `style_id`); returns the new layer.
 
-    Synchronous: fine for scripts and tests; the dialog runs `request` on a QThread instead. Raises
+    Synchronous: fine for scripts and tests; the dialog runs `run_job` on a QThread instead. Raises
     PluginError (or the client's StylelayerError) with the document unchanged. `codec` defaults to Krita's
     QImage codec; `ops` (krita_ops.KritaLayerOps()) turns a selection into a transparency mask.
     """
@@ -281,9 +213,7 @@ def run_style_transfer(
         codec = QtCodec()
     source = prepare(doc, node, codec)
     style_png = codec.load_style(style_path) if style_path else None
-    client = client or make_client(server_url)
-    png = request(source, client, style_png, style_id, params, on_progress, should_cancel)
-    label = logic.style_label(style_path, style_name or (style_id if not style_path else None))
-    name = logic.style_layer_name(label, sibling_names(node))
-    new = insert_result(source, png, name, codec, ops)
-    return TransferResult(node=new, name=name, rect=source.rect, result_png=png)
+    client = client or connect(server_url)
+    result = run_job(client, source.content_png, style_png, style_id, params, on_progress, should_cancel)
+    label = style_label(style_path, style_name or (style_id if not style_path else None))
+    return insert_result(source, result.png, label, codec, ops)

@@ -36,8 +36,32 @@ from PyQt5.QtWidgets import (
 
 from . import logic, transfer
 from .krita_ops import KritaLayerOps, node_id
-from .logic import PluginError
 from .qtcodec import QtCodec
+from .stylelayer_image import style_label
+from .stylelayer_messages import NOT_CONNECTED_YET, PluginError, connection_text, error_message
+from .stylelayer_params import (
+    DEFAULT_PRESET,
+    DEFAULT_SERVER_URL,
+    MAX_ITERATIONS,
+    MAX_SEED,
+    MAX_SIZE,
+    MAX_STRENGTH,
+    MIN_STRENGTH,
+    PRESET_LABELS,
+    PRESETS,
+    STRENGTH_SLIDER,
+    build_params,
+    check_server_url,
+    default_preset,
+    matching_preset,
+    new_seed,
+    preset_values,
+    strength_from_slider,
+    strength_to_slider,
+)
+from .stylelayer_settings import TOKEN_PLACEHOLDER, migrate_token, save_token, token_path
+from .stylelayer_status import progress_fraction, progress_text
+from .stylelayer_workflow import connect, estimate, estimate_failed, run_job
 
 SETTINGS_GROUP = "stylelayer"
 PREVIEW_SIDE = 256
@@ -101,9 +125,9 @@ class JobThread(QThread):
     def run(self):
         source, client, style_png, style_id, params = self._args
         try:
-            png = transfer.request(
-                source,
+            result = run_job(
                 client,
+                source.content_png,
                 style_png,
                 style_id,
                 params,
@@ -114,7 +138,7 @@ class JobThread(QThread):
         except BaseException as exc:  # noqa: BLE001
             self.done.emit(False, exc)
             return
-        self.done.emit(True, png)
+        self.done.emit(True, result.png)
 
 
 # ---- loss curve ----------------------------------------------------------------------------------------------
@@ -193,7 +217,7 @@ class StyleTransferDialog(QDialog):
         server_layout.addWidget(self.managed_panel)
         row = QHBoxLayout()
         self.url_edit = QLineEdit()
-        self.url_edit.setPlaceholderText(logic.DEFAULT_SERVER_URL)
+        self.url_edit.setPlaceholderText(DEFAULT_SERVER_URL)
         self.url_edit.setToolTip(
             "Address of the stylelayer server: http://127.0.0.1:8765 on this machine (start it with "
             "`stylelayer serve`), or the URL `stylelayer serve --host 0.0.0.0` prints on another machine."
@@ -201,11 +225,11 @@ class StyleTransferDialog(QDialog):
         self.url_edit.setMinimumWidth(self.url_edit.fontMetrics().horizontalAdvance("http://192.168.100.100:8765") + 16)
         self.token_edit = QLineEdit()
         self.token_edit.setEchoMode(QLineEdit.Password)
-        self.token_edit.setPlaceholderText(logic.TOKEN_PLACEHOLDER)
-        self.token_edit.setMinimumWidth(self.token_edit.fontMetrics().horizontalAdvance(logic.TOKEN_PLACEHOLDER) + 16)
+        self.token_edit.setPlaceholderText(TOKEN_PLACEHOLDER)
+        self.token_edit.setMinimumWidth(self.token_edit.fontMetrics().horizontalAdvance(TOKEN_PLACEHOLDER) + 16)
         self.token_edit.setToolTip(
             "The token the server was started with (its STYLELAYER_TOKEN or --token-file), only for a server on "
-            f"another machine. Kept in {logic.token_path()}, readable by you only, and never shown."
+            f"another machine. Kept in {token_path()}, readable by you only, and never shown."
         )
         self.test_button = QPushButton("Test connection")
         self.test_button.setToolTip("Check the address and token, and load the server's style library.")
@@ -216,7 +240,7 @@ class StyleTransferDialog(QDialog):
         row.addWidget(self.token_edit, 1)
         row.addWidget(self.test_button)
         server_layout.addLayout(row)
-        self.status_label = QLabel(logic.NOT_CONNECTED_YET)
+        self.status_label = QLabel(NOT_CONNECTED_YET)
         self.status_label.setWordWrap(True)
         server_layout.addWidget(self.status_label)
         layout.addWidget(server)
@@ -278,8 +302,8 @@ class StyleTransferDialog(QDialog):
         options = QGroupBox("Options")
         form = QFormLayout(options)
         self.preset_combo = QComboBox()
-        for key in logic.PRESETS:
-            self.preset_combo.addItem(logic.PRESET_LABELS[key], key)
+        for key in PRESETS:
+            self.preset_combo.addItem(PRESET_LABELS[key], key)
         self.preset_combo.addItem("Custom", "")
         self.preset_combo.setToolTip(
             "Fills in working size and iterations. Preview is a quick look; Full resolution paints the layer at "
@@ -287,16 +311,16 @@ class StyleTransferDialog(QDialog):
         )
         self.preset_combo.activated.connect(lambda _index: self.set_preset(self.preset_combo.currentData()))
         self.iterations_spin = QSpinBox()
-        self.iterations_spin.setRange(1, logic.MAX_ITERATIONS)
+        self.iterations_spin.setRange(1, MAX_ITERATIONS)
         self.iterations_spin.setSingleStep(10)
         self.iterations_spin.setToolTip(
             "How long the server paints: more iterations take the style further and take longer. With levels "
             "(full resolution), this is the first level's count; each finer level runs half as many."
         )
         self.strength_slider = QSlider(Qt.Horizontal)
-        self.strength_slider.setRange(0, logic.STRENGTH_SLIDER[2])
+        self.strength_slider.setRange(0, STRENGTH_SLIDER[2])
         self.strength_spin = QDoubleSpinBox()
-        self.strength_spin.setRange(logic.MIN_STRENGTH, logic.MAX_STRENGTH)
+        self.strength_spin.setRange(MIN_STRENGTH, MAX_STRENGTH)
         self.strength_spin.setDecimals(2)
         self.strength_spin.setSingleStep(0.1)
         self.strength_spin.setPrefix("×")
@@ -316,7 +340,7 @@ class StyleTransferDialog(QDialog):
         self.preserve_check = QCheckBox("Keep the layer's own colours")
         self.preserve_check.setToolTip("Take only the style's strokes and texture, not its palette.")
         self.size_spin = QSpinBox()
-        self.size_spin.setRange(0, logic.MAX_SIZE)
+        self.size_spin.setRange(0, MAX_SIZE)
         self.size_spin.setSingleStep(64)
         self.size_spin.setSpecialValueText("full resolution")
         self.size_spin.setSuffix(" px")
@@ -333,7 +357,7 @@ class StyleTransferDialog(QDialog):
         form.addRow("Colours", self.preserve_check)
         form.addRow("Working size", self.size_spin)
         self.seed_spin = QSpinBox()
-        self.seed_spin.setRange(1, logic.MAX_SEED)
+        self.seed_spin.setRange(1, MAX_SEED)
         self.seed_spin.setToolTip("The variation a run paints: the same number and values give the same result.")
         self.keep_seed = QCheckBox("Keep")
         self.keep_seed.setToolTip("Paint this variation again; unticked, each Apply paints a new one.")
@@ -397,26 +421,26 @@ class StyleTransferDialog(QDialog):
 
     # -- settings
     def _load_settings(self):
-        self.url_edit.setText(read_setting("server_url", logic.DEFAULT_SERVER_URL))
+        self.url_edit.setText(read_setting("server_url", DEFAULT_SERVER_URL))
         old = read_setting("token", "")  # kept in kritarc (readable by others) before the token file
-        self.token_edit.setText(logic.migrate_token(old))
+        self.token_edit.setText(migrate_token(old))
         if old:
             write_setting("token", "")
         self.style_edit.setText(read_setting("style_path", ""))
         preset = read_setting("preset", "")
-        self.set_preset(preset if preset in logic.PRESETS else logic.DEFAULT_PRESET)
+        self.set_preset(preset if preset in PRESETS else DEFAULT_PRESET)
         self.iterations_spin.setValue(_int(read_setting("iterations", ""), self.iterations_spin.value()))
         self.size_spin.setValue(_int(read_setting("size", ""), self.size_spin.value()))
         self.strength_spin.setValue(_float(read_setting("strength", "1.0"), 1.0))
         self._strength_to_slider(self.strength_spin.value())
         self.preserve_check.setChecked(read_setting("preserve_colors", "false") == "true")
-        self.seed_spin.setValue(_int(read_setting("seed", ""), 0) or logic.new_seed())
+        self.seed_spin.setValue(_int(read_setting("seed", ""), 0) or new_seed())
         self.keep_seed.setChecked(read_setting("keep_seed", "false") == "true")
 
     def save_settings(self):
         if self.url_edit.text().strip() != self.managed_panel.managed_url():  # its token stays in its own file
             write_setting("server_url", self.url_edit.text().strip())
-            logic.save_token(self.token_edit.text())
+            save_token(self.token_edit.text())
         write_setting("style_path", self.style_edit.text().strip())
         write_setting("preset", self.preset_combo.currentData() or "custom")
         write_setting("iterations", self.iterations_spin.value())
@@ -429,9 +453,9 @@ class StyleTransferDialog(QDialog):
     # -- options
     def set_preset(self, name):
         """Select a preset by key ('preview', 'normal', 'high', 'full') and fill in its values."""
-        if name not in logic.PRESETS:
+        if name not in PRESETS:
             return
-        size, iterations = logic.preset_values(name)
+        size, iterations = preset_values(name)
         self._syncing = True
         self.size_spin.setValue(size)
         self.iterations_spin.setValue(iterations)
@@ -441,25 +465,25 @@ class StyleTransferDialog(QDialog):
 
     def _values_changed(self):
         if not self._syncing:
-            key = logic.matching_preset(self.size_spin.value(), self.iterations_spin.value()) or ""
+            key = matching_preset(self.size_spin.value(), self.iterations_spin.value()) or ""
             self.preset_combo.setCurrentIndex(self.preset_combo.findData(key))
         self.schedule_estimate()
 
     def _strength_from_slider(self, position):
         if not self._syncing:
             self._syncing = True
-            self.strength_spin.setValue(logic.strength_from_slider(position))
+            self.strength_spin.setValue(strength_from_slider(position))
             self._syncing = False
         self.schedule_estimate()
 
     def _strength_to_slider(self, value):
         if not self._syncing:
             self._syncing = True
-            self.strength_slider.setValue(logic.strength_to_slider(value))
+            self.strength_slider.setValue(strength_to_slider(value))
             self._syncing = False
 
     def params(self):
-        return logic.build_params(
+        return build_params(
             self.iterations_spin.value(),
             self.strength_spin.value(),
             self.preserve_check.isChecked(),
@@ -480,7 +504,7 @@ class StyleTransferDialog(QDialog):
         return thread
 
     def client(self, timeout=30):
-        return transfer.make_client(self.url_edit.text(), self.token_edit.text(), timeout)
+        return connect(self.url_edit.text(), self.token_edit.text(), timeout)
 
     def _server_key(self):
         return (self.url_edit.text().strip(), self.token_edit.text().strip())
@@ -525,7 +549,7 @@ class StyleTransferDialog(QDialog):
         self._check_seq += 1
         self.server_info = None
         self.test_button.setEnabled(True)  # a check still under way is about the old address
-        self.status_label.setText(logic.NOT_CONNECTED_YET)
+        self.status_label.setText(NOT_CONNECTED_YET)
         self.status_label.setToolTip("")
         self.library.clear()
         self._show_library()
@@ -570,9 +594,9 @@ class StyleTransferDialog(QDialog):
             return  # an answer about an address or token that has changed since (a newer check is under way)
         self.test_button.setEnabled(True)
         if not ok:
-            message = logic.error_message(value)
+            message = error_message(value)
             self.server_info = None
-            self.status_label.setText(logic.NOT_CONNECTED_YET if quiet else "Not connected: " + message)
+            self.status_label.setText(NOT_CONNECTED_YET if quiet else "Not connected: " + message)
             self.status_label.setToolTip(message)
             self.library.clear()
             self._show_library()
@@ -580,11 +604,11 @@ class StyleTransferDialog(QDialog):
             return
         info, styles, thumbs = value
         self.server_info = info
-        self.status_label.setText(logic.connection_text(info, logic.check_server_url(key[0])))
+        self.status_label.setText(connection_text(info, check_server_url(key[0])))
         self.status_label.setToolTip(f"{info.get('device')}, weights {info.get('weights')}")
         self._fill_library(styles, thumbs)
         if read_setting("preset", "") == "":  # a first run: the preset this server's device is good for
-            self.set_preset(logic.default_preset(str(info.get("device", ""))))
+            self.set_preset(default_preset(str(info.get("device", ""))))
         self.save_settings()
         self.schedule_estimate()
 
@@ -623,9 +647,9 @@ class StyleTransferDialog(QDialog):
         """Upload the style file to the server's library, then show the library with it selected."""
         path = self.style_edit.text().strip()
         try:
-            png, name, client = self.codec.load_style(path), logic.style_label(path), self.client()
+            png, name, client = self.codec.load_style(path), style_label(path), self.client()
         except Exception as exc:  # noqa: BLE001
-            self.show_message(False, logic.error_message(exc))
+            self.show_message(False, error_message(exc))
             return
         self.add_button.setEnabled(False)
         self.status_label.setText(f"Adding “{name}” to the server's library…")
@@ -641,13 +665,13 @@ class StyleTransferDialog(QDialog):
     def _added(self, ok, value):
         self.add_button.setEnabled(True)
         if not ok:
-            message = logic.error_message(value)
+            message = error_message(value)
             self.status_label.setText("Not added to the library: " + message)
             self.show_message(False, message)
             return
         added, styles, thumbs = value
         self._fill_library(styles, thumbs, select=added["id"])
-        connected = logic.connection_text(self.server_info, self.client().base_url) + " " if self.server_info else ""
+        connected = connection_text(self.server_info, self.client().base_url) + " " if self.server_info else ""
         self.status_label.setText(f"{connected}Added “{added.get('name')}” to its style library.")
 
     # -- estimate
@@ -667,14 +691,14 @@ class StyleTransferDialog(QDialog):
         except Exception:  # noqa: BLE001 - the target line already says why nothing can be painted
             self.estimate_label.setText("")
             return
-        thread = CallThread(lambda: client.estimate(rect.width, rect.height, params), self)
+        thread = CallThread(lambda: estimate(client, rect.width, rect.height, params), self)
         thread.done.connect(lambda ok, value: self._estimated(seq, ok, value))
         self._spawn(thread)
 
     def _estimated(self, seq, ok, value):
         if seq != self._estimate_seq:
             return  # the values changed since this was asked
-        self.estimate_label.setText(logic.estimate_text(value) if ok else "No estimate: " + logic.error_message(value))
+        self.estimate_label.setText(value if ok else estimate_failed(value))
 
     # -- run
     def start(self):
@@ -690,16 +714,16 @@ class StyleTransferDialog(QDialog):
                 item = self.library.currentItem()
                 if item is None:
                     raise PluginError("Pick a style in the server library (press Test connection to load it).")
-                style_png, style_id, label = None, item.data(Qt.UserRole), logic.style_label(style_name=item.text())
+                style_png, style_id, label = None, item.data(Qt.UserRole), style_label(style_name=item.text())
             else:
                 path = self.style_edit.text().strip()
-                style_png, style_id, label = self.codec.load_style(path), None, logic.style_label(path)
+                style_png, style_id, label = self.codec.load_style(path), None, style_label(path)
         except Exception as exc:  # noqa: BLE001
             self.save_settings()  # what the painter chose is remembered, even when it cannot run
-            self._finish(False, logic.error_message(exc))
+            self._finish(False, error_message(exc))
             return
         if not self.keep_seed.isChecked():  # a new variation each Apply, shown before it runs
-            self.seed_spin.setValue(logic.new_seed())
+            self.seed_spin.setValue(new_seed())
             params = self.params()
         self.save_settings()
         self.source = source
@@ -717,10 +741,10 @@ class StyleTransferDialog(QDialog):
         self._spawn(self.job)
 
     def _progress(self, status, preview):
-        fraction = logic.progress_fraction(status)
+        fraction = progress_fraction(status)
         if fraction is not None:
             self.progress_bar.setValue(int(fraction * 1000))
-        self.progress_label.setText(logic.progress_text(status))
+        self.progress_label.setText(progress_text(status))
         if preview:
             image = QImage.fromData(bytes(preview))
             if not image.isNull():
@@ -738,7 +762,7 @@ class StyleTransferDialog(QDialog):
             self.progress_label.setText("")
             self.progress_bar.setValue(0)
             self._clear_preview(PREVIEW_HINT)
-            message = logic.error_message(value)
+            message = error_message(value)
             if {cls.__name__ for cls in type(value).__mro__} & set(CONNECTION_ERRORS):
                 self.server_info = None
                 self.status_label.setText("Not connected: " + message)
@@ -749,13 +773,13 @@ class StyleTransferDialog(QDialog):
         # until `created` names that layer, or it would follow Krita onto the result.
         self._watch.stop()
         try:
-            name = logic.style_layer_name(label, transfer.sibling_names(source.node))
-            new = transfer.insert_result(source, value, name, self.codec, self.ops)
+            added = transfer.insert_result(source, value, label, self.codec, self.ops)
         except Exception as exc:  # noqa: BLE001
             self._watch.start()
-            self._finish(False, logic.error_message(exc))
+            self._finish(False, error_message(exc))
             return
-        self.created = node_id(new)  # Krita may activate it: the next run still paints the original
+        name = added.name
+        self.created = node_id(added.node)  # Krita may activate it: the next run still paints the original
         self._watch.start()
         if self.server_info is None:
             self.status_label.setText(f"Connected to the stylelayer server at {self.client().base_url}.")

@@ -21,9 +21,18 @@ class InstallError(ValueError):
 
 
 HOSTS = ("krita", "gimp")
-SHARED_MODULES = ("stylelayer_client.py", "stylelayer_plugin_logic.py", "stylelayer_managed.py")  # plugins/common
+SHARED_MODULES = (  # plugins/common
+    "stylelayer_client.py",
+    "stylelayer_image.py",
+    "stylelayer_managed.py",
+    "stylelayer_messages.py",
+    "stylelayer_params.py",
+    "stylelayer_settings.py",
+    "stylelayer_status.py",
+    "stylelayer_workflow.py",
+)
 SERVER_DIR = "server"  # in the plug-in's package folder: the stylelayer wheel its managed server installs
-PACKAGE_DIRS = {"krita": "stylelayer_krita", "gimp": "stylelayer"}  # where the shared modules go, per host
+PACKAGE_DIRS = {"krita": "stylelayer_krita", "gimp": "stylelayer_gimp"}  # where the shared modules go, per host
 _PACKAGE = Path(__file__).resolve().parents[1]  # .../stylelayer
 BUNDLED = _PACKAGE / "_plugins"  # in an installed wheel
 CHECKOUT = _PACKAGE.parents[1] / "plugins"  # server/stylelayer -> the repository's plugins/

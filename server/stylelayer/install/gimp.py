@@ -1,7 +1,9 @@
 """Install the GIMP 3 plug-in into a user's GIMP 3.0 plug-ins folder.
 
 GIMP 3 only runs a Python plug-in that sits in a folder named like its (executable) main file:
-`<plug-ins>/stylelayer/stylelayer.py`. Its helper modules travel in the same folder.
+`<plug-ins>/stylelayer_gimp/stylelayer_gimp.py`. Its helper modules travel in the same folder. Earlier versions
+named both `stylelayer`, like the server's package; installing removes such a folder when it is ours, or GIMP
+would register the filter twice.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from . import PACKAGE_DIRS, InstallError, plugin_files, write_files
 
 PLUGIN_NAME = PACKAGE_DIRS["gimp"]
 GIMP_VERSION_DIR = "3.0"
+LEGACY_NAME = "stylelayer"  # the folder and main file of earlier versions
+LEGACY_MARK = 'PROC_NAME = "plug-in-stylelayer"'  # in their main file: the filter this plug-in registers
 
 
 def default_plugin_dir(
@@ -56,13 +60,14 @@ def plugin_dir_for(dest: Path, gimprc: Path | None = None) -> Path:
 
     GIMP runs plug-ins only from its plug-ins folders: DEST itself when it is one (named plug-ins, or listed in
     gimprc's plug-in-path), the plug-ins folder inside DEST when DEST is a GIMP settings folder (…/GIMP/3.0), or
-    DEST's parent when DEST is an earlier install (…/plug-ins/stylelayer). Anything else is refused (InstallError):
+    DEST's parent when DEST is an earlier install (…/plug-ins/stylelayer_gimp, or …/plug-ins/stylelayer of
+    earlier versions). Anything else is refused (InstallError):
     GIMP would never see the plug-in there.
     """
     dest = Path(dest).expanduser()
     if dest.name == "plug-ins" or any(_same(dest, known) for known in configured_plugin_dirs(gimprc)):
         return dest
-    if dest.name == PLUGIN_NAME and dest.parent.name == "plug-ins":
+    if dest.name in (PLUGIN_NAME, LEGACY_NAME) and dest.parent.name == "plug-ins":
         return dest.parent
     if (dest / "gimprc").is_file() or (dest / "plug-ins").is_dir() or dest.name == GIMP_VERSION_DIR:
         return dest / "plug-ins"
@@ -78,10 +83,11 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def install(plugin_dir: Path | None = None) -> Path:
-    """Assemble the plug-in (plugins/gimp/stylelayer plus the shared modules) into `plugin_dir`.
+    """Assemble the plug-in (plugins/gimp/stylelayer_gimp plus the shared modules) into `plugin_dir`.
 
-    `plugin_dir` defaults to default_plugin_dir(). Replaces an earlier install, marks the main file executable
-    and returns the installed folder (`<plugin_dir>/stylelayer`).
+    `plugin_dir` defaults to default_plugin_dir(). Replaces an earlier install (under the old name too, see
+    legacy_install), marks the main file executable and returns the installed folder
+    (`<plugin_dir>/stylelayer_gimp`).
     """
     files = plugin_files("gimp")
     main_file = f"{PLUGIN_NAME}/{PLUGIN_NAME}.py"
@@ -101,4 +107,18 @@ def install(plugin_dir: Path | None = None) -> Path:
         shutil.rmtree(target)
     (staging / PLUGIN_NAME).rename(target)
     shutil.rmtree(staging)
+    legacy = legacy_install(plugin_dir)
+    if legacy is not None:
+        shutil.rmtree(legacy)
     return target
+
+
+def legacy_install(plugin_dir: Path) -> Path | None:
+    """`<plugin_dir>/stylelayer` when it holds this plug-in as earlier versions installed it (its main file
+    registers our filter), else None: a folder of that name that is not ours is left alone."""
+    folder = Path(plugin_dir) / LEGACY_NAME
+    try:
+        main = (folder / f"{LEGACY_NAME}.py").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    return folder if LEGACY_MARK in main and (folder / "stylelayer_client.py").is_file() else None

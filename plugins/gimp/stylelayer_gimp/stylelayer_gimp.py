@@ -23,22 +23,35 @@ from gi.repository import Gegl, Gimp, Gio, GLib, GObject  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import stylelayer_logic as logic  # noqa: E402
+import stylelayer_managed_gimp as managed_gimp  # noqa: E402
+from stylelayer_image import (  # noqa: E402
+    clear_outside,
+    encode_png,
+    feather_mask,
+    is_png,
+    open_edges,
+    style_label,
+)
+from stylelayer_messages import PluginError, error_message, sentence  # noqa: E402
+from stylelayer_params import (  # noqa: E402
+    DEFAULT_SERVER_URL,
+    MAX_ITERATIONS,
+    MAX_SIZE,
+    MAX_STRENGTH,
+    MAX_STYLE_SIDE,
+    MIN_STRENGTH,
+    PRESET_LABELS,
+    build_params,
+    check_style_file,
+    new_seed,
+)
+from stylelayer_settings import load_token, migrate_token, save_token  # noqa: E402
+from stylelayer_workflow import JobRunner, check_result, connect, is_cancelled, placement, run_job  # noqa: E402
 
 PROC_NAME = "plug-in-stylelayer"
 PIXEL_FORMAT = "R'G'B'A u8"
 MASK_FORMAT = "Y u8"
 TITLE = "Neural Style Transfer"
-
-
-def _load_client():
-    try:
-        import stylelayer_client
-    except ImportError as exc:  # the installed copy is incomplete
-        raise logic.PluginError(
-            f"stylelayer_client.py is missing next to the plug-in ({exc}); reinstall with "
-            "`stylelayer install-plugin gimp`"
-        ) from exc
-    return stylelayer_client
 
 
 def _rect(x, y, w, h):
@@ -53,26 +66,26 @@ def _load_image(path, what):
     try:
         image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(path))
     except GLib.Error as exc:
-        raise logic.PluginError(f"GIMP could not open {what} {path}: {exc.message}") from exc
+        raise PluginError(f"GIMP could not open {what} {path}: {exc.message}") from exc
     if image is None:
-        raise logic.PluginError(f"GIMP could not open {what} {path}")
+        raise PluginError(f"GIMP could not open {what} {path}")
     return image
 
 
 def _style_png(path):
     """PNG bytes of the style image: a PNG file as it is, anything else GIMP can open converted to PNG."""
-    path = logic.check_style_file(path)  # missing: the same words as in Krita
+    path = check_style_file(path)  # missing: the same words as in Krita
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as exc:
-        raise logic.PluginError(f"cannot read the style image {path}: {exc.strerror or exc}") from exc
-    if logic.is_png(data):
+        raise PluginError(f"cannot read the style image {path}: {exc.strerror or exc}") from exc
+    if is_png(data):
         return data
     image = _load_image(path, "the style image")
     try:
         w, h = image.get_width(), image.get_height()
-        nw, nh = logic.scaled_to_fit(w, h, logic.MAX_STYLE_SIDE)
+        nw, nh = logic.scaled_to_fit(w, h, MAX_STYLE_SIDE)
         if (nw, nh) != (w, h):
             image.scale(nw, nh)
         layer = Gimp.Layer.new_from_visible(image, image, "style")
@@ -80,14 +93,12 @@ def _style_png(path):
         rgba = _read_rgba(layer, 0, 0, nw, nh)
     finally:
         image.delete()
-    return logic.encode_png(nw, nh, logic.rgba_to_rgb(rgba), channels=3)
+    return encode_png(nw, nh, logic.rgba_to_rgb(rgba), channels=3)
 
 
 def _decode_png_with_gimp(png, width, height):
     """RGBA u8 pixels of a PNG, decoded by GIMP's own PNG loader (fast and exact for 8-bit PNGs)."""
-    got = logic.png_size(png)
-    if got != (width, height):
-        raise logic.PluginError(f"the server sent a {got[0]}x{got[1]} image for a {width}x{height} input")
+    check_result(png, width, height)
     fd, path = tempfile.mkstemp(prefix="stylelayer-", suffix=".png")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -96,7 +107,7 @@ def _decode_png_with_gimp(png, width, height):
         try:
             layers = image.get_layers()
             if len(layers) != 1 or (layers[0].get_width(), layers[0].get_height()) != (width, height):
-                raise logic.PluginError("the server's result image could not be read back")
+                raise PluginError("the server's result image could not be read back")
             return _read_rgba(layers[0], 0, 0, width, height)
         finally:
             image.delete()
@@ -160,27 +171,23 @@ class _CancelWindow:
 
 
 def _make_client(url, token, timeout=30):
-    """The HTTP client for the server at `url`; the token argument, else $STYLELAYER_TOKEN (scripts), else the
-    plug-ins' token file (logic.token_path). `managed`: the plug-in's own server (stylelayer_managed_gimp.py), started
-    on the client's first request, with its own token."""
-    import stylelayer_managed_gimp as managed_gimp
-
-    if managed_gimp.is_managed(url):
-        return managed_gimp.LazyClient(lambda: _make_client(*managed_gimp.running_server(), timeout))
-    token = (token or "").strip() or os.environ.get("STYLELAYER_TOKEN") or logic.load_token() or None
-    return _load_client().StylelayerClient(base_url=logic.check_server_url(url), token=token, timeout=timeout)
+    """The HTTP client (stylelayer_workflow.connect: the token argument, else the token file, else
+    $STYLELAYER_TOKEN). Server-url `managed`: the plug-in's own server (stylelayer_managed_gimp.py), started on the
+    client's first request, with its own token."""
+    managed = managed_gimp.running_server if managed_gimp.is_managed(url) else None
+    return connect(url, token, timeout, managed)
 
 
 def _run_job(client, content_png, style_png, params, interactive, loss_plot):
-    """Runs the server job off the main thread; returns (result PNG, loss curves PNG or None), or None when
-    cancelled."""
-    client_mod = _load_client()
-    url = client.base_url
-    work = logic.job_work(client, content_png, style_png, params, loss_plot)
+    """Runs the server job (stylelayer_workflow.run_job) off the main thread while this one shows its progress;
+    returns its JobResult, or None when cancelled."""
 
-    Gimp.progress_init(f"{TITLE}: sending to {url}")
+    def work(on_progress, should_cancel):
+        return run_job(client, content_png, style_png, None, params, on_progress, should_cancel, loss_plot=loss_plot)
+
+    Gimp.progress_init(f"{TITLE}: sending to {client.base_url}")
     window = _CancelWindow(TITLE, params.get("seed")) if interactive else None
-    runner = logic.JobRunner(work).start()
+    runner = JobRunner(work, logic.PROGRESS_TITLE).start()
     last = (None, None)
     try:
         while not runner.wait(0.1):
@@ -202,16 +209,11 @@ def _run_job(client, content_png, style_png, params, interactive, loss_plot):
         if window is not None:
             window.close()
     Gimp.progress_update(1.0)
-
-    error = runner.error
-    if error is None:
-        result_png, loss_png = runner.result
-        if not isinstance(result_png, bytes | bytearray):
-            raise logic.PluginError("the server returned no image")
-        return bytes(result_png), loss_png
-    if isinstance(error, client_mod.JobCancelled) or runner.cancelled:
+    if runner.error is None:
+        return runner.result
+    if is_cancelled(runner.error) or runner.cancelled:
         return None
-    raise error  # run() turns it into the message both plug-ins show (logic.error_message)
+    raise runner.error  # run() turns it into the message both plug-ins show (error_message)
 
 
 def _layer_type(image, with_alpha):
@@ -220,7 +222,7 @@ def _layer_type(image, with_alpha):
         return Gimp.ImageType.RGBA_IMAGE if with_alpha else Gimp.ImageType.RGB_IMAGE
     if base == Gimp.ImageBaseType.GRAY:
         return Gimp.ImageType.GRAYA_IMAGE if with_alpha else Gimp.ImageType.GRAY_IMAGE
-    raise logic.PluginError(
+    raise PluginError(
         "this image is indexed (a palette of colours), and style transfer paints new colours: convert it with "
         "Image > Mode > RGB first"
     )
@@ -230,19 +232,19 @@ def stylize(procedure, run_mode, image, drawables, config, seed):
     """Does the work with `seed` (the variation); raises PluginError for what the painter should read. Returns
     False when cancelled."""
     if len(drawables) != 1:
-        raise logic.PluginError(f"select exactly one layer (got {len(drawables)} drawables)")
+        raise PluginError(f"select exactly one layer (got {len(drawables)} drawables)")
     drawable = drawables[0]
     if not isinstance(drawable, Gimp.Layer):
-        raise logic.PluginError("select a layer (not a channel or a layer mask)")
+        raise PluginError("select a layer (not a channel or a layer mask)")
 
     style_file = config.get_property("style-file")
     style_path = style_file.get_path() if style_file is not None else None
     if not style_path:
-        raise logic.PluginError("choose a style image (a local file)")
+        raise PluginError("choose a style image (a local file)")
     size, iterations = logic.preset_size_iterations(
         config.get_property("preset"), config.get_property("size"), config.get_property("iterations")
     )
-    params = logic.build_params(
+    params = build_params(
         iterations=iterations,
         strength=config.get_property("style-strength"),
         preserve_colors=config.get_property("preserve-colors"),
@@ -260,9 +262,9 @@ def stylize(procedure, run_mode, image, drawables, config, seed):
     has_alpha = drawable.has_alpha()
     rgba = _read_rgba(drawable, x, y, w, h)
     if has_alpha:
-        content_png = logic.encode_png(w, h, rgba, channels=4)
+        content_png = encode_png(w, h, rgba, channels=4)
     else:
-        content_png = logic.encode_png(w, h, logic.rgba_to_rgb(rgba), channels=3)
+        content_png = encode_png(w, h, logic.rgba_to_rgb(rgba), channels=3)
     style_png = _style_png(style_path)
 
     outcome = _run_job(client, content_png, style_png, params, run_mode == Gimp.RunMode.INTERACTIVE, bool(loss_path))
@@ -271,19 +273,19 @@ def stylize(procedure, run_mode, image, drawables, config, seed):
     result_png, loss_png = outcome
     result_rgba = _decode_png_with_gimp(result_png, w, h)
     if mask is not None:  # transparent outside the selection, also with the layer mask disabled
-        result_rgba = logic.clear_outside(result_rgba, mask)
+        result_rgba = clear_outside(result_rgba, mask)
 
-    existing = {layer.get_name() for layer in image.get_layers()}
-    name = logic.style_layer_name(logic.style_label(style_path), existing)
-    above = _result_position(image, drawable)
+    siblings, target = _siblings(image, drawable)
+    place = placement(style_label(style_path), [item.get_name() for item in siblings], target)
+    name, above = place.name, siblings[place.above]
     image.undo_group_start()
     new_layer, inserted = None, False
     try:
         new_layer = Gimp.Layer.new(image, name, w, h, layer_type, 100.0, Gimp.LayerMode.NORMAL)
         if new_layer is None:
-            raise logic.PluginError("GIMP could not create the new layer")
+            raise PluginError("GIMP could not create the new layer")
         if not image.insert_layer(new_layer, drawable.get_parent(), image.get_item_position(above)):
-            raise logic.PluginError("GIMP could not insert the new layer")
+            raise PluginError("GIMP could not insert the new layer")
         inserted = True
         new_layer.set_offsets(ox + x, oy + y)
         buffer = new_layer.get_buffer()
@@ -292,7 +294,7 @@ def stylize(procedure, run_mode, image, drawables, config, seed):
         if mask is not None:  # the selection's shape, editable as a layer mask
             layer_mask = new_layer.create_mask(Gimp.AddMaskType.WHITE)
             if layer_mask is None or not new_layer.add_mask(layer_mask):
-                raise logic.PluginError("GIMP could not add the selection's layer mask")
+                raise PluginError("GIMP could not add the selection's layer mask")
             mask_buffer = layer_mask.get_buffer()
             mask_buffer.set(_rect(0, 0, w, h), MASK_FORMAT, mask)
             mask_buffer.flush()
@@ -311,35 +313,32 @@ def stylize(procedure, run_mode, image, drawables, config, seed):
     return True
 
 
-def _result_position(image, drawable):
-    """The layer a new result goes directly above: the source, or the newest of the results stacked right above
-    it by earlier runs (logic.insert_above), so the new one is on top where the painter sees it."""
+def _siblings(image, drawable):
+    """(the layers beside `drawable`, itself included, bottom first as stylelayer_workflow.placement takes them;
+    its index among them). Compared by id: gi hands out a new wrapper on each call."""
     parent = drawable.get_parent()
-    siblings = list(reversed(parent.get_children() if parent is not None else image.get_layers()))  # bottom first
-    ids = [item.get_id() for item in siblings]
-    return siblings[logic.insert_above([item.get_name() for item in siblings], ids.index(drawable.get_id()))]
+    siblings = list(reversed(parent.get_children() if parent is not None else image.get_layers()))
+    return siblings, [item.get_id() for item in siblings].index(drawable.get_id())
 
 
 def _region(drawable):
     """(x, y, w, h) in the drawable's own coordinates: the part of it inside the selection's bounds."""
     intersects, x, y, w, h = drawable.mask_intersect()
     if not intersects or w <= 0 or h <= 0:
-        raise logic.PluginError("the selection does not touch the active layer")
+        raise PluginError("the selection does not touch the active layer")
     return x, y, w, h
 
 
 def _selection_mask(image, x, y, w, h):
     """The selection over (x, y, w, h) in image coordinates, one byte a pixel with a hard edge faded in (see
-    logic.feather_mask); None without a selection."""
+    feather_mask); None without a selection."""
     if Gimp.Selection.is_empty(image):
         return None
     selection = image.get_selection()
     raw = bytes(selection.get_buffer().get(_rect(x, y, w, h), 1.0, MASK_FORMAT, Gegl.AbyssPolicy.NONE))
     sx1, sy1, sx2, sy2 = Gimp.Selection.bounds(image)[-4:]  # (success, non-empty, x1, y1, x2, y2)
-    edges = logic.open_edges(
-        (x, y, w, h), (sx1, sy1, sx2 - sx1, sy2 - sy1), (0, 0, image.get_width(), image.get_height())
-    )
-    return logic.feather_mask(raw, w, h, open_edges=edges)
+    edges = open_edges((x, y, w, h), (sx1, sy1, sx2 - sx1, sy2 - sy1), (0, 0, image.get_width(), image.get_height()))
+    return feather_mask(raw, w, h, open_edges=edges)
 
 
 def _last_values_path():
@@ -355,7 +354,7 @@ def _restore_last_values(config):
     old_token = values.pop(logic.OLD_TOKEN, None)
     if old_token is not None:  # kept there by an older version: into the token file, out of this one
         with contextlib.suppress(OSError):
-            values["server-token"] = logic.migrate_token(old_token)
+            values["server-token"] = migrate_token(old_token)
             logic.save_last_values(path, {**values, logic.LAST_SEED: last_seed})
     for name, value in values.items():
         try:
@@ -372,7 +371,7 @@ def _remember_values(config, seed):
     values["style-file"] = style.get_path() if style is not None else None
     values[logic.LAST_SEED] = seed
     with contextlib.suppress(OSError):
-        logic.save_token(config.get_property("server-token"))
+        save_token(config.get_property("server-token"))
     with contextlib.suppress(OSError):  # GIMP's own folder not writable: not remembered, the run goes on
         logic.save_last_values(_last_values_path(), values)
 
@@ -380,7 +379,7 @@ def _remember_values(config, seed):
 def _target_text(image, drawable):
     try:
         _x, _y, w, h = _region(drawable)
-    except logic.PluginError as exc:
+    except PluginError as exc:
         return f"Nothing to paint: {exc}."
     image_file = image.get_file() or image.get_imported_file()  # an .xcf, else the file it was opened from
     name = os.path.basename(image_file.get_path() or "") if image_file is not None else ""
@@ -390,7 +389,7 @@ def _target_text(image, drawable):
 
 def _error(procedure, status, message):
     """GIMP's error box is titled with the procedure's name already: the message alone, as a sentence."""
-    return procedure.new_return_values(status, GLib.Error(logic.sentence(message)))
+    return procedure.new_return_values(status, GLib.Error(sentence(message)))
 
 
 def run(procedure, run_mode, image, drawables, config, _data):
@@ -400,28 +399,28 @@ def run(procedure, run_mode, image, drawables, config, _data):
 
         had_values, last_seed = _restore_last_values(config)
         if not config.get_property("server-token"):
-            config.set_property("server-token", logic.load_token())
+            config.set_property("server-token", load_token())
         drawable = drawables[0] if len(drawables) == 1 else None
         target = _target_text(image, drawable) if isinstance(drawable, Gimp.Layer) else "Select one layer."
         try:
             _layer_type(image, True)
-        except logic.PluginError as exc:  # an indexed image: said at once, and OK stays off
-            target = "Cannot paint this image: " + logic.error_message(exc)
+        except PluginError as exc:  # an indexed image: said at once, and OK stays off
+            target = "Cannot paint this image: " + error_message(exc)
         region = _region(drawable)[2:] if isinstance(drawable, Gimp.Layer) and target.startswith("Paints") else None
         dialog = StyleDialog(procedure, config, TITLE, _make_client, target, region, not had_values, last_seed)
         if not dialog.run():
             config.set_property("server-token", "")  # GIMP keeps the values in its settings: never the token
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         seed = config.get_property("seed")
-        seed = seed if seed > 0 else logic.new_seed()
+        seed = seed if seed > 0 else new_seed()
         _remember_values(config, seed)  # kept even when the run fails below
     elif seed <= 0:
-        seed = logic.new_seed()
+        seed = new_seed()
     logic.log_status(f"seed: {seed}")
     try:
         done = stylize(procedure, run_mode, image, drawables, config, seed)
     except Exception as exc:  # noqa: BLE001 - a PluginError, a server error, a bug or a GIMP failure: a clear message, no traceback
-        return _error(procedure, Gimp.PDBStatusType.EXECUTION_ERROR, logic.error_message(exc))
+        return _error(procedure, Gimp.PDBStatusType.EXECUTION_ERROR, error_message(exc))
     finally:
         if run_mode == Gimp.RunMode.INTERACTIVE:
             config.set_property("server-token", "")  # GIMP keeps the values in its settings: never the token
@@ -461,7 +460,7 @@ class StyleLayer(Gimp.PlugIn):
             rw,
         )
         presets = Gimp.Choice.new()
-        for number, (key, label) in enumerate((*logic.PRESET_LABELS.items(), (logic.CUSTOM, "Custom"))):
+        for number, (key, label) in enumerate((*PRESET_LABELS.items(), (logic.CUSTOM, "Custom"))):
             presets.add(key, number, label, "")
         procedure.add_choice_argument(
             "preset",
@@ -477,7 +476,7 @@ class StyleLayer(Gimp.PlugIn):
             "_Iterations",
             "How long the server paints: more takes the style further and takes longer",
             1,
-            logic.MAX_ITERATIONS,
+            MAX_ITERATIONS,
             logic.DEFAULT_ITERATIONS,
             rw,
         )
@@ -486,8 +485,8 @@ class StyleLayer(Gimp.PlugIn):
             "Style stre_ngth",
             "How much of the style takes over the picture: 1 is the usual balance, 2-5 paints over more of it, "
             "0.2-0.5 keeps more of the layer's shapes and detail",
-            logic.MIN_STRENGTH,
-            logic.MAX_STRENGTH,
+            MIN_STRENGTH,
+            MAX_STRENGTH,
             1.0,
             rw,
         )
@@ -504,7 +503,7 @@ class StyleLayer(Gimp.PlugIn):
             "Longest side the server paints at; the result is scaled back to the layer's size. Smaller is much "
             "faster with bigger strokes, larger keeps finer detail. 0: the layer's own size",
             0,
-            logic.MAX_SIZE,
+            MAX_SIZE,
             logic.DEFAULT_SIZE,
             rw,
         )
@@ -522,7 +521,7 @@ class StyleLayer(Gimp.PlugIn):
             "Server _URL",
             "Address of the stylelayer server: http://127.0.0.1:8765 on this machine (`stylelayer serve`), or the URL "
             "`stylelayer serve --host 0.0.0.0` prints on another",
-            logic.DEFAULT_SERVER_URL,
+            DEFAULT_SERVER_URL,
             rw,
         )
         procedure.add_string_argument(

@@ -15,6 +15,10 @@ gi.require_version("Gtk", "3.0")
 import stylelayer_logic as logic  # noqa: E402
 import stylelayer_managed_gimp as managed_gimp  # noqa: E402
 from gi.repository import Gimp, GimpUi, GLib, Gtk, Pango  # noqa: E402
+from stylelayer_messages import NOT_CONNECTED_YET, connection_text, error_message  # noqa: E402
+from stylelayer_params import PRESETS, build_params, check_server_url, default_preset  # noqa: E402
+from stylelayer_settings import TOKEN_PLACEHOLDER  # noqa: E402
+from stylelayer_workflow import estimate, estimate_failed  # noqa: E402
 
 FIELDS = [
     "preset",
@@ -44,8 +48,8 @@ class StyleDialog:
         self.dialog = GimpUi.ProcedureDialog.new(procedure, config, title)
         token = self.dialog.get_widget("server-token", GimpUi.LabelEntry.__gtype__).get_entry()
         token.set_visibility(False)  # never shown
-        token.set_placeholder_text(logic.TOKEN_PLACEHOLDER)
-        token.set_width_chars(len(logic.TOKEN_PLACEHOLDER) + 2)
+        token.set_placeholder_text(TOKEN_PLACEHOLDER)
+        token.set_width_chars(len(TOKEN_PLACEHOLDER) + 2)
         strength = self.dialog.get_widget("style-strength", GimpUi.SpinScale.__gtype__)
         strength.set_scale_limits(0.1, 10.0)  # the readable range on the slider; typing gives 0.01 to 100
         strength.set_gamma(STRENGTH_GAMMA)
@@ -92,7 +96,7 @@ class StyleDialog:
         self.test_button = Gtk.Button.new_with_mnemonic("_Test connection")
         self.test_button.set_tooltip_text("Check the server URL and token")
         self.test_button.connect("clicked", lambda _button: self.test_connection())
-        self.status = Gtk.Label(label=logic.NOT_CONNECTED_YET, xalign=0.0, yalign=0.0)
+        self.status = Gtk.Label(label=NOT_CONNECTED_YET, xalign=0.0, yalign=0.0)
         self.status.set_line_wrap(True)
         self.status.set_line_wrap_mode(Pango.WrapMode.WORD_CHAR)
         self.status.set_max_width_chars(60)
@@ -143,8 +147,8 @@ class StyleDialog:
             self._syncing = True
             if pspec.name == "preset":  # a preset fills in size and iterations
                 preset = config.get_property("preset")
-                if preset in logic.PRESETS:
-                    size, iterations = logic.PRESETS[preset]
+                if preset in PRESETS:
+                    size, iterations = PRESETS[preset]
                     config.set_property("size", size)
                     config.set_property("iterations", iterations)
             elif pspec.name in ("size", "iterations"):  # edited values: the preset that matches them, or custom
@@ -158,7 +162,7 @@ class StyleDialog:
         size, iterations = logic.preset_size_iterations(
             self.config.get_property("preset"), self.config.get_property("size"), self.config.get_property("iterations")
         )
-        return logic.build_params(
+        return build_params(
             iterations=iterations,
             strength=self.config.get_property("style-strength"),
             preserve_colors=self.config.get_property("preserve-colors"),
@@ -179,7 +183,7 @@ class StyleDialog:
         self._check_seq += 1
         self.info = None
         self.test_button.set_sensitive(True)  # a check still under way is about the old address
-        self._set_status(logic.NOT_CONNECTED_YET)
+        self._set_status(NOT_CONNECTED_YET)
         self._request_estimate()  # at once: no estimate of another server stays up
 
     def test_connection(self, quiet=False):
@@ -204,18 +208,18 @@ class StyleDialog:
         self.test_button.set_sensitive(True)
         if not ok:
             self.info = None
-            message = logic.error_message(value)
-            self._set_status(logic.NOT_CONNECTED_YET if quiet else "Not connected: " + message)
+            message = error_message(value)
+            self._set_status(NOT_CONNECTED_YET if quiet else "Not connected: " + message)
             self.status.set_tooltip_text(message)
         else:
             self.info = value
             url = self.config.get_property("server-url")
-            url = url if managed_gimp.is_managed(url) else logic.check_server_url(url)
-            self._set_status(logic.connection_text(value, url))
+            url = url if managed_gimp.is_managed(url) else check_server_url(url)
+            self._set_status(connection_text(value, url))
             self.status.set_tooltip_text(self.status.get_text())
             if self.first_run:  # no values of an earlier run: the preset this server's device is good for
                 self.first_run = False
-                self.config.set_property("preset", logic.default_preset(str(value.get("device", ""))))
+                self.config.set_property("preset", default_preset(str(value.get("device", ""))))
         self._request_estimate()  # at once: a server that is not there keeps no estimate
 
     # -- estimate
@@ -237,17 +241,17 @@ class StyleDialog:
         try:
             params, client = self.params(), self._client(10)
         except Exception as exc:  # noqa: BLE001 - a value the server would refuse
-            self._set_estimate(logic.error_message(exc))
+            self._set_estimate(error_message(exc))
             return False
         width, height = self.region
         self._in_thread(
-            lambda: client.estimate(width, height, params), lambda ok, value: self._estimated(seq, ok, value)
+            lambda: estimate(client, width, height, params), lambda ok, value: self._estimated(seq, ok, value)
         )
         return False
 
     def _estimated(self, seq, ok, value):
         if seq == self._estimate_seq:  # else the values changed since this was asked
-            self._set_estimate(logic.estimate_text(value) if ok else "No estimate: " + logic.error_message(value))
+            self._set_estimate(value if ok else estimate_failed(value))
 
     def _set_estimate(self, text):
         self.estimate.set_text(text)

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import stylelayer_managed as managed
+from stylelayer_messages import PluginError
 
 MANAGED_URL = "managed"  # the server-url that means "this plug-in's own server"
 IDLE_MINUTES = 30.0
@@ -37,46 +38,24 @@ def is_managed(url):
 
 
 def running_server(timeout=600.0):
-    """(url, token) of the managed server, started if needed; PluginError-like InstallError with the sentence."""
+    """(url, token) of the managed server, started if needed (stylelayer_workflow.connect's `managed`); PluginError
+    saying what to do when it is not installed or does not start."""
     srv = server()
     state = srv.inst.state()
     if state != "installed":
-        raise managed.InstallError(
+        raise PluginError(
             "The local server is not installed: open the filter's dialog, choose Server: Local (managed) and press"
             " Install."
             if state == "not installed"
             else managed.state_line(srv.inst, None)
         )
-    current = srv.start_and_wait(timeout)
+    try:
+        current = srv.start_and_wait(timeout)
+    except managed.InstallError as exc:
+        raise PluginError(str(exc)) from None
     if current.state != "running":
-        raise managed.InstallError(current.message or "The local server did not start in time; press Start again.")
+        raise PluginError(current.message or "The local server did not start in time; press Start again.")
     return current.url, srv.token()
-
-
-class LazyClient:
-    """A client for the managed server that starts it (and waits for it) on its first request, on the thread that
-    makes that request: the dialog builds clients on GTK's thread and runs their requests on others."""
-
-    def __init__(self, factory):
-        self._factory = factory
-        self._client = None
-        self._lock = threading.Lock()
-
-    def _real(self):
-        with self._lock:
-            if self._client is None:
-                try:
-                    self._client = self._factory()
-                except managed.InstallError as exc:
-                    import stylelayer_logic
-
-                    raise stylelayer_logic.PluginError(str(exc)) from None
-            return self._client
-
-    def __getattr__(self, name):
-        if name in ("base_url", "token", "timeout"):
-            return getattr(self._real(), name)
-        return lambda *args, **kwargs: getattr(self._real(), name)(*args, **kwargs)
 
 
 def make_panel(config, on_mode):
