@@ -1,48 +1,38 @@
 """Fixtures for the GIMP plug-in tests.
 
 The plug-in is assembled as `stylelayer install-plugin gimp` assembles it (plugins/gimp plus plugins/common)
-into a temporary folder, and its files are loaded from there by path under other module names: our pip package
-is also called `stylelayer`.
+into a temporary folder, which goes on sys.path as GIMP puts it there: the tests import exactly what GIMP loads,
+by the modules' own names (none is called `stylelayer`, our server's package).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import atexit
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from stylelayer.install import PACKAGE_DIRS, assemble
 
-
-def load_by_path(module_name: str, path: Path):
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # dataclasses and threads look the module up while it runs
-    spec.loader.exec_module(module)
-    return module
+ASSEMBLED = assemble("gimp", Path(tempfile.mkdtemp(prefix="stylelayer-gimp-plugin-"))) / PACKAGE_DIRS["gimp"]
+atexit.register(shutil.rmtree, ASSEMBLED.parent, True)
+sys.path.insert(0, str(ASSEMBLED))
 
 
 @pytest.fixture(scope="session")
-def plugin_dir(tmp_path_factory) -> Path:
+def plugin_dir() -> Path:
     """The assembled plug-in folder, as it lands in GIMP's plug-ins folder."""
-    return assemble("gimp", tmp_path_factory.mktemp("gimp-plugin")) / PACKAGE_DIRS["gimp"]
+    return ASSEMBLED
 
 
 @pytest.fixture(scope="session")
-def logic(plugin_dir):
-    # stylelayer_logic does `import stylelayer_plugin_logic` (GIMP has the plug-in folder on sys.path): give it
-    # the assembled copy under that name, without putting the folder (and its stylelayer.py) on sys.path.
-    load_by_path("stylelayer_plugin_logic", plugin_dir / "stylelayer_plugin_logic.py")
-    return load_by_path("gimp_stylelayer_logic", plugin_dir / "stylelayer_logic.py")
+def client_mod():
+    import stylelayer_client
 
-
-@pytest.fixture(scope="session")
-def client_mod(plugin_dir):
-    return load_by_path("gimp_stylelayer_client", plugin_dir / "stylelayer_client.py")
+    return stylelayer_client
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import time
 
+import stylelayer_logic as logic
 from PIL import Image
+from stylelayer_params import build_params
+from stylelayer_workflow import JobRunner
 from testimages import real_image
 
 
@@ -19,9 +22,9 @@ def _images():
     return _png("tubingen", 64), _png("starry_night", 64)
 
 
-def test_cancel_while_running_stops_the_server_job(logic, client_mod, client):
+def test_cancel_while_running_stops_the_server_job(client_mod, client):
     content, style = _images()
-    params = logic.build_params(iterations=10_000, strength=1.0, preserve_colors=False, size=64, seed=1)
+    params = build_params(iterations=10_000, strength=1.0, preserve_colors=False, size=64, seed=1)
 
     def work(on_progress, should_cancel):
         return client.run_job(
@@ -33,7 +36,7 @@ def test_cancel_while_running_stops_the_server_job(logic, client_mod, client):
             poll_interval=0.1,
         )
 
-    runner = logic.JobRunner(work).start()
+    runner = JobRunner(work, logic.PROGRESS_TITLE).start()  # as the plug-in words its progress
     deadline = time.monotonic() + 60
     while not (runner.fraction or 0) > 0 and time.monotonic() < deadline:
         assert not runner.wait(0.05), f"the job ended before it could be cancelled: {runner.error!r}"
@@ -47,5 +50,5 @@ def test_cancel_while_running_stops_the_server_job(logic, client_mod, client):
     assert time.monotonic() - started < 30
 
     # the server is free again: a short job after it completes
-    quick = logic.build_params(iterations=2, strength=1.0, preserve_colors=False, size=32, seed=1)
+    quick = build_params(iterations=2, strength=1.0, preserve_colors=False, size=32, seed=1)
     assert Image.open(io.BytesIO(client.run_job(content, style_png=style, params=quick))).size == (64, 48)

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from stylelayer_image import feather_mask, mask_is_hard, open_edges
+from stylelayer_params import build_params
 from testimages import REPO, real_image
 
 from stylelayer.install.gimp import install
@@ -354,9 +356,9 @@ def _props(style: Path, gimp3: Gimp3, url: str, **extra) -> dict:
     return props
 
 
-def _expected(client, logic, content: Image.Image, style: Path, props: dict) -> Image.Image:
+def _expected(client, content: Image.Image, style: Path, props: dict) -> Image.Image:
     """What the server returns for this input: the plug-in must insert exactly these pixels."""
-    params = logic.build_params(
+    params = build_params(
         iterations=props["iterations"],
         strength=props["style-strength"],
         preserve_colors=props["preserve-colors"],
@@ -372,7 +374,7 @@ def _same_pixels(a: Image.Image, b: Image.Image) -> bool:
 
 
 # ---- tests -------------------------------------------------------------------------------------------------
-def test_new_layer_directly_above_with_the_servers_pixels(gimp3, server_url, client, logic, style_files):
+def test_new_layer_directly_above_with_the_servers_pixels(gimp3, server_url, client, style_files):
     """RGBA layer at an offset, between two other layers: the result lands right above it, others untouched."""
     photo = _with_alpha(_photo())
     top = Image.new("RGBA", (20, 16), (255, 0, 0, 128))
@@ -396,14 +398,14 @@ def test_new_layer_directly_above_with_the_servers_pixels(gimp3, server_url, cli
     assert _same_pixels(pixels["Photo"], photo), "the source layer changed"
     assert _same_pixels(pixels["Top"], top)
     assert _same_pixels(pixels["Background"], background)
-    expected = _expected(client, logic, photo, style_files["png"], props)
+    expected = _expected(client, photo, style_files["png"], props)
     assert expected.mode == "RGBA"
     assert _same_pixels(pixels[STYLE_NAME], expected), "the new layer is not what the server returns for this input"
     assert pixels[STYLE_NAME].getchannel("A").tobytes() == photo.getchannel("A").tobytes(), "alpha not kept"
     assert not _same_pixels(pixels[STYLE_NAME], photo), "the result equals the input: nothing was stylized"
 
 
-def test_rgb_layer_without_alpha(gimp3, server_url, client, logic, style_files):
+def test_rgb_layer_without_alpha(gimp3, server_url, client, style_files):
     """Also saves the run's loss curves where the `loss-plot` argument says."""
     photo = _photo()
     source = gimp3.work / "flat.png"
@@ -421,7 +423,7 @@ def test_rgb_layer_without_alpha(gimp3, server_url, client, logic, style_files):
     assert out["layers"][STYLE_NAME] == {"has_alpha": False, "offsets": [0, 0], "size": list(photo.size)}
     _check_ora(ora, out)
     assert _same_pixels(out["pixels"]["Source"], photo), "the source layer changed"
-    expected = _expected(client, logic, photo, style_files["png"], props)
+    expected = _expected(client, photo, style_files["png"], props)
     assert expected.mode == "RGB"
     assert _same_pixels(out["pixels"][STYLE_NAME], expected)
     assert not _same_pixels(out["pixels"][STYLE_NAME], photo)
@@ -429,7 +431,7 @@ def test_rgb_layer_without_alpha(gimp3, server_url, client, logic, style_files):
         assert (plot.format, plot.size) == ("PNG", (800, 480))
 
 
-def test_only_the_selection_bounds_are_stylized(gimp3, server_url, client, logic, style_files):
+def test_only_the_selection_bounds_are_stylized(gimp3, server_url, client, style_files):
     photo = _with_alpha(_photo())
     background = Image.new("RGBA", (120, 100), (0, 0, 255, 255))
     source = gimp3.work / "select.ora"
@@ -445,12 +447,12 @@ def test_only_the_selection_bounds_are_stylized(gimp3, server_url, client, logic
     _check_ora(ora, out)
     assert _same_pixels(out["pixels"]["Photo"], photo)
     crop = photo.crop((20, 8, 96, 48))
-    assert _same_pixels(out["pixels"][STYLE_NAME], _expected(client, logic, crop, style_files["png"], props))
+    assert _same_pixels(out["pixels"][STYLE_NAME], _expected(client, crop, style_files["png"], props))
     # a layer mask of the selection's shape: its edges fade in over a few pixels, except on the right, where the
     # layer's own edge cut it
-    edges = logic.open_edges((30, 20, 76, 40), (30, 20, 100, 40), (0, 0, 120, 100))
+    edges = open_edges((30, 20, 76, 40), (30, 20, 100, 40), (0, 0, 120, 100))
     assert edges == (False, False, True, False)
-    assert out["masks"] == {STYLE_NAME: logic.feather_mask(b"\xff" * (76 * 40), 76, 40, open_edges=edges)}
+    assert out["masks"] == {STYLE_NAME: feather_mask(b"\xff" * (76 * 40), 76, 40, open_edges=edges)}
     row = out["masks"][STYLE_NAME][20 * 76 : 21 * 76]
     assert row[0] < row[3] < row[10] == 255 == row[-1]
 
@@ -665,7 +667,7 @@ def test_dialog_then_cancel_while_the_server_works(gimp3, server_url, style_file
     assert out["after"] == out["before"] == ["Source"]
 
 
-def test_ellipse_selection_becomes_a_layer_mask(gimp3, token_server_url, client_mod, logic, style_files):
+def test_ellipse_selection_becomes_a_layer_mask(gimp3, token_server_url, client_mod, style_files):
     """An elliptical selection: the result layer gets a layer mask of the ellipse (its hard edge faded in), so only
     the ellipse shows the result, in one undo group; the server needs a token, given as the token argument."""
     photo = _photo()
@@ -682,13 +684,13 @@ def test_ellipse_selection_becomes_a_layer_mask(gimp3, token_server_url, client_
     width, height = photo.size
     selection = bytes(out["selection"])
     crop = b"".join(selection[(8 + j) * width + 10 : (8 + j) * width + 70] for j in range(44))
-    assert not logic.mask_is_hard(crop)  # GIMP antialiases the ellipse: its own soft edge is used as it is
-    assert out["masks"] == {STYLE_NAME: logic.feather_mask(crop, 60, 44)} == {STYLE_NAME: crop}
+    assert not mask_is_hard(crop)  # GIMP antialiases the ellipse: its own soft edge is used as it is
+    assert out["masks"] == {STYLE_NAME: feather_mask(crop, 60, 44)} == {STYLE_NAME: crop}
     outside = sum(1 for m in selection if m == 0)
     assert outside > width * height // 2  # the ellipse is less than half the picture...
     assert sum(1 for m in out["masks"][STYLE_NAME] if m) == sum(1 for m in selection if m)  # ...and only it shows
     token_client = client_mod.StylelayerClient(token_server_url, token=TOKEN, timeout=60)
-    expected = _expected(token_client, logic, photo.crop((10, 8, 70, 52)), style_files["png"], props)
+    expected = _expected(token_client, photo.crop((10, 8, 70, 52)), style_files["png"], props)
     # the layer exported with its mask removed (as with the mask disabled): the server's pixels inside the
     # ellipse, alpha 0 outside it
     layer = out["pixels"][STYLE_NAME]
@@ -819,7 +821,9 @@ def _kill_the_plugin_mid_job(gimp3, server, style_files):
             job = running_jobs[0] if running_jobs else None
             time.sleep(0.2)
         assert job is not None and job.abandon_after == 5
-        run_of_plugin = "plug-ins/stylelayer/stylelayer.py -gimp .* -run"  # its run, not its query at GIMP's start
+        run_of_plugin = (
+            "plug-ins/stylelayer_gimp/stylelayer_gimp.py -gimp .* -run"  # its run, not its query at GIMP's start
+        )
         found = subprocess.run(["pgrep", "-f", run_of_plugin], capture_output=True, text=True)
         assert len(found.stdout.split()) == 1, found
         pid = int(found.stdout.split()[0])

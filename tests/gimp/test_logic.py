@@ -6,12 +6,21 @@ import io
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
+import stylelayer_logic as logic
 from PIL import Image
 from sourcecheck import foreign_imports
+from stylelayer_image import LAYER_NAME_MAX, encode_png, is_png, png_size, style_label, style_layer_name
+from stylelayer_messages import PluginError
+from stylelayer_params import build_params, check_server_url
+from stylelayer_settings import ABANDON_AFTER_ENV, ABANDON_AFTER_S, abandon_after_s
+from stylelayer_status import progress_fraction, progress_text
+from stylelayer_workflow import JobRunner, run_job
 
 from stylelayer.core.params import StyleParams
+from stylelayer.install import SHARED_MODULES
 
 
 def _pixels(w, h, channels):
@@ -19,42 +28,42 @@ def _pixels(w, h, channels):
 
 
 @pytest.mark.parametrize(("channels", "mode"), [(1, "L"), (2, "LA"), (3, "RGB"), (4, "RGBA")])
-def test_encode_png_round_trips_through_pillow(logic, channels, mode):
+def test_encode_png_round_trips_through_pillow(channels, mode):
     w, h = 13, 7
     data = _pixels(w, h, channels)
-    png = logic.encode_png(w, h, data, channels=channels)
-    assert logic.is_png(png)
-    assert logic.png_size(png) == (w, h)
+    png = encode_png(w, h, data, channels=channels)
+    assert is_png(png)
+    assert png_size(png) == (w, h)
     im = Image.open(io.BytesIO(png))
     assert im.mode == mode
     assert im.size == (w, h)
     assert im.tobytes() == data
 
 
-def test_encode_png_refuses_wrong_sizes(logic):
+def test_encode_png_refuses_wrong_sizes():
     with pytest.raises(ValueError, match="expected 24 bytes"):
-        logic.encode_png(2, 3, b"\0" * 23)
+        encode_png(2, 3, b"\0" * 23)
     with pytest.raises(ValueError, match="channels"):
-        logic.encode_png(2, 3, b"\0" * 30, channels=5)
+        encode_png(2, 3, b"\0" * 30, channels=5)
     with pytest.raises(ValueError, match="positive"):
-        logic.encode_png(0, 3, b"")
+        encode_png(0, 3, b"")
 
 
-def test_png_size_refuses_non_png(logic):
-    with pytest.raises(logic.PluginError, match="PNG"):
-        logic.png_size(b"<html>oops</html>" * 3)
+def test_png_size_refuses_non_png():
+    with pytest.raises(PluginError, match="PNG"):
+        png_size(b"<html>oops</html>" * 3)
     buf = io.BytesIO()
     Image.new("RGB", (5, 9)).save(buf, "PNG")
-    assert logic.png_size(buf.getvalue()) == (5, 9)
+    assert png_size(buf.getvalue()) == (5, 9)
 
 
-def test_rgba_to_rgb(logic):
+def test_rgba_to_rgb():
     assert logic.rgba_to_rgb(bytes([1, 2, 3, 4, 5, 6, 7, 8])) == bytes([1, 2, 3, 5, 6, 7])
     assert logic.rgba_to_rgb(b"") == b""
 
 
-def test_build_params_maps_dialog_values_onto_server_params(logic):
-    params = logic.build_params(iterations=50, strength=2.5, preserve_colors=True, size=256, seed=7)
+def test_build_params_maps_dialog_values_onto_server_params():
+    params = build_params(iterations=50, strength=2.5, preserve_colors=True, size=256, seed=7)
     weight = 2.5 * StyleParams().style_weight  # strength scales the server's default style weight
     assert params == {
         "iterations": 50,
@@ -74,9 +83,9 @@ def test_build_params_maps_dialog_values_onto_server_params(logic):
         7,
     )
     # strength 1 is the engine's default style weight; seed 0 (or -1, as before) means "a new variation each run"
-    default = logic.build_params(iterations=1, strength=1.0, preserve_colors=False, size=0, seed=0)
+    default = build_params(iterations=1, strength=1.0, preserve_colors=False, size=0, seed=0)
     assert "seed" not in default and "init" not in default  # the content as it is: the server picks a seed
-    assert "seed" not in logic.build_params(iterations=1, seed=-1)
+    assert "seed" not in build_params(iterations=1, seed=-1)
     assert default["style_weight"] == StyleParams().style_weight
     StyleParams.from_dict(default)
 
@@ -94,53 +103,53 @@ def test_build_params_maps_dialog_values_onto_server_params(logic):
         ({"size": 8193}, "working size"),
     ],
 )
-def test_build_params_refuses_nonsense(logic, kwargs, field):
+def test_build_params_refuses_nonsense(kwargs, field):
     values = {"iterations": 10, "strength": 1.0, "preserve_colors": False, "size": 64}
     values.update(kwargs)
-    with pytest.raises(logic.PluginError, match=field):
-        logic.build_params(**values)
+    with pytest.raises(PluginError, match=field):
+        build_params(**values)
 
 
-def test_style_layer_name(logic):
+def test_style_layer_name():
     def name(path, existing=frozenset()):
-        return logic.style_layer_name(logic.style_label(path), existing)  # as the plug-in names its layer
+        return style_layer_name(style_label(path), existing)  # as the plug-in names its layer
 
     assert name("/art/starry_night.jpg") == "Style: starry night"
     assert name("C:\\art\\the-scream.PNG".replace("\\", os.sep)) == "Style: the scream"
     taken = {"Style: wave", "Style: wave #2"}
     assert name("/a/wave.png", taken) == "Style: wave #3"
     long = name("/a/" + "x" * 200 + ".png")
-    assert len(long) <= logic.LAYER_NAME_MAX and long.endswith("…")
+    assert len(long) <= LAYER_NAME_MAX and long.endswith("…")
 
 
-def test_check_server_url(logic):
-    assert logic.check_server_url(" http://127.0.0.1:8765/ ") == "http://127.0.0.1:8765"
-    assert logic.check_server_url("https://box:1") == "https://box:1"
-    assert logic.check_server_url("http://a") == "http://a"
+def test_check_server_url():
+    assert check_server_url(" http://127.0.0.1:8765/ ") == "http://127.0.0.1:8765"
+    assert check_server_url("https://box:1") == "https://box:1"
+    assert check_server_url("http://a") == "http://a"
     for bad in ("", "127.0.0.1:8765", "ftp://x", "http://", "https://", "https:///"):
-        with pytest.raises(logic.PluginError, match="server URL"):
-            logic.check_server_url(bad)
+        with pytest.raises(PluginError, match="server URL"):
+            check_server_url(bad)
 
 
-def test_scaled_to_fit(logic):
+def test_scaled_to_fit():
     assert logic.scaled_to_fit(100, 50, 200) == (100, 50)
     assert logic.scaled_to_fit(4000, 3000, 2048) == (2048, 1536)
     assert logic.scaled_to_fit(10, 5000, 100) == (1, 100)
 
 
-def test_progress_fraction_and_text(logic):
+def test_progress_fraction_and_text():
     # the server's job JSON: state, iteration, total, eta_s, queue_position
-    assert logic.progress_fraction({"state": "running", "iteration": 3, "total": 12}) == 0.25
-    assert logic.progress_fraction({"iteration": 30, "total": 12}) == 1.0
-    assert logic.progress_fraction({"iteration": 3, "iterations": 12}) == 0.25
-    assert logic.progress_fraction({"progress": 0.25}) == 0.25
-    assert logic.progress_fraction({"progress": 50}) == 0.5
-    assert logic.progress_fraction({"state": "queued", "iteration": 0, "total": 0}) is None
-    assert logic.progress_fraction({"iteration": True, "total": 2}) is None
-    assert logic.progress_fraction(None) is None
+    assert progress_fraction({"state": "running", "iteration": 3, "total": 12}) == 0.25
+    assert progress_fraction({"iteration": 30, "total": 12}) == 1.0
+    assert progress_fraction({"iteration": 3, "iterations": 12}) == 0.25
+    assert progress_fraction({"progress": 0.25}) == 0.25
+    assert progress_fraction({"progress": 50}) == 0.5
+    assert progress_fraction({"state": "queued", "iteration": 0, "total": 0}) is None
+    assert progress_fraction({"iteration": True, "total": 2}) is None
+    assert progress_fraction(None) is None
 
     def text(status):
-        return logic.progress_text(status, logic.PROGRESS_TITLE)  # as the job runner words it
+        return progress_text(status, logic.PROGRESS_TITLE)  # as the job runner words it
 
     running = {"state": "running", "iteration": 3, "total": 12, "eta_s": 4.2}
     assert text(running) == "Neural style transfer: iteration 3/12, about 5 s left"
@@ -150,7 +159,7 @@ def test_progress_fraction_and_text(logic):
     assert text("nonsense") == "Neural style transfer"
 
 
-def test_job_runner_reports_progress_and_result(logic):
+def test_job_runner_reports_progress_and_result():
     gate = threading.Event()
 
     def work(on_progress, should_cancel):
@@ -158,24 +167,24 @@ def test_job_runner_reports_progress_and_result(logic):
         gate.wait(5)
         return b"png"
 
-    runner = logic.JobRunner(work).start()
+    runner = JobRunner(work, logic.PROGRESS_TITLE).start()
     deadline = time.monotonic() + 5
     while runner.fraction is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert runner.fraction == 0.25
+    assert runner.fraction == 0.25 and runner.text == "Neural style transfer: iteration 1/4"
     assert not runner.wait(0.05)
     gate.set()
     assert runner.wait(5)
     assert runner.result == b"png" and runner.error is None
 
 
-def test_job_runner_cancel_reaches_the_work(logic):
+def test_job_runner_cancel_reaches_the_work():
     def work(on_progress, should_cancel):
         while not should_cancel():
             time.sleep(0.01)
         raise RuntimeError("cancelled by the user")
 
-    runner = logic.JobRunner(work).start()
+    runner = JobRunner(work).start()
     assert not runner.wait(0.1)
     runner.cancel()
     assert runner.wait(5)
@@ -184,45 +193,30 @@ def test_job_runner_cancel_reaches_the_work(logic):
 
 
 def test_plugin_main_file_is_executable_and_named_like_its_folder(plugin_dir):
-    main = plugin_dir / "stylelayer.py"
+    main = plugin_dir / "stylelayer_gimp.py"
     assert main.parent.name == main.stem
     assert os.access(main, os.X_OK)
     assert main.read_text().startswith("#!/usr/bin/env python3\n")
 
 
 def test_plugin_uses_only_stdlib_and_gi(plugin_dir):
-    allowed = {
-        "gi",
-        "stylelayer_logic",
-        "stylelayer_client",
-        "stylelayer_plugin_logic",
-        "stylelayer_dialog",
-        "stylelayer_managed",
-        "stylelayer_managed_gimp",
-    }
+    own = ["stylelayer_dialog.py", "stylelayer_gimp.py", "stylelayer_logic.py", "stylelayer_managed_gimp.py"]
     files = sorted(plugin_dir.glob("*.py"))
-    assert [f.name for f in files] == [
-        "stylelayer.py",
-        "stylelayer_client.py",
-        "stylelayer_dialog.py",
-        "stylelayer_logic.py",
-        "stylelayer_managed.py",
-        "stylelayer_managed_gimp.py",
-        "stylelayer_plugin_logic.py",
-    ]
+    assert [f.name for f in files] == sorted([*own, *SHARED_MODULES])
+    allowed = {"gi", *(Path(name).stem for name in [*own, *SHARED_MODULES])}
     assert foreign_imports(files, allowed) == []
     logic_src = (plugin_dir / "stylelayer_logic.py").read_text()
     assert "import gi" not in logic_src
 
 
-def test_presets_decide_size_and_iterations_unless_custom(logic):
+def test_presets_decide_size_and_iterations_unless_custom():
     assert logic.preset_size_iterations("full", 512, 7) == (0, 200)  # the layer's own size, coarse to fine
     assert logic.preset_size_iterations("preview", 512, 7) == (256, 60)
     assert logic.preset_size_iterations(logic.CUSTOM, 512, 7) == (512, 7)  # a script's own values
     assert logic.preset_of(512, 200) == "normal" and logic.preset_of(512, 7) == logic.CUSTOM
 
 
-def test_last_values_survive_a_failed_run_and_only_the_user_reads_them(logic, tmp_path):
+def test_last_values_survive_a_failed_run_and_only_the_user_reads_them(tmp_path):
     path = str(tmp_path / logic.LAST_VALUES_FILE)
     assert logic.load_last_values(path) == {}
     values = {
@@ -241,7 +235,7 @@ def test_last_values_survive_a_failed_run_and_only_the_user_reads_them(logic, tm
     assert logic.load_last_values(path) == {}
 
 
-def test_status_lines_go_to_the_log_only_when_asked(logic, tmp_path):
+def test_status_lines_go_to_the_log_only_when_asked(tmp_path):
     log = tmp_path / "status.log"
     logic.log_status("status: Connected", {})
     assert not log.exists()
@@ -250,14 +244,14 @@ def test_status_lines_go_to_the_log_only_when_asked(logic, tmp_path):
     assert log.read_text().splitlines() == ["status: Connected to it", "estimate: about 3 min"]
 
 
-def test_abandon_after_from_the_environment(logic):
-    assert logic.abandon_after_s({}) == logic.ABANDON_AFTER_S == 60
-    assert logic.abandon_after_s({logic.ABANDON_AFTER_ENV: "7"}) == 7
-    assert logic.abandon_after_s({logic.ABANDON_AFTER_ENV: "1"}) == 5  # never below five seconds
-    assert logic.abandon_after_s({logic.ABANDON_AFTER_ENV: "soon"}) == 60
+def test_abandon_after_from_the_environment():
+    assert abandon_after_s({}) == ABANDON_AFTER_S == 60
+    assert abandon_after_s({ABANDON_AFTER_ENV: "7"}) == 7
+    assert abandon_after_s({ABANDON_AFTER_ENV: "1"}) == 5  # never below five seconds
+    assert abandon_after_s({ABANDON_AFTER_ENV: "soon"}) == 60
 
 
-def test_the_job_checks_the_server_first_and_asks_to_be_abandoned(logic):
+def test_the_job_checks_the_server_first_and_asks_to_be_abandoned():
     calls = []
 
     class Client:
@@ -269,5 +263,5 @@ def test_the_job_checks_the_server_first_and_asks_to_be_abandoned(logic):
             calls.append(("run_job", kw["abandon_after"]))
             return b"png"
 
-    assert logic.job_work(Client(), b"c", b"s", {})(lambda *a: None, lambda: False) == (b"png", None)
+    assert run_job(Client(), b"c", b"s", params={}) == (b"png", None)
     assert calls == ["probe", ("run_job", 60)]

@@ -7,7 +7,6 @@ The installation is the stand-in of tests/managed/test_lifecycle.py: its python 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -24,11 +23,11 @@ import json, sys
 from pathlib import Path
 sys.path.insert(0, {plugin!r})
 import stylelayer_managed_gimp as g
-import stylelayer_client as c
+import stylelayer_workflow as w
 g.install_folder = lambda: Path({folder!r})
 g.IDLE_MINUTES = 0.05
-# what stylelayer.py's _make_client does for server-url "managed"
-client = g.LazyClient(lambda: c.StylelayerClient(*g.running_server()))
+# what stylelayer_gimp.py's _make_client does for server-url "managed"
+client = w.connect("managed", None, 30, g.running_server)
 try:
     print(json.dumps({{"health": client.health(), "pid": g.server().ready()["pid"]}}))
 except Exception as exc:
@@ -44,10 +43,8 @@ def _filter_run(plugin_dir: Path, folder: Path) -> dict:
 
 
 def test_the_server_outlives_a_filter_run_is_found_by_the_next_and_stops_when_idle(plugin_dir, tmp_path) -> None:
-    spec = importlib.util.spec_from_file_location("gimp_stylelayer_managed", plugin_dir / "stylelayer_managed.py")
-    managed = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = managed  # its dataclasses look the module up
-    spec.loader.exec_module(managed)
+    import stylelayer_managed as managed
+
     inst = _installed(tmp_path / "GIMP" / "stylelayer-server")
     first = _filter_run(plugin_dir, inst.folder)
     assert first.get("health", {}).get("status") == "ok", first

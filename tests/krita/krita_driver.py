@@ -95,11 +95,11 @@ def run_dialog(doc, node, captured):
 
     real_insert = transfer.insert_result
 
-    def capture(source, png, name, codec=None, ops=None):
+    def capture(source, png, label, codec=None, ops=None):
         captured["png"] = png
         captured.setdefault("pngs", []).append(png)
         captured.setdefault("sources", []).append(source.node.name())
-        return real_insert(source, png, name, codec, ops)
+        return real_insert(source, png, label, codec, ops)
 
     transfer.insert_result = capture
     app = Krita.instance()
@@ -351,7 +351,7 @@ def main():
         result["ok"] = True
         result["layer_name"] = name
     except Exception as exc:  # noqa: BLE001 - recorded for the test
-        from stylelayer_krita.logic import error_message
+        from stylelayer_krita.stylelayer_messages import error_message
 
         result["error_type"] = type(exc).__name__
         result["error_message"] = error_message(exc)

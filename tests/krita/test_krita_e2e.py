@@ -319,7 +319,7 @@ def ellipse_region(mask: bytes, size: tuple[int, int]) -> list[int]:
 def test_ellipse_with_a_token_server_twice_then_undo(krita_home, token_server, inputs, tmp_path):
     """A remote-style server (token), Test connection, the estimate, an elliptical selection masked by an editable
     transparency mask, a second Apply that still paints the original layer, and Undo taking it all back."""
-    from stylelayer_krita import logic
+    from stylelayer_krita.stylelayer_image import feather_mask, open_edges
 
     out = tmp_path / "run"
     result = run_krita(
@@ -372,8 +372,8 @@ def test_ellipse_with_a_token_server_twice_then_undo(krita_home, token_server, i
     assert pixels[0] != pixels[1] == pixels[2]
     # the last result: the server's pixels, shaped by the ellipse with its edge faded in, in an editable mask
     crop_mask = crop(selection, size, rect, 1)
-    edges = logic.open_edges(rect, rect, (0, 0, *size))
-    want = logic.feather_mask(crop_mask, rect[2], rect[3], open_edges=edges)
+    edges = open_edges(rect, rect, (0, 0, *size))
+    want = feather_mask(crop_mask, rect[2], rect[3], open_edges=edges)
     check_masked(result, out, rect, want)
     projection = (out / "new_projection.bgra").read_bytes()
     outside = [i for i, m in enumerate(selection) if m == 0]

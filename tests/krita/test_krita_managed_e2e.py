@@ -32,7 +32,7 @@ def _stylelayer_processes(folder: Path) -> list[str]:
 @pytest.mark.skipif(not LOCAL_TORCH.is_file(), reason=f"needs the CPU build of PyTorch on disk ({LOCAL_TORCH})")
 @pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the PyTorch wheel on disk is for Python 3.11")
 def test_install_from_the_dialog_paint_an_ellipse_quit(tmp_path, inputs, monkeypatch):  # noqa: F811
-    from stylelayer_krita import logic
+    from stylelayer_krita.stylelayer_image import feather_mask, open_edges
 
     _require_host()
     home = tmp_path / "home"
@@ -83,9 +83,9 @@ def test_install_from_the_dialog_paint_an_ellipse_quit(tmp_path, inputs, monkeyp
         size = tuple(result["size"])
         selection = (out / "selection.mask").read_bytes()
         rect = ellipse_region(selection, size)
-        edges = logic.open_edges(rect, rect, (0, 0, *size))
+        edges = open_edges(rect, rect, (0, 0, *size))
         check_masked(
-            result, out, rect, logic.feather_mask(crop(selection, size, rect, 1), rect[2], rect[3], open_edges=edges)
+            result, out, rect, feather_mask(crop(selection, size, rect, 1), rect[2], rect[3], open_edges=edges)
         )
         assert [entry[0] for entry in layers(result)][-1] == "Style: starry night"
         # File > Quit ended Krita (the driver quit, not the timeout) and with it the managed server

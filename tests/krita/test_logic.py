@@ -8,7 +8,11 @@ import random
 import pytest
 from PIL import Image
 from stylelayer_krita import logic
-from stylelayer_krita.logic import PluginError, Rect
+from stylelayer_krita.logic import Rect
+from stylelayer_krita.stylelayer_image import LAYER_NAME_MAX, encode_png, png_size, style_label, style_layer_name
+from stylelayer_krita.stylelayer_messages import PluginError
+from stylelayer_krita.stylelayer_params import BASE_STYLE_WEIGHT, PRESETS, build_params, check_server_url, preset_values
+from stylelayer_krita.stylelayer_status import progress_fraction, progress_text
 
 from stylelayer.core.params import StyleParams
 
@@ -62,16 +66,16 @@ def test_png_roundtrip_with_pillow():
     rng = random.Random(2)
     w, h = 9, 4
     rgba = bytes(rng.randrange(256) for _ in range(w * h * 4))
-    png = logic.encode_png(w, h, rgba)
+    png = encode_png(w, h, rgba)
     assert Image.open(io.BytesIO(png)).convert("RGBA").tobytes() == rgba
-    assert logic.png_size(png) == (w, h)
+    assert png_size(png) == (w, h)
 
 
 def test_png_errors():
     with pytest.raises(PluginError, match="PNG"):
-        logic.png_size(b"GIF89a....")
+        png_size(b"GIF89a....")
     with pytest.raises(ValueError):
-        logic.encode_png(2, 2, b"\x00" * 15)
+        encode_png(2, 2, b"\x00" * 15)
 
 
 def test_source_region_layer_canvas_selection():
@@ -100,21 +104,21 @@ def test_apply_mask():
 
 
 def test_presets_and_params_validate_on_the_server_side():
-    assert set(logic.PRESETS) == {"preview", "normal", "high", "full"}
-    assert logic.PRESETS["full"][0] == 0  # the layer's own size, coarse to fine
-    sizes = [logic.PRESETS[p][0] for p in ("preview", "normal", "high")]
-    iterations = [logic.PRESETS[p][1] for p in ("preview", "normal", "high")]
+    assert set(PRESETS) == {"preview", "normal", "high", "full"}
+    assert PRESETS["full"][0] == 0  # the layer's own size, coarse to fine
+    sizes = [PRESETS[p][0] for p in ("preview", "normal", "high")]
+    iterations = [PRESETS[p][1] for p in ("preview", "normal", "high")]
     assert sizes == sorted(sizes) and iterations == sorted(iterations)
-    for preset in logic.PRESETS:
-        size, iterations = logic.preset_values(preset)  # what the dialog's spin boxes are set to
-        params = logic.build_params(iterations, strength=2.0, preserve_colors=True, size=size, seed=7)
+    for preset in PRESETS:
+        size, iterations = preset_values(preset)  # what the dialog's spin boxes are set to
+        params = build_params(iterations, strength=2.0, preserve_colors=True, size=size, seed=7)
         sp = StyleParams.from_dict(params)  # the server accepts exactly this dict
-        assert (sp.size, sp.iterations) == logic.PRESETS[preset]
+        assert (sp.size, sp.iterations) == PRESETS[preset]
         assert sp.style_weight == pytest.approx(2 * StyleParams().style_weight)
         assert sp.preserve_colors is True and sp.seed == 7
-    assert StyleParams().style_weight == logic.BASE_STYLE_WEIGHT
+    assert StyleParams().style_weight == BASE_STYLE_WEIGHT
     with pytest.raises(PluginError, match="preset"):
-        logic.preset_values("ultra")
+        preset_values("ultra")
     for bad in (
         {"iterations": 0},
         {"iterations": True},
@@ -125,36 +129,36 @@ def test_presets_and_params_validate_on_the_server_side():
     ):
         kwargs = {"iterations": 10, "strength": 1.0, "size": 64, **bad}
         with pytest.raises(PluginError):
-            logic.build_params(**kwargs)
-    assert "seed" not in logic.build_params(10, seed=-1)
+            build_params(**kwargs)
+    assert "seed" not in build_params(10, seed=-1)
 
 
 def test_layer_names():
-    assert logic.style_label("/x/y/starry_night.jpg") == "starry night"
-    assert logic.style_label(None, "  The  Scream ") == "The Scream"
-    assert logic.style_label(None, None) == "style"
-    assert logic.style_layer_name("starry night") == "Style: starry night"
+    assert style_label("/x/y/starry_night.jpg") == "starry night"
+    assert style_label(None, "  The  Scream ") == "The Scream"
+    assert style_label(None, None) == "style"
+    assert style_layer_name("starry night") == "Style: starry night"
     existing = {"Style: starry night", "Style: starry night #2"}
-    assert logic.style_layer_name("starry night", existing) == "Style: starry night #3"
-    long = logic.style_layer_name("x" * 200)
-    assert len(long) == logic.LAYER_NAME_MAX and long.endswith("…")
+    assert style_layer_name("starry night", existing) == "Style: starry night #3"
+    long = style_layer_name("x" * 200)
+    assert len(long) == LAYER_NAME_MAX and long.endswith("…")
 
 
 def test_server_url():
-    assert logic.check_server_url(" http://127.0.0.1:8765/ ") == "http://127.0.0.1:8765"
-    assert logic.check_server_url("http://a") == "http://a"  # a one-letter host is a host
+    assert check_server_url(" http://127.0.0.1:8765/ ") == "http://127.0.0.1:8765"
+    assert check_server_url("http://a") == "http://a"  # a one-letter host is a host
     for bad in ("", "127.0.0.1:8765", "ftp://x", "http://", "https://"):
         with pytest.raises(PluginError):
-            logic.check_server_url(bad)
+            check_server_url(bad)
 
 
 def test_progress():
-    assert logic.progress_fraction(None) is None
-    assert logic.progress_fraction({"state": "running", "iteration": 5, "total": 20}) == 0.25
-    assert logic.progress_fraction({"iteration": 50, "iterations": 20}) == 1.0
-    assert logic.progress_fraction({"progress": 40}) == 0.4
-    assert logic.progress_text({"state": "queued"}) == "Queued on the server…"
-    text = logic.progress_text({"state": "running", "iteration": 3, "total": 10, "eta_s": 4.2})
+    assert progress_fraction(None) is None
+    assert progress_fraction({"state": "running", "iteration": 5, "total": 20}) == 0.25
+    assert progress_fraction({"iteration": 50, "iterations": 20}) == 1.0
+    assert progress_fraction({"progress": 40}) == 0.4
+    assert progress_text({"state": "queued"}) == "Queued on the server…"
+    text = progress_text({"state": "running", "iteration": 3, "total": 10, "eta_s": 4.2})
     assert text == "Iteration 3/10, about 5 s left"
 
 

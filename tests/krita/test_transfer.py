@@ -10,8 +10,10 @@ import sys
 import pytest
 from krita_fakes import FakeDoc, FakeSelection, PillowCodec
 from stylelayer_krita import logic, transfer
-from stylelayer_krita.logic import PluginError
 from stylelayer_krita.stylelayer_client import JobCancelled, JobFailed, ServerUnavailable
+from stylelayer_krita.stylelayer_image import EDGE_FEATHER, encode_png, feather_mask, png_size
+from stylelayer_krita.stylelayer_messages import PluginError
+from stylelayer_krita.stylelayer_workflow import run_job
 
 CODEC = PillowCodec()
 run_style_transfer = functools.partial(transfer.run_style_transfer, codec=CODEC)  # Krita's default codec needs Qt
@@ -42,7 +44,7 @@ class FakeClient:
         out = bytearray(rgba)
         for i in range(0, len(out), 4):
             out[i], out[i + 1], out[i + 2] = 255 - out[i], 255 - out[i + 1], 255 - out[i + 2]
-        return logic.encode_png(w, h, bytes(out))
+        return encode_png(w, h, bytes(out))
 
 
 def invert_bgra(px: bytes) -> bytes:
@@ -52,7 +54,7 @@ def invert_bgra(px: bytes) -> bytes:
 @pytest.fixture
 def style_file(tmp_path):
     path = tmp_path / "starry_night.png"
-    path.write_bytes(logic.encode_png(2, 2, b"\x10\x20\x30\xff" * 4))
+    path.write_bytes(encode_png(2, 2, b"\x10\x20\x30\xff" * 4))
     return str(path)
 
 
@@ -164,7 +166,7 @@ def test_server_errors_leave_document_unchanged(fake_doc, style_file, error):
     ("reply", "match"),
     [
         (b"not a png", "PNG"),
-        (logic.encode_png(3, 3, b"\x00" * 36), "3x3 image for a 8x6"),
+        (encode_png(3, 3, b"\x00" * 36), "3x3 image for a 8x6"),
     ],
 )
 def test_bad_replies_leave_document_unchanged(fake_doc, style_file, reply, match):
@@ -259,8 +261,8 @@ def test_loss_points_follow_the_job_page_by_page(fake_doc, style_file):
     client, batches = LossClient(), []
     source = transfer.prepare(fake_doc, fake_doc.active, CODEC)
     with open(style_file, "rb") as fh:
-        png = transfer.request(source, client, fh.read(), on_losses=batches.append)
-    assert logic.png_size(png) == (8, 6)
+        png = run_job(client, source.content_png, fh.read(), on_losses=batches.append).png
+    assert png_size(png) == (8, 6)
     assert client.since_asked == [0, 1, 3]  # not while queued; each time after the last point it has
     assert [[p["iteration"] for p in batch] for batch in batches] == [[1], [2, 3], [4]]
 
@@ -271,8 +273,8 @@ def test_no_loss_curve_from_the_server_does_not_stop_the_job(fake_doc, style_fil
     client, batches = LossClient(StylelayerError("no route", code="not_found", status=404)), []
     source = transfer.prepare(fake_doc, fake_doc.active, CODEC)
     with open(style_file, "rb") as fh:
-        png = transfer.request(source, client, fh.read(), on_losses=batches.append)
-    assert logic.png_size(png) == (8, 6) and batches == []
+        png = run_job(client, source.content_png, fh.read(), on_losses=batches.append).png
+    assert png_size(png) == (8, 6) and batches == []
     assert client.since_asked == [0]  # tried once, then left alone
 
 
@@ -310,22 +312,22 @@ def test_a_hard_selection_edge_is_feathered_inwards(fake_doc, style_file):
     alpha = {xy: px[3] for xy, px in result.node.pixels.items()}
     row = [alpha[(x, 15)] for x in range(30)]
     assert row[0] == 255  # the canvas's edge is not the selection's
-    assert row[-logic.EDGE_FEATHER :] == sorted(row[-logic.EDGE_FEATHER :], reverse=True)  # fading out to the edge
-    assert 0 < row[-1] < 255 and row[-logic.EDGE_FEATHER - 1] == 255
+    assert row[-EDGE_FEATHER:] == sorted(row[-EDGE_FEATHER:], reverse=True)  # fading out to the edge
+    assert 0 < row[-1] < 255 and row[-EDGE_FEATHER - 1] == 255
     column = [alpha[(10, y)] for y in range(5, 25)]
     assert 0 < column[0] < column[3] < 255 and column[10] == 255 and 0 < column[-1] < 255
 
 
 def test_feathering_fades_in_inside_the_edge_and_keeps_soft_masks():
     hard = bytes(255 if 4 <= x < 16 and 4 <= y < 12 else 0 for y in range(16) for x in range(20))
-    out = logic.feather_mask(hard, 20, 16, radius=3)
+    out = feather_mask(hard, 20, 16, radius=3)
     row = list(out[8 * 20 : 9 * 20])
     assert row[:4] == [0, 0, 0, 0] and row[16:] == [0, 0, 0, 0]  # outside stays unselected
     assert row[4:8] == [85, 170, 255, 255]  # a ramp of three pixels inside the edge
     assert row[8:12] == [255] * 4
     assert all(o == 0 for o, h in zip(out, hard, strict=True) if h == 0)
     soft = bytes((x * 13) % 256 for x in range(20 * 16))  # a selection with its own feather is used as it is
-    assert logic.feather_mask(soft, 20, 16) == soft
+    assert feather_mask(soft, 20, 16) == soft
 
 
 def test_with_krita_actions_a_selection_becomes_a_transparency_mask(fake_doc, style_file):

@@ -12,8 +12,9 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-import stylelayer_plugin_logic as plugin_logic
 from protocol_helpers import FakeEngine, gradient, png_bytes, stylelayer_client
+from stylelayer_messages import connection_text, error_message
+from stylelayer_params import check_server_url
 
 C = stylelayer_client
 
@@ -58,7 +59,7 @@ def test_a_compatible_server_answers_its_info(server) -> None:
     srv, client = server
     info = client.probe()
     assert info["api"] == 1 and info["auth_required"] is False
-    text = plugin_logic.connection_text(info, srv.url)
+    text = connection_text(info, srv.url)
     assert text == f"Connected to stylelayer {info['version']} at {srv.url} (CPU)."
 
 
@@ -67,7 +68,7 @@ def test_nothing_listening_is_not_reachable() -> None:
     with pytest.raises(C.ServerUnavailable) as caught:
         C.StylelayerClient(url, timeout=5).probe()
     assert caught.value.url == url
-    assert plugin_logic.error_message(caught.value).startswith(f"Cannot reach the stylelayer server at {url}.")
+    assert error_message(caught.value).startswith(f"Cannot reach the stylelayer server at {url}.")
 
 
 def test_another_web_server_is_not_stylelayer() -> None:
@@ -78,7 +79,7 @@ def test_another_web_server_is_not_stylelayer() -> None:
         with pytest.raises(C.NotStylelayer) as caught:  # a job sent there: 501 from http.server, not "Broken pipe"
             client.submit(png_bytes(gradient(8, 8)), png_bytes(gradient(8, 8)))
     assert caught.value.status == 501
-    assert plugin_logic.error_message(caught.value).startswith(f"{url} answers, but it is not a stylelayer server.")
+    assert error_message(caught.value).startswith(f"{url} answers, but it is not a stylelayer server.")
 
 
 @pytest.mark.parametrize("body", [b'{"status": "up"}', b"[1, 2]", b"<html>ok</html>"])
@@ -101,7 +102,7 @@ def test_another_version_is_a_mismatch(info, detail) -> None:
     ):
         C.StylelayerClient(url, timeout=5).probe()
     assert detail in str(caught.value)
-    assert plugin_logic.error_message(caught.value).startswith(f"The server at {url} does not match this plug-in")
+    assert error_message(caught.value).startswith(f"The server at {url} does not match this plug-in")
 
 
 def test_missing_and_wrong_tokens_are_told_apart(make_server) -> None:
@@ -110,15 +111,15 @@ def test_missing_and_wrong_tokens_are_told_apart(make_server) -> None:
         C.StylelayerClient(srv.url, timeout=5).probe()
     with pytest.raises(C.WrongToken) as wrong:
         C.StylelayerClient(srv.url, token="guess", timeout=5).probe()
-    assert plugin_logic.error_message(missing.value).startswith(f"The server at {srv.url} requires a token.")
-    assert plugin_logic.error_message(wrong.value).startswith(f"The server at {srv.url} did not accept the token.")
+    assert error_message(missing.value).startswith(f"The server at {srv.url} requires a token.")
+    assert error_message(wrong.value).startswith(f"The server at {srv.url} did not accept the token.")
     info = C.StylelayerClient(srv.url, token="s3cret", timeout=5).probe()
-    assert plugin_logic.connection_text(info, srv.url).endswith("(CPU, token accepted).")
+    assert connection_text(info, srv.url).endswith("(CPU, token accepted).")
 
 
 def test_a_path_after_the_port_is_explained(server) -> None:
     srv, _ = server
-    assert plugin_logic.check_server_url(srv.url + "/v1/") == srv.url  # the API's own prefix is dropped
+    assert check_server_url(srv.url + "/v1/") == srv.url  # the API's own prefix is dropped
     with pytest.raises(C.NotStylelayer) as caught:
         C.StylelayerClient(srv.url + "/stylelayer", timeout=5).probe()
     assert "the server URL must be the server's address only" in str(caught.value)
