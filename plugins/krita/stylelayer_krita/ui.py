@@ -207,14 +207,40 @@ class StyleTransferDialog(QDialog):
 
     # -- layout
     def _build(self):
+        """The dialog top to bottom: the server, the target layer, the style, the options beside the preview, the
+        progress and the buttons. Each part has its builder; the widgets the dialog reads become attributes."""
         layout = QVBoxLayout(self)
+        layout.addWidget(self._build_server())
+        layout.addWidget(self._build_target())
+        layout.addWidget(self._build_style())
+        middle = QHBoxLayout()
+        middle.addWidget(self._build_options(), 1)
+        middle.addWidget(self._build_preview())
+        layout.addLayout(middle)
+        self._build_progress(layout)
+        layout.addLayout(self._build_buttons())
 
+    def _build_server(self):
+        """Local (managed) or remote: the managed server's panel, the address and token, the status line."""
         server = QGroupBox("Server")
         server_layout = QVBoxLayout(server)
         from .managed_ui import ManagedServerPanel  # the managed server's own panel (managed_ui.py)
 
         self.managed_panel = ManagedServerPanel(self)
         server_layout.addWidget(self.managed_panel)
+        server_layout.addLayout(self._build_address())
+        self.status_label = QLabel(NOT_CONNECTED_YET)
+        self.status_label.setWordWrap(True)
+        server_layout.addWidget(self.status_label)
+        self.url_edit.textEdited.connect(self._server_changed)
+        self.token_edit.textEdited.connect(self._server_changed)
+        self.managed_panel.use_server.connect(self._use_managed_server)
+        self.managed_panel.mode_changed.connect(self._managed_mode)
+        self._managed_mode(self.managed_panel.is_managed())
+        return server
+
+    def _build_address(self):
+        """URL, token (never shown) and Test connection, in one row."""
         row = QHBoxLayout()
         self.url_edit = QLineEdit()
         self.url_edit.setPlaceholderText(DEFAULT_SERVER_URL)
@@ -239,25 +265,19 @@ class StyleTransferDialog(QDialog):
         row.addWidget(QLabel("Token"))
         row.addWidget(self.token_edit, 1)
         row.addWidget(self.test_button)
-        server_layout.addLayout(row)
-        self.status_label = QLabel(NOT_CONNECTED_YET)
-        self.status_label.setWordWrap(True)
-        server_layout.addWidget(self.status_label)
-        layout.addWidget(server)
-        self.url_edit.textEdited.connect(self._server_changed)
-        self.token_edit.textEdited.connect(self._server_changed)
-        self.managed_panel.use_server.connect(self._use_managed_server)
-        self.managed_panel.mode_changed.connect(self._managed_mode)
-        self._managed_mode(self.managed_panel.is_managed())
+        return row
 
+    def _build_target(self):
         self.target_label = QLabel()
         self.target_label.setWordWrap(True)
         self.target_label.setToolTip(
             "The layer a run paints: the active layer when you choose it; the dialog stays with it when Krita "
             "activates the new layer after a run."
         )
-        layout.addWidget(self.target_label)
+        return self.target_label
 
+    def _build_style(self):
+        """An image file (with Add to library), or a style from the server's library."""
         style = QGroupBox("Style")
         style_layout = QVBoxLayout(style)
         self.file_radio = QRadioButton("Image file")
@@ -281,6 +301,15 @@ class StyleTransferDialog(QDialog):
         file_row.addWidget(self.add_button)
         style_layout.addLayout(file_row)
         style_layout.addWidget(self.library_radio)
+        style_layout.addWidget(self._build_library())
+        self.library_hint = QLabel("The server's library is empty: choose an image file, then Add to library.")
+        self.library_hint.setWordWrap(True)
+        style_layout.addWidget(self.library_hint)
+        self.library.hide()
+        return style
+
+    def _build_library(self):
+        """The server's styles as thumbnails: one row, then it scrolls."""
         self.library = QListWidget()
         self.library.setViewMode(QListWidget.IconMode)
         self.library.setIconSize(QSize(80, 80))
@@ -291,14 +320,10 @@ class StyleTransferDialog(QDialog):
         self.library.setFixedHeight(108 + 2 * self.library.frameWidth() + 8)  # one full row, then it scrolls
         self.library.setToolTip("Styles stored on the server.")
         self.library.itemSelectionChanged.connect(lambda: self.library_radio.setChecked(True))
-        self.library_hint = QLabel("The server's library is empty: choose an image file, then Add to library.")
-        self.library_hint.setWordWrap(True)
-        style_layout.addWidget(self.library)
-        style_layout.addWidget(self.library_hint)
-        self.library.hide()
-        layout.addWidget(style)
+        return self.library
 
-        middle = QHBoxLayout()
+    def _build_options(self):
+        """Preset, iterations, strength, colours, working size, variation and the estimate."""
         options = QGroupBox("Options")
         form = QFormLayout(options)
         self.preset_combo = QComboBox()
@@ -317,6 +342,34 @@ class StyleTransferDialog(QDialog):
             "How long the server paints: more iterations take the style further and take longer. With levels "
             "(full resolution), this is the first level's count; each finer level runs half as many."
         )
+        self.preserve_check = QCheckBox("Keep the layer's own colours")
+        self.preserve_check.setToolTip("Take only the style's strokes and texture, not its palette.")
+        self.size_spin = QSpinBox()
+        self.size_spin.setRange(0, MAX_SIZE)
+        self.size_spin.setSingleStep(64)
+        self.size_spin.setSpecialValueText("full resolution")
+        self.size_spin.setSuffix(" px")
+        self.size_spin.setToolTip(
+            "The longest side the server paints at; the result is scaled back to the layer's size. Smaller is "
+            "much faster and gives bigger strokes; 0 (full resolution) paints at the layer's own size."
+        )
+        for spin in (self.iterations_spin, self.size_spin):
+            spin.valueChanged.connect(self._values_changed)
+        self.preserve_check.toggled.connect(lambda _on: self.schedule_estimate())
+        form.addRow("Preset", self.preset_combo)
+        form.addRow("Iterations", self.iterations_spin)
+        form.addRow("Style strength", self._build_strength())
+        form.addRow("Colours", self.preserve_check)
+        form.addRow("Working size", self.size_spin)
+        form.addRow("Variation", self._build_variation())
+        self.estimate_label = QLabel("")
+        self.estimate_label.setWordWrap(True)
+        self.estimate_label.setToolTip("From the server's own speed on its last jobs (before the first one, a guess).")
+        form.addRow(self.estimate_label)
+        return options
+
+    def _build_strength(self):
+        """A slider over the readable range (log scale) and a box for the full one, kept in step."""
         self.strength_slider = QSlider(Qt.Horizontal)
         self.strength_slider.setRange(0, STRENGTH_SLIDER[2])
         self.strength_spin = QDoubleSpinBox()
@@ -337,25 +390,9 @@ class StyleTransferDialog(QDialog):
         strength.addWidget(self.strength_slider, 1)
         strength.addWidget(QLabel("strong"))
         strength.addWidget(self.strength_spin)
-        self.preserve_check = QCheckBox("Keep the layer's own colours")
-        self.preserve_check.setToolTip("Take only the style's strokes and texture, not its palette.")
-        self.size_spin = QSpinBox()
-        self.size_spin.setRange(0, MAX_SIZE)
-        self.size_spin.setSingleStep(64)
-        self.size_spin.setSpecialValueText("full resolution")
-        self.size_spin.setSuffix(" px")
-        self.size_spin.setToolTip(
-            "The longest side the server paints at; the result is scaled back to the layer's size. Smaller is "
-            "much faster and gives bigger strokes; 0 (full resolution) paints at the layer's own size."
-        )
-        for spin in (self.iterations_spin, self.size_spin):
-            spin.valueChanged.connect(self._values_changed)
-        self.preserve_check.toggled.connect(lambda _on: self.schedule_estimate())
-        form.addRow("Preset", self.preset_combo)
-        form.addRow("Iterations", self.iterations_spin)
-        form.addRow("Style strength", strength)
-        form.addRow("Colours", self.preserve_check)
-        form.addRow("Working size", self.size_spin)
+        return strength
+
+    def _build_variation(self):
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(1, MAX_SEED)
         self.seed_spin.setToolTip("The variation a run paints: the same number and values give the same result.")
@@ -364,13 +401,10 @@ class StyleTransferDialog(QDialog):
         variation = QHBoxLayout()
         variation.addWidget(self.seed_spin, 1)
         variation.addWidget(self.keep_seed)
-        form.addRow("Variation", variation)
-        self.estimate_label = QLabel("")
-        self.estimate_label.setWordWrap(True)
-        self.estimate_label.setToolTip("From the server's own speed on its last jobs (before the first one, a guess).")
-        form.addRow(self.estimate_label)
-        middle.addWidget(options, 1)
+        return variation
 
+    def _build_preview(self):
+        """The live preview and the loss curve while a job runs."""
         preview = QGroupBox("Preview")
         preview_layout = QVBoxLayout(preview)
         self.preview_label = QLabel()
@@ -382,9 +416,9 @@ class StyleTransferDialog(QDialog):
         self.loss_curve = LossCurve()
         self.loss_curve.setFixedSize(PREVIEW_SIDE, PREVIEW_SIDE // 4)
         preview_layout.addWidget(self.loss_curve)
-        middle.addWidget(preview)
-        layout.addLayout(middle)
+        return preview
 
+    def _build_progress(self, layout):
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(0)
@@ -394,6 +428,7 @@ class StyleTransferDialog(QDialog):
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.progress_label)
 
+    def _build_buttons(self):
         buttons = QHBoxLayout()
         buttons.addStretch(1)
         self.run_button = QPushButton("Apply style")
@@ -404,7 +439,7 @@ class StyleTransferDialog(QDialog):
         self.cancel_button.clicked.connect(self.cancel_or_close)
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
-        layout.addLayout(buttons)
+        return buttons
 
     def _clear_preview(self, text):
         self.preview_label.clear()
