@@ -409,7 +409,7 @@ def _job_form(
     preview_every: int | None,
     abandon_after: float | None = None,
 ) -> tuple:
-    fields = [("params", None, json.dumps(params or {}).encode("utf-8"))]
+    fields: list[tuple[str, str | None, bytes]] = [("params", None, json.dumps(params or {}).encode("utf-8"))]
     if preview_every is not None:
         fields.append(("preview_every", None, str(int(preview_every)).encode("ascii")))
     if abandon_after is not None:

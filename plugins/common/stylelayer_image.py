@@ -11,10 +11,7 @@ import os
 import struct
 import zlib
 
-if __package__:  # Krita: the shared modules sit in the plug-in's package
-    from .stylelayer_messages import PluginError
-else:  # GIMP and the tests: the plug-in's folder is on sys.path
-    from stylelayer_messages import PluginError
+from stylelayer_messages import PluginError
 
 LAYER_NAME_MAX = 64
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -95,7 +92,7 @@ def clear_outside(rgba: bytes, mask: bytes) -> bytes:
         raise ValueError(f"mask has {len(mask)} pixels but the image {len(rgba) // 4}")
     out = bytearray(rgba)
     alpha = out[3::4]
-    out[3::4] = bytes(a if m else 0 for a, m in zip(alpha, mask))  # noqa: B905 - Python 3.8 (no strict=); lengths checked above
+    out[3::4] = bytes(a if m else 0 for a, m in zip(alpha, mask))  # lengths checked above
     return bytes(out)
 
 

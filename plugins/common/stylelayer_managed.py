@@ -35,7 +35,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -423,7 +423,7 @@ class Settings:
         )
 
 
-def env_overrides(env: dict | None = None) -> dict:
+def env_overrides(env: Mapping[str, str] | None = None) -> dict:
     """Settings a developer or a test sets without the dialog: $STYLELAYER_TORCH_INDEX (an index URL, or `pypi`
     for pip's own) and $STYLELAYER_TORCH_PACKAGES (space-separated requirements) replace the table's."""
     env = os.environ if env is None else env
@@ -675,9 +675,10 @@ class Installation:
         return output
 
     def _log_line(self, text: str) -> None:
-        if getattr(self, "_log", None) is not None:
-            self._log.write(text + "\n")
-            self._log.flush()
+        log = getattr(self, "_log", None)
+        if log is not None:
+            log.write(text + "\n")
+            log.flush()
 
     def _take_lock(self) -> None:
         for _ in range(2):

@@ -11,10 +11,7 @@ import math
 import os
 import random
 
-if __package__:  # Krita: the shared modules sit in the plug-in's package
-    from .stylelayer_messages import PluginError
-else:  # GIMP and the tests: the plug-in's folder is on sys.path
-    from stylelayer_messages import PluginError
+from stylelayer_messages import PluginError
 
 # Copies of server/stylelayer/limits.py (this file runs in the host's Python without the stylelayer package);
 # tests/protocol/test_plugin_common.py fails when one differs.

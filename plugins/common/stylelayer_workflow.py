@@ -21,20 +21,12 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-if __package__:  # Krita: the shared modules sit in the plug-in's package
-    from .stylelayer_client import StylelayerClient, StylelayerError
-    from .stylelayer_image import insert_above, png_size, style_layer_name
-    from .stylelayer_messages import PluginError, error_message
-    from .stylelayer_params import check_server_url
-    from .stylelayer_settings import abandon_after_s, load_token
-    from .stylelayer_status import estimate_text, progress_fraction, progress_text
-else:  # GIMP and the tests: the plug-in's folder is on sys.path
-    from stylelayer_client import StylelayerClient, StylelayerError
-    from stylelayer_image import insert_above, png_size, style_layer_name
-    from stylelayer_messages import PluginError, error_message
-    from stylelayer_params import check_server_url
-    from stylelayer_settings import abandon_after_s, load_token
-    from stylelayer_status import estimate_text, progress_fraction, progress_text
+from stylelayer_client import StylelayerClient, StylelayerError
+from stylelayer_image import insert_above, png_size, style_layer_name
+from stylelayer_messages import PluginError, error_message
+from stylelayer_params import check_server_url
+from stylelayer_settings import abandon_after_s, load_token
+from stylelayer_status import estimate_text, progress_fraction, progress_text
 
 TOKEN_ENV = "STYLELAYER_TOKEN"  # what the server reads its token from; a script may set it for the plug-in too
 NO_STYLE = "Choose a style image (a file, or one from the server's library)."

@@ -351,7 +351,7 @@ def main():
         result["ok"] = True
         result["layer_name"] = name
     except Exception as exc:  # noqa: BLE001 - recorded for the test
-        from stylelayer_krita.stylelayer_messages import error_message
+        from stylelayer_messages import error_message
 
         result["error_type"] = type(exc).__name__
         result["error_message"] = error_message(exc)

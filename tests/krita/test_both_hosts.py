@@ -11,8 +11,8 @@ from unittest import mock
 import pytest
 from krita_fakes import PillowCodec
 from stylelayer_krita import transfer
-from stylelayer_krita.stylelayer_messages import PluginError
-from stylelayer_krita.stylelayer_settings import save_token
+from stylelayer_messages import PluginError
+from stylelayer_settings import save_token
 
 from stylelayer.install import PACKAGE_DIRS, assemble
 
@@ -23,7 +23,7 @@ class Recorded(PluginError):
 
 @pytest.fixture(scope="module")
 def gimp_plugin(tmp_path_factory):
-    """The assembled GIMP plug-in's main module and its copy of the workflow, gi replaced by stand-ins."""
+    """The assembled GIMP plug-in's main module (gi replaced by stand-ins) and the workflow module it imports."""
     folder = assemble("gimp", tmp_path_factory.mktemp("gimp")) / PACKAGE_DIRS["gimp"]
     repository = types.SimpleNamespace(
         Gegl=mock.MagicMock(), Gimp=mock.MagicMock(PlugIn=object), Gio=mock.MagicMock(), GLib=mock.MagicMock()
@@ -63,9 +63,7 @@ def test_both_hosts_fall_back_to_the_token_file_then_the_environment(
         made.append((base_url, token))
         raise Recorded("made")
 
-    krita_workflow = sys.modules["stylelayer_krita.stylelayer_workflow"]
-    monkeypatch.setattr(krita_workflow, "StylelayerClient", client)
-    monkeypatch.setattr(gimp_workflow, "StylelayerClient", client)
+    monkeypatch.setattr(gimp_workflow, "StylelayerClient", client)  # the one both hosts import by this name
     style = tmp_path / "style.png"
     style.write_bytes(b"\x89PNG")
     with pytest.raises(Recorded):

@@ -60,10 +60,10 @@ def test_install_into_throwaway_home(tmp_path):
     kritarc.write_text("[General]\nLanguage=de\n\n[python]\nenable_scripter=true\n")
     target = kinstall.install(resources)
     assert target == resources / "pykrita" / "stylelayer_krita"
-    for name in ("__init__.py", "logic.py", "qtcodec.py", "transfer.py", "ui.py", "extension.py", *SHARED_MODULES):
+    for name in ("__init__.py", "logic.py", "qtcodec.py", "transfer.py", "ui.py", "extension.py"):
         assert (target / name).read_bytes() == ASSEMBLED[f"stylelayer_krita/{name}"].read_bytes()
     for name in SHARED_MODULES:  # assembled from their one source
-        assert (target / name).read_bytes() == (plugins_root() / "common" / name).read_bytes()
+        assert (target / "shared" / name).read_bytes() == (plugins_root() / "common" / name).read_bytes()
     pykrita = resources / "pykrita"
     assert {p.relative_to(pykrita).as_posix() for p in pykrita.rglob("*") if p.is_file()} == set(ASSEMBLED)
     assert not list(target.rglob("__pycache__"))
@@ -91,11 +91,11 @@ def test_build_zip_layout(tmp_path):
     assert {
         "stylelayer_krita/",
         "stylelayer_krita/__init__.py",
-        "stylelayer_krita/stylelayer_client.py",
-        "stylelayer_krita/stylelayer_workflow.py",
+        "stylelayer_krita/shared/stylelayer_client.py",
+        "stylelayer_krita/shared/stylelayer_workflow.py",
     } <= names
     assert all(n == "stylelayer_krita.desktop" or n.startswith("stylelayer_krita/") for n in names)
-    assert names == {*ASSEMBLED, "stylelayer_krita/", "stylelayer_krita/server/"}
+    assert names == {*ASSEMBLED, "stylelayer_krita/", "stylelayer_krita/server/", "stylelayer_krita/shared/"}
     wheel = ASSEMBLED[f"stylelayer_krita/server/stylelayer-{stylelayer.__version__}-py3-none-any.whl"]
     assert wheel.name.endswith(".whl")  # the server the plug-in's managed server installs
     with zipfile.ZipFile(out) as zf:
@@ -118,7 +118,7 @@ def test_plugin_imports_only_stdlib_pyqt5_and_krita():
     assert foreign_imports(files, {"PyQt5", "krita", *shared}) == []
 
 
-@pytest.mark.parametrize("name", ["logic.py", "transfer.py", *SHARED_MODULES])
+@pytest.mark.parametrize("name", ["logic.py", "transfer.py", *(f"shared/{name}" for name in SHARED_MODULES)])
 def test_logic_modules_do_not_import_qt_or_krita(name):
     text = ASSEMBLED[f"stylelayer_krita/{name}"].read_text()
     assert "PyQt5" not in text and "import krita" not in text and "from krita" not in text

@@ -319,7 +319,7 @@ def ellipse_region(mask: bytes, size: tuple[int, int]) -> list[int]:
 def test_ellipse_with_a_token_server_twice_then_undo(krita_home, token_server, inputs, tmp_path):
     """A remote-style server (token), Test connection, the estimate, an elliptical selection masked by an editable
     transparency mask, a second Apply that still paints the original layer, and Undo taking it all back."""
-    from stylelayer_krita.stylelayer_image import feather_mask, open_edges
+    from stylelayer_image import feather_mask, open_edges
 
     out = tmp_path / "run"
     result = run_krita(

@@ -32,7 +32,7 @@ def _stylelayer_processes(folder: Path) -> list[str]:
 @pytest.mark.skipif(not LOCAL_TORCH.is_file(), reason=f"needs the CPU build of PyTorch on disk ({LOCAL_TORCH})")
 @pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the PyTorch wheel on disk is for Python 3.11")
 def test_install_from_the_dialog_paint_an_ellipse_quit(tmp_path, inputs, monkeypatch):  # noqa: F811
-    from stylelayer_krita.stylelayer_image import feather_mask, open_edges
+    from stylelayer_image import feather_mask, open_edges
 
     _require_host()
     home = tmp_path / "home"

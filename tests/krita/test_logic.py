@@ -7,12 +7,12 @@ import random
 
 import pytest
 from PIL import Image
+from stylelayer_image import LAYER_NAME_MAX, encode_png, png_size, style_label, style_layer_name
 from stylelayer_krita import logic
 from stylelayer_krita.logic import Rect
-from stylelayer_krita.stylelayer_image import LAYER_NAME_MAX, encode_png, png_size, style_label, style_layer_name
-from stylelayer_krita.stylelayer_messages import PluginError
-from stylelayer_krita.stylelayer_params import BASE_STYLE_WEIGHT, PRESETS, build_params, check_server_url, preset_values
-from stylelayer_krita.stylelayer_status import progress_fraction, progress_text
+from stylelayer_messages import PluginError
+from stylelayer_params import BASE_STYLE_WEIGHT, PRESETS, build_params, check_server_url, preset_values
+from stylelayer_status import progress_fraction, progress_text
 
 from stylelayer.core.params import StyleParams
 

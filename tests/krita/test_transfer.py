@@ -9,11 +9,11 @@ import sys
 
 import pytest
 from krita_fakes import FakeDoc, FakeSelection, PillowCodec
+from stylelayer_client import JobCancelled, JobFailed, ServerUnavailable
+from stylelayer_image import EDGE_FEATHER, encode_png, feather_mask, png_size
 from stylelayer_krita import logic, transfer
-from stylelayer_krita.stylelayer_client import JobCancelled, JobFailed, ServerUnavailable
-from stylelayer_krita.stylelayer_image import EDGE_FEATHER, encode_png, feather_mask, png_size
-from stylelayer_krita.stylelayer_messages import PluginError
-from stylelayer_krita.stylelayer_workflow import run_job
+from stylelayer_messages import PluginError
+from stylelayer_workflow import run_job
 
 CODEC = PillowCodec()
 run_style_transfer = functools.partial(transfer.run_style_transfer, codec=CODEC)  # Krita's default codec needs Qt
@@ -268,7 +268,7 @@ def test_loss_points_follow_the_job_page_by_page(fake_doc, style_file):
 
 
 def test_no_loss_curve_from_the_server_does_not_stop_the_job(fake_doc, style_file):
-    from stylelayer_krita.stylelayer_client import StylelayerError
+    from stylelayer_client import StylelayerError
 
     client, batches = LossClient(StylelayerError("no route", code="not_found", status=404)), []
     source = transfer.prepare(fake_doc, fake_doc.active, CODEC)
@@ -380,7 +380,7 @@ def test_no_selection_needs_no_krita_actions(fake_doc, style_file):
 
 
 def test_the_server_is_checked_before_the_layer_is_sent(fake_doc, style_file):
-    from stylelayer_krita.stylelayer_client import NotStylelayer
+    from stylelayer_client import NotStylelayer
 
     class OtherServer(FakeClient):
         def probe(self):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .stylelayer_messages import PluginError
+from stylelayer_messages import PluginError
 
 # ---- pixel formats ---------------------------------------------------------------------------------------
 SUPPORTED_DEPTHS = {"U8": 1, "U16": 2}

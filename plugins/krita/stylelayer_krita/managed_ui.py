@@ -8,6 +8,7 @@ dialog, which connects to it like any other server.
 import os
 from pathlib import Path
 
+import stylelayer_managed as managed
 from krita import Krita
 from PyQt5.QtCore import QThread, QTimer, QUrl, pyqtSignal
 from PyQt5.QtGui import QDesktopServices
@@ -22,8 +23,6 @@ from PyQt5.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from . import stylelayer_managed as managed
 
 SETTINGS_GROUP = "stylelayer"
 POLL_MS = 500  # progress and state refresh

@@ -3,9 +3,8 @@ format Qt knows for the style. Needs PyQt5 (Krita has it), not Krita itself."""
 
 from PyQt5.QtCore import QBuffer, QByteArray, QIODevice, Qt
 from PyQt5.QtGui import QImage
-
-from .stylelayer_messages import PluginError
-from .stylelayer_params import MAX_STYLE_SIDE, check_style_file
+from stylelayer_messages import PluginError
+from stylelayer_params import MAX_STYLE_SIDE, check_style_file
 
 
 def png_bytes(image):

@@ -20,12 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from stylelayer_image import clear_outside, feather_mask, open_edges, style_label
+from stylelayer_messages import PluginError
+from stylelayer_params import DEFAULT_SERVER_URL
+from stylelayer_workflow import check_result, connect, placement, run_job
+
 from . import logic
 from .logic import Rect
-from .stylelayer_image import clear_outside, feather_mask, open_edges, style_label
-from .stylelayer_messages import PluginError
-from .stylelayer_params import DEFAULT_SERVER_URL
-from .stylelayer_workflow import check_result, connect, placement, run_job
 
 
 class LayerOps(Protocol):
@@ -99,10 +100,12 @@ def prepare(doc: Any, node: Any, codec: Codec) -> Source:
     if len(raw) != expected:
         raise PluginError(f"Krita returned {len(raw)} bytes of pixels for the layer; expected {expected}.")
     rgba = logic.from_krita(raw, channel_bytes)
-    mask = bytes(selection.pixelData(*rect.as_tuple())) if selection is not None else None
-    if mask is not None and mask.count(0) == len(mask):
-        raise PluginError("Nothing is selected inside the layer.")
-    if mask is not None:  # a hard edge fades in; a feathered one is kept
+    mask = None
+    if selection is not None:
+        mask = bytes(selection.pixelData(*rect.as_tuple()))
+        if mask.count(0) == len(mask):
+            raise PluginError("Nothing is selected inside the layer.")
+        # a hard edge fades in; a feathered one is kept
         bounds = (selection.x(), selection.y(), selection.width(), selection.height())
         edges = open_edges(rect.as_tuple(), bounds, (0, 0, int(doc.width()), int(doc.height())))
         mask = feather_mask(mask, rect.width, rect.height, open_edges=edges)

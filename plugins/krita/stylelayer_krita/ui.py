@@ -5,7 +5,10 @@ request (the job, the connection check, estimates, the library) runs in a QThrea
 signals, so Krita keeps painting.
 """
 
+from __future__ import annotations
+
 import os
+from typing import Any
 
 from krita import Krita
 from PyQt5.QtCore import QPointF, QSize, Qt, QThread, QTimer, pyqtSignal
@@ -33,13 +36,9 @@ from PyQt5.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from . import logic, transfer
-from .krita_ops import KritaLayerOps, node_id
-from .qtcodec import QtCodec
-from .stylelayer_image import style_label
-from .stylelayer_messages import NOT_CONNECTED_YET, PluginError, connection_text, error_message
-from .stylelayer_params import (
+from stylelayer_image import style_label
+from stylelayer_messages import NOT_CONNECTED_YET, PluginError, connection_text, error_message
+from stylelayer_params import (
     DEFAULT_PRESET,
     DEFAULT_SERVER_URL,
     MAX_ITERATIONS,
@@ -59,9 +58,13 @@ from .stylelayer_params import (
     strength_from_slider,
     strength_to_slider,
 )
-from .stylelayer_settings import TOKEN_PLACEHOLDER, migrate_token, save_token, token_path
-from .stylelayer_status import progress_fraction, progress_text
-from .stylelayer_workflow import connect, estimate, estimate_failed, run_job
+from stylelayer_settings import TOKEN_PLACEHOLDER, migrate_token, save_token, token_path
+from stylelayer_status import progress_fraction, progress_text
+from stylelayer_workflow import connect, estimate, estimate_failed, run_job
+
+from . import logic, transfer
+from .krita_ops import KritaLayerOps, node_id
+from .qtcodec import QtCodec
 
 SETTINGS_GROUP = "stylelayer"
 PREVIEW_SIDE = 256
@@ -186,11 +189,12 @@ class StyleTransferDialog(QDialog):
         self.codec = QtCodec()
         self.ops = KritaLayerOps()
         self.job = None
-        self.source = None
-        self.pending = None  # (layer name)
+        self.source: transfer.Source | None = None  # what the running job was read from
+        self.pending: str | None = None  # the running job's style label
         self._threads = set()
         self.show_message = self._message_box  # tests replace this to record instead of blocking
-        self.target_doc = self.target_node = None
+        self.target_doc: Any = None  # Krita's Document and Node (libkis, duck-typed)
+        self.target_node: Any = None
         self.created = None  # id of the layer the last run added (the target does not follow Krita onto it)
         self.server_info = None  # /v1/info of the server as last checked; None: not checked or not reachable
         self._check_seq = self._estimate_seq = 0
@@ -790,6 +794,7 @@ class StyleTransferDialog(QDialog):
 
     def _job_done(self, ok, value):
         source, label = self.source, self.pending
+        assert source is not None and label is not None  # start() sets both before the job runs
         self.job = self.source = self.pending = None
         self.run_button.setEnabled(True)
         self.cancel_button.setText("Close")

@@ -2,7 +2,8 @@
 
 A plug-in's sources are `plugins/<host>/` plus the modules both plug-ins share, which live once in
 `plugins/common/`. Krita and GIMP each load a plug-in from its own folder, so assembling copies the shared
-modules into the plug-in's package folder: `plugin_files` lists the result, and the installers and the Krita zip
+modules into it (SHARED_DIRS: GIMP's plug-in folder, a `shared/` folder in Krita's package; both are on sys.path
+when the plug-in runs): `plugin_files` lists the result, and the installers and the Krita zip
 write exactly that, with the stylelayer server as a wheel (server_wheel.py) that the plug-in's managed server
 installs. A wheel carries the sources as `stylelayer/_plugins/` (setup.py copies plugins/ there when
 it builds); a source checkout, editable install included, reads `plugins/` itself.
@@ -32,7 +33,8 @@ SHARED_MODULES = (  # plugins/common
     "stylelayer_workflow.py",
 )
 SERVER_DIR = "server"  # in the plug-in's package folder: the stylelayer wheel its managed server installs
-PACKAGE_DIRS = {"krita": "stylelayer_krita", "gimp": "stylelayer_gimp"}  # where the shared modules go, per host
+PACKAGE_DIRS = {"krita": "stylelayer_krita", "gimp": "stylelayer_gimp"}  # the plug-in's own folder, per host
+SHARED_DIRS = {"krita": "stylelayer_krita/shared", "gimp": "stylelayer_gimp"}  # where the shared modules go
 _PACKAGE = Path(__file__).resolve().parents[1]  # .../stylelayer
 BUNDLED = _PACKAGE / "_plugins"  # in an installed wheel
 CHECKOUT = _PACKAGE.parents[1] / "plugins"  # server/stylelayer -> the repository's plugins/
@@ -68,7 +70,7 @@ def plugin_files(host: str) -> dict[str, Path]:
         shared = root / "common" / name
         if not shared.is_file():
             raise FileNotFoundError(f"the {host} plug-in is incomplete: {shared} is missing")
-        files[f"{PACKAGE_DIRS[host]}/{name}"] = shared
+        files[f"{SHARED_DIRS[host]}/{name}"] = shared
     wheel = cached_wheel()
     files[f"{PACKAGE_DIRS[host]}/{SERVER_DIR}/{wheel.name}"] = wheel
     return files
