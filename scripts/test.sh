@@ -14,6 +14,6 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/pyright --project .  # standard checks (pyproject.toml [tool.pyright])
+.venv/bin/pyright --project .  # standard checks of server/ and plugins/ (pyproject.toml [tool.pyright])
 .venv/bin/openapi-spec-validator docs/openapi.yaml
 .venv/bin/python -m pytest -ra "$@"

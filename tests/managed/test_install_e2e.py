@@ -59,13 +59,13 @@ def test_install_killed_half_way_then_repair_then_a_job(tmp_path) -> None:
     for rel, source in files.items():
         (plugin / rel).parent.mkdir(parents=True, exist_ok=True)
         (plugin / rel).write_bytes(source.read_bytes())
-    wheel = managed.find_wheel(plugin / "stylelayer" / "server")
+    wheel = managed.find_wheel(plugin / "stylelayer_gimp" / "server")
     assert wheel is not None
     folder = tmp_path / "GIMP" / "stylelayer-server"
 
     # 1. An install in its own process (as in a host), killed once PyTorch is installed.
     code = (
-        f"import sys; sys.path.insert(0, {str(plugin / 'stylelayer')!r}); import stylelayer_managed as m;"
+        f"import sys; sys.path.insert(0, {str(plugin / 'stylelayer_gimp')!r}); import stylelayer_managed as m;"
         f" m.Installation({str(folder)!r}).install(m.Settings(wheel=m.Path({str(wheel)!r}), platform='linux',"
         f" backend='cpu', index=m.PYPI, packages={TORCH!r}))"
     )
@@ -108,7 +108,7 @@ def test_install_killed_half_way_then_repair_then_a_job(tmp_path) -> None:
     size_mb = inst.size_bytes() / 1e6
 
     # 3. Start, a job, stop.
-    server = managed.ManagedServer(inst, token_file=plugin / "stylelayer" / "token", idle_minutes=5)
+    server = managed.ManagedServer(inst, token_file=plugin / "stylelayer_gimp" / "token", idle_minutes=5)
     try:
         assert server.start().state == "starting"
         state = server.wait_running(300)

@@ -68,9 +68,12 @@ def test_the_wheel_holds_the_plugins_sources(installed):
 def test_install_plugin_krita_zip_from_the_installed_wheel(installed, tmp_path):
     _stylelayer(installed, "install-plugin", "krita", "--zip", tmp_path / "x.zip", cwd=tmp_path)
     expected = plugin_files("krita")  # assembled from this checkout
-    assert {"stylelayer_krita/stylelayer_client.py", "stylelayer_krita/stylelayer_plugin_logic.py"} <= set(expected)
+    assert {"stylelayer_krita/shared/stylelayer_client.py", "stylelayer_krita/shared/stylelayer_workflow.py"} <= set(
+        expected
+    )
     with zipfile.ZipFile(tmp_path / "x.zip") as zf:
-        assert set(zf.namelist()) == {*expected, "stylelayer_krita/", "stylelayer_krita/server/"}
+        folders = {"stylelayer_krita/", "stylelayer_krita/server/", "stylelayer_krita/shared/"}
+        assert set(zf.namelist()) == {*expected, *folders}
         for rel, source in expected.items():
             assert zf.read(rel) == source.read_bytes(), rel
 
@@ -85,14 +88,14 @@ def test_install_plugin_folder_from_the_installed_wheel(installed, tmp_path, hos
     for rel, source in expected.items():
         assert (root / rel).read_bytes() == source.read_bytes(), rel
     if host == "gimp":
-        assert os.access(root / "stylelayer" / "stylelayer.py", os.X_OK)
+        assert os.access(root / "stylelayer_gimp" / "stylelayer_gimp.py", os.X_OK)
 
 
 def test_the_plugins_carry_the_server_wheel_of_their_own_version(installed, tmp_path):
     """The wheel a plug-in assembled from an installed stylelayer carries is byte for byte the one a checkout
     builds, installs with pip into a new folder, and holds the server (and not the plug-ins' sources)."""
     _stylelayer(installed, "install-plugin", "gimp", "--dest", tmp_path / "plug-ins", cwd=tmp_path)
-    (carried,) = (tmp_path / "plug-ins" / "stylelayer" / "server").glob("stylelayer-*.whl")
+    (carried,) = (tmp_path / "plug-ins" / "stylelayer_gimp" / "server").glob("stylelayer-*.whl")
     assert carried.name == f"stylelayer-{stylelayer.__version__}-py3-none-any.whl"
     assert carried.read_bytes() == cached_wheel().read_bytes()
     with zipfile.ZipFile(carried) as zf:

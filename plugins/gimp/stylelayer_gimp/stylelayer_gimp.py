@@ -528,7 +528,7 @@ class StyleLayer(Gimp.PlugIn):
             "server-token",
             "To_ken",
             "The token the server was started with (its STYLELAYER_TOKEN or --token-file), only for a server on "
-            "another machine; empty: $STYLELAYER_TOKEN, or the one stored before. Kept in a file only you can read "
+            "another machine; empty: the one stored before, else $STYLELAYER_TOKEN. Kept in a file only you can read "
             "(~/.config/stylelayer/plugin-token), shown as dots",
             "",
             rw,
