@@ -547,6 +547,9 @@ class JobQueue:
             log.error("job %s: its result could not be stored: %s", job.id, exc.message)
             self._fail(job, exc.code, f"the job ran, but its result could not be stored: {exc.message}")
             return False
+        # The speed first: a client that sees the job done and asks for an estimate at once gets this job's pace.
+        device = device_type(worker.describe().get("device", ""))
+        timed = job.cost is not None and self.speed.record(job.cost.units, outcome.elapsed, device)
         with self._lock:
             job.seed, job.result_bytes = outcome.seed, size
             job.progress = replace(
@@ -557,8 +560,7 @@ class JobQueue:
                 elapsed=outcome.elapsed,
             )
             self.ledger.end(job, DONE)
-        device = device_type(worker.describe().get("device", ""))
-        if job.cost is not None and self.speed.record(job.cost.units, outcome.elapsed, device):
+        if timed:
             try:
                 self.store.save_speed(self.speed.state())
             except StorageError as exc:  # only estimates after a restart need it
