@@ -147,10 +147,10 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path, capsys, args, message):
 
 def test_install_plugin_commands(tmp_path, capsys):
     assert main(["install-plugin", "gimp", "--dest", str(tmp_path / "plug-ins")]) == 0
-    gimp_main = tmp_path / "plug-ins" / "stylelayer" / "stylelayer.py"
+    gimp_main = tmp_path / "plug-ins" / "stylelayer_gimp" / "stylelayer_gimp.py"
     assert gimp_main.is_file() and gimp_main.stat().st_mode & 0o111
     out = capsys.readouterr().out
-    assert f"into {tmp_path / 'plug-ins' / 'stylelayer'}" in out and "Filters > Artistic > Neural Style Transfer" in out
+    assert f"into {tmp_path / 'plug-ins' / 'stylelayer_gimp'}" in out and "Filters > Artistic > Neural Style Transfer" in out
     assert main(["install-plugin", "krita", "--dest", str(tmp_path / "krita")]) == 0
     assert (tmp_path / "krita" / "pykrita" / "stylelayer_krita" / "__init__.py").is_file()
     assert "enable_stylelayer_krita=true" in (tmp_path / "kritarc").read_text()
@@ -173,7 +173,7 @@ def test_install_plugin_refuses_a_folder_the_host_does_not_read(tmp_path, capsys
     assert not (tmp_path / "somewhere").exists()
     settings = tmp_path / "GIMP" / "3.0"  # the folder that holds gimprc: the plug-in goes into its plug-ins
     assert main(["install-plugin", "gimp", "--dest", str(settings)]) == 0
-    assert (settings / "plug-ins" / "stylelayer" / "stylelayer.py").is_file()
+    assert (settings / "plug-ins" / "stylelayer_gimp" / "stylelayer_gimp.py").is_file()
     pykrita = tmp_path / "res" / "pykrita"  # Krita's pykrita folder itself: its resource folder is meant
     pykrita.mkdir(parents=True)
     assert main(["install-plugin", "krita", "--dest", str(pykrita)]) == 0
@@ -183,7 +183,7 @@ def test_install_plugin_refuses_a_folder_the_host_does_not_read(tmp_path, capsys
     gimprc.parent.mkdir()
     gimprc.write_text(f'(plug-in-path "${{gimp_dir}}/plug-ins:{tmp_path / "my-plugins"}")\n')
     assert main(["install-plugin", "gimp", "--dest", str(tmp_path / "my-plugins")]) == 0
-    assert (tmp_path / "my-plugins" / "stylelayer" / "stylelayer.py").is_file()
+    assert (tmp_path / "my-plugins" / "stylelayer_gimp" / "stylelayer_gimp.py").is_file()
 
 
 def test_engine_flags_are_the_same_for_run_texture_and_serve():

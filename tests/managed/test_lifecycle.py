@@ -88,7 +88,7 @@ def test_a_running_job_is_not_idle(tmp_path) -> None:
         assert state.state == "running", state
         client = stylelayer_client.StylelayerClient(state.url, token=server.token())
         styles = [_png(real_image("starry_night", 96))]
-        job = client.submit(_png(real_image("tubingen", 128)), styles, params={"size": 128, "iterations": 100})
+        job = client.submit(_png(real_image("tubingen", 192)), styles, params={"size": 192, "iterations": 300})
         time.sleep(5)  # no request for longer than the idle time
         assert managed.pid_alive(state.pid)
         assert client.status(job)["state"] == "running", "the job ended too soon to show anything"
