@@ -150,7 +150,10 @@ def test_install_plugin_commands(tmp_path, capsys):
     gimp_main = tmp_path / "plug-ins" / "stylelayer_gimp" / "stylelayer_gimp.py"
     assert gimp_main.is_file() and gimp_main.stat().st_mode & 0o111
     out = capsys.readouterr().out
-    assert f"into {tmp_path / 'plug-ins' / 'stylelayer_gimp'}" in out and "Filters > Artistic > Neural Style Transfer" in out
+    assert (
+        f"into {tmp_path / 'plug-ins' / 'stylelayer_gimp'}" in out
+        and "Filters > Artistic > Neural Style Transfer" in out
+    )
     assert main(["install-plugin", "krita", "--dest", str(tmp_path / "krita")]) == 0
     assert (tmp_path / "krita" / "pykrita" / "stylelayer_krita" / "__init__.py").is_file()
     assert "enable_stylelayer_krita=true" in (tmp_path / "kritarc").read_text()
