@@ -154,13 +154,16 @@ class StylelayerClient:
         params: dict | None = None,
         preview_every: int | None = None,
         abandon_after: float | None = None,
+        regions: Sequence[tuple] = (),
     ) -> str:
         """Queue a job and return its id. Styles: image bytes and/or library ids, one or a list of each.
 
         `abandon_after`: seconds without a status request after which the server cancels the job, so a client
         that is killed (e.g. by GIMP's progress-bar cancel) does not leave it running; None: never.
+        `regions`: (mask PNG, style image bytes, style id) each, the styles one, a list or None as above; each
+        region's style paints where its mask is white (stylelayer_regions.region_form builds them).
         """
-        body, content_type = _job_form(content_png, style_png, style_id, params, preview_every, abandon_after)
+        body, content_type = _job_form(content_png, style_png, style_id, params, preview_every, abandon_after, regions)
         return self._json("POST", "/v1/jobs", body, content_type)["id"]
 
     def status(self, job_id: str) -> dict:
@@ -219,6 +222,7 @@ class StylelayerClient:
         preview_every: int | None = None,
         timeout: float | None = None,
         abandon_after: float | None = None,
+        regions: Sequence[tuple] = (),
     ) -> bytes:
         """Submit, poll until the job ends and return the result PNG.
 
@@ -227,8 +231,9 @@ class StylelayerClient:
         `timeout`: seconds to wait for the job, queued and running together (None: until it ends); past it the
         job is cancelled on the server and TimedOut raised. `abandon_after`: see `submit` (well above
         `poll_interval`). A server that stops answering once it has accepted the job raises JobInterrupted.
+        `regions`: see `submit`.
         """
-        job_id = self.submit(content_png, style_png, style_id, params, preview_every, abandon_after)
+        job_id = self.submit(content_png, style_png, style_id, params, preview_every, abandon_after, regions)
         try:
             return self._follow(job_id, on_progress, should_cancel, poll_interval, timeout)
         except (ServerUnavailable, ConnectionLost) as exc:
@@ -408,6 +413,7 @@ def _job_form(
     params: dict | None,
     preview_every: int | None,
     abandon_after: float | None = None,
+    regions: Sequence[tuple] = (),
 ) -> tuple:
     fields: list[tuple[str, str | None, bytes]] = [("params", None, json.dumps(params or {}).encode("utf-8"))]
     if preview_every is not None:
@@ -420,6 +426,13 @@ def _job_form(
         fields.append(("style", f"style{i}.png", bytes(image)))
     for sid in _as_list(style_id):
         fields.append(("style_id", None, str(sid).encode("utf-8")))
+    for number, (mask_png, region_png, region_id) in enumerate(regions, 1):  # region1_..., numbered without gaps
+        prefix = f"region{number}_"
+        fields.append((prefix + "mask", prefix + "mask.png", bytes(mask_png)))
+        for i, image in enumerate(_as_list(region_png)):
+            fields.append((prefix + "style", f"{prefix}style{i}.png", bytes(image)))
+        for sid in _as_list(region_id):
+            fields.append((prefix + "style_id", None, str(sid).encode("utf-8")))
     return _multipart(fields)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from stylelayer_client import StylelayerClient, StylelayerError
@@ -129,6 +129,7 @@ def run_job(
     should_cancel: Callable[[], bool] | None = None,
     on_losses: Callable[[list], None] | None = None,
     loss_plot: bool = False,
+    regions: Sequence[tuple] = (),
 ) -> JobResult:
     """The server job, blocking, touching no host object (it may run on a worker thread).
 
@@ -136,9 +137,10 @@ def run_job(
     before the layer is uploaded). The job asks the server to cancel it when the plug-in stops polling (the host
     was closed, or killed the plug-in: GIMP's progress-bar Cancel does). `should_cancel()` True cancels it on the
     server (the client raises JobCancelled). on_losses(points) gets each batch of new loss points; `loss_plot`
-    fetches the loss curves PNG at the end.
+    fetches the loss curves PNG at the end. `regions`: a style per region (stylelayer_regions.region_form);
+    with them the job's own style is optional (what no region covers then keeps the layer's look).
     """
-    if style_png is None and not style_id:
+    if style_png is None and not style_id and not regions:
         raise PluginError(NO_STYLE)
     client.probe()
     follow = LossFollower(client, on_losses) if on_losses is not None else None
@@ -159,6 +161,7 @@ def run_job(
         on_progress=progress,
         should_cancel=should_cancel,
         abandon_after=abandon_after_s(),
+        regions=regions,
     )
     if not isinstance(png, (bytes, bytearray)):
         raise PluginError("The server returned no image.")

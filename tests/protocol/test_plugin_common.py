@@ -82,6 +82,10 @@ PYTHON38_CHECKS = {
         "assert m.build_params(5, 2.0)['style_weight'] == 2 * m.BASE_STYLE_WEIGHT; "
         "assert m.check_server_url('http://h:1/') == 'http://h:1'"
     ),
+    "stylelayer_regions": (
+        "r = m.Region('Sky', bytes([0, 255]), m.RegionStyle(path='/a/b.png')); "
+        "assert m.region_form([r], 2, 1, lambda p: b'png')[0][1:] == (b'png', None) and m.regions_label([r]) == 'b'"
+    ),
     "stylelayer_status": (
         "s = {'state': 'running', 'iteration': 1, 'total': 4, 'eta_s': 2}; "
         "assert m.progress_fraction(s) == 0.25 and m.progress_text(s, 'T') == 'T: iteration 1/4, about 2 s left'"

@@ -28,6 +28,7 @@ SHARED_MODULES = (  # plugins/common
     "stylelayer_managed.py",
     "stylelayer_messages.py",
     "stylelayer_params.py",
+    "stylelayer_regions.py",
     "stylelayer_settings.py",
     "stylelayer_status.py",
     "stylelayer_workflow.py",
