@@ -77,6 +77,8 @@ class FakeNode:
         return list(self.children)
 
     def pixel_size(self) -> int:
+        if self._type == "selectionmask":  # one byte a pixel, as Krita's selections
+            return 1
         return 4 * (2 if self.depth == "U16" else 1)
 
     def bounds(self) -> QRect:

@@ -8,11 +8,12 @@ import socket
 import sys
 
 import pytest
-from krita_fakes import FakeDoc, FakeSelection, PillowCodec
+from krita_fakes import FakeDoc, FakeNode, FakeSelection, PillowCodec
 from stylelayer_client import JobCancelled, JobFailed, ServerUnavailable
 from stylelayer_image import EDGE_FEATHER, encode_png, feather_mask, png_size
 from stylelayer_krita import logic, transfer
 from stylelayer_messages import PluginError
+from stylelayer_regions import RegionStyle
 from stylelayer_workflow import run_job
 
 CODEC = PillowCodec()
@@ -394,3 +395,32 @@ def test_the_server_is_checked_before_the_layer_is_sent(fake_doc, style_file):
     ok = FakeClient()
     run_style_transfer(fake_doc, fake_doc.active, style_file, {}, client=ok)
     assert ok.probes == 1 and len(ok.calls) == 1
+
+
+# ---- regions -------------------------------------------------------------------------------------------------
+def test_regions_come_from_the_layers_selection_masks_or_a_groups_layers(fake_doc) -> None:
+    """A selection mask gives its own values, a layer of a group its alpha (16-bit: the high byte), over the pixels
+    sent; each with the style chosen for it by the node's key, None where none was chosen."""
+    sketch = fake_doc.active
+    mask = FakeNode(fake_doc, "Sky", "selectionmask")
+    mask.fill((0, 0, 12, 4), lambda x, y: bytes([200 if x < 6 else 255]))
+    sketch.addChildNode(mask, None)
+    group = FakeNode(fake_doc, "Regions", "grouplayer")
+    fake_doc.root.addChildNode(group, None)
+    ground = FakeNode(fake_doc, "Ground", depth="U16")
+    ground.fill((0, 4, 12, 5), lambda x, y: b"\x00\x00" * 3 + bytes([0x34, 100]))
+    group.addChildNode(ground, None)
+    group.addChildNode(FakeNode(fake_doc, "Mask", "transparencymask"), ground)
+
+    source = transfer.prepare(fake_doc, sketch, CODEC)
+    x, y, w, h = source.rect.as_tuple()
+    assert transfer.selection_masks(sketch) == [mask]
+    assert transfer.groups(fake_doc) == [group]
+    assert [n.name() for n in transfer.group_layers(group)] == ["Ground"]
+    styles = {transfer._key(mask): RegionStyle(path="/art/starry.png")}
+    regions = transfer.read_regions(source, [mask, ground], styles)
+    assert [(r.name, r.style) for r in regions] == [("Sky", styles[transfer._key(mask)]), ("Ground", None)]
+    sky_mask = bytes((200 if i < 6 else 255) if j < 4 else 0 for j in range(y, y + h) for i in range(x, x + w))
+    ground_mask = bytes(100 if j >= 4 else 0 for j in range(y, y + h) for _ in range(x, x + w))
+    assert regions[0].mask == sky_mask
+    assert regions[1].mask == ground_mask

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from stylelayer_image import clear_outside, feather_mask, open_edges, style_label
 from stylelayer_messages import PluginError
 from stylelayer_params import DEFAULT_SERVER_URL
+from stylelayer_regions import Region, RegionStyle
 from stylelayer_workflow import check_result, connect, placement, run_job
 
 from . import logic
@@ -67,6 +68,9 @@ class TransferResult:
     result_png: bytes
 
 
+MASK_TYPES = ("transparencymask", "filtermask", "selectionmask", "transformmask", "colorizemask")
+
+
 def _rect(qrect: Any) -> Rect:
     return Rect(int(qrect.x()), int(qrect.y()), int(qrect.width()), int(qrect.height()))
 
@@ -80,7 +84,7 @@ def region(doc: Any, node: Any) -> tuple[Rect, Any]:
         raise PluginError("Select a layer first: there is no active layer.")
     if node.parentNode() is None:
         raise PluginError("The active node is the image's root; select a layer.")
-    if node.type() in ("transparencymask", "filtermask", "selectionmask", "transformmask", "colorizemask"):
+    if node.type() in MASK_TYPES:
         raise PluginError(f"The active node is a mask ({node.type()}); select a layer instead.")
     canvas = Rect(0, 0, int(doc.width()), int(doc.height()))
     selection = doc.selection()
@@ -117,6 +121,49 @@ def prepare(doc: Any, node: Any, codec: Codec) -> Source:
         content_png=codec.encode(rect.width, rect.height, rgba),
         channel_bytes=logic.bytes_per_channel(doc.colorModel(), doc.colorDepth(), "The image"),
     )
+
+
+# ---- regions: a style per selection mask, or per layer of a group -----------------------------------------------
+def selection_masks(node: Any) -> list[Any]:
+    """The layer's selection masks and local selections, bottom to top: each is a region."""
+    return [child for child in node.childNodes() if child.type() == "selectionmask"]
+
+
+def group_layers(group: Any) -> list[Any]:
+    """The layers of a group, bottom to top (not their masks): each layer's alpha is a region."""
+    return [child for child in group.childNodes() if child.type() not in MASK_TYPES]
+
+
+def groups(doc: Any) -> list[Any]:
+    """Every group layer of the document, top level first: the groups whose layers can be regions."""
+    found: list[Any] = []
+    pending = list(doc.rootNode().childNodes())
+    while pending:
+        node = pending.pop(0)
+        if node.type() == "grouplayer":
+            found.append(node)
+            pending.extend(node.childNodes())
+    return found
+
+
+def region_mask(source: Source, node: Any) -> bytes:
+    """One byte a pixel over the pixels sent: a selection mask's own values, or a layer's alpha."""
+    rect = source.rect
+    raw = bytes(node.pixelData(*rect.as_tuple()))
+    if node.type() == "selectionmask":
+        if len(raw) != rect.width * rect.height:
+            raise PluginError(f"Krita returned {len(raw)} bytes for the selection mask “{node.name()}”.")
+        return raw
+    channel_bytes = logic.bytes_per_channel(node.colorModel(), node.colorDepth(), f"The layer “{node.name()}”")
+    if len(raw) != rect.width * rect.height * 4 * channel_bytes:
+        raise PluginError(f"Krita returned {len(raw)} bytes of pixels for the layer “{node.name()}”.")
+    return logic.from_krita(raw, channel_bytes)[3::4]
+
+
+def read_regions(source: Source, nodes: list[Any], styles: dict[Any, RegionStyle]) -> list[Region]:
+    """The regions of a run: each node's mask over the pixels sent, with the style chosen for it (by the
+    node's key: Krita's unique id)."""
+    return [Region(node.name(), region_mask(source, node), styles.get(_key(node))) for node in nodes]
 
 
 def insert_result(

@@ -51,6 +51,7 @@ from stylelayer_params import (
     STRENGTH_SLIDER,
     build_params,
     check_server_url,
+    check_style_file,
     default_preset,
     matching_preset,
     new_seed,
@@ -58,6 +59,7 @@ from stylelayer_params import (
     strength_from_slider,
     strength_to_slider,
 )
+from stylelayer_regions import RegionStyle, region_form, regions_label
 from stylelayer_settings import TOKEN_PLACEHOLDER, migrate_token, save_token, token_path
 from stylelayer_status import progress_fraction, progress_text
 from stylelayer_workflow import connect, estimate, estimate_failed, run_job
@@ -65,6 +67,7 @@ from stylelayer_workflow import connect, estimate, estimate_failed, run_job
 from . import logic, transfer
 from .krita_ops import KritaLayerOps, node_id
 from .qtcodec import QtCodec
+from .regions_ui import RegionsPanel
 
 SETTINGS_GROUP = "stylelayer"
 PREVIEW_SIDE = 256
@@ -117,9 +120,10 @@ class JobThread(QThread):
     losses = pyqtSignal(object)
     done = pyqtSignal(bool, object)
 
-    def __init__(self, source, client, style_png, style_id, params, parent=None):
+    def __init__(self, source, client, style_png, style_id, params, parent=None, regions=()):
         super().__init__(parent)
         self._args = (source, client, style_png, style_id, params)
+        self._regions = regions  # stylelayer_regions.region_form's fields
         self._cancel = False
 
     def cancel(self):
@@ -137,6 +141,7 @@ class JobThread(QThread):
                 on_progress=lambda status, preview: self.progress.emit(status, preview),
                 should_cancel=lambda: self._cancel,
                 on_losses=self.losses.emit,
+                regions=self._regions,
             )
         except BaseException as exc:  # noqa: BLE001
             self.done.emit(False, exc)
@@ -217,6 +222,8 @@ class StyleTransferDialog(QDialog):
         layout.addWidget(self._build_server())
         layout.addWidget(self._build_target())
         layout.addWidget(self._build_style())
+        self.regions_panel = RegionsPanel(self.chosen_style, lambda ok, message: self.show_message(ok, message))
+        layout.addWidget(self.regions_panel)
         middle = QHBoxLayout()
         middle.addWidget(self._build_options(), 1)
         middle.addWidget(self._build_preview())
@@ -565,6 +572,7 @@ class StyleTransferDialog(QDialog):
             target_id, self.created = logic.follow_target(node_id(self.target_node), node_id(node), self.created)
             if target_id != node_id(self.target_node):
                 self.target_node = node
+        self.regions_panel.refresh(self.target_doc, self.target_node)
         text = self._target_text()
         if text != self.target_label.text():
             self.target_label.setText(text)
@@ -749,14 +757,14 @@ class StyleTransferDialog(QDialog):
             params = self.params()
             client = self.client()
             source = transfer.prepare(doc, node, self.codec)
-            if self.library_radio.isChecked():
-                item = self.library.currentItem()
-                if item is None:
-                    raise PluginError("Pick a style in the server library (press Test connection to load it).")
-                style_png, style_id, label = None, item.data(Qt.UserRole), style_label(style_name=item.text())
+            if self.regions_panel.active():  # a style per region; one layer all the same
+                chosen = self.regions_panel.regions(source)
+                regions = region_form(chosen, source.rect.width, source.rect.height, self.codec.load_style)
+                style_png, style_id, label = None, None, regions_label(chosen)
             else:
-                path = self.style_edit.text().strip()
-                style_png, style_id, label = self.codec.load_style(path), None, style_label(path)
+                style = self.chosen_style()
+                style_png = self.codec.load_style(style.path) if style.path is not None else None
+                style_id, label, regions = style.style_id, style.label, []
         except Exception as exc:  # noqa: BLE001
             self.save_settings()  # what the painter chose is remembered, even when it cannot run
             self._finish(False, error_message(exc))
@@ -773,11 +781,20 @@ class StyleTransferDialog(QDialog):
         self.progress_label.setText("Sending the layer to the server…")
         self.run_button.setEnabled(False)
         self.cancel_button.setText("Cancel")
-        self.job = JobThread(source, client, style_png, style_id, params, self)
+        self.job = JobThread(source, client, style_png, style_id, params, self, regions)
         self.job.progress.connect(self._progress)
         self.job.losses.connect(self.loss_curve.add)
         self.job.done.connect(self._job_done)
         self._spawn(self.job)
+
+    def chosen_style(self) -> RegionStyle:
+        """The style the chooser shows: the library's selected style, or the image file (checked when loaded)."""
+        if self.library_radio.isChecked():
+            item = self.library.currentItem()
+            if item is None:
+                raise PluginError("Pick a style in the server library (press Test connection to load it).")
+            return RegionStyle(style_id=item.data(Qt.UserRole), name=item.text())
+        return RegionStyle(path=check_style_file(self.style_edit.text()))
 
     def _progress(self, status, preview):
         fraction = progress_fraction(status)
