@@ -174,6 +174,8 @@ def run_dialog(doc, node, captured):
             texts["attempts"].append([done.get("ok"), done.get("message"), dialog.status_label.text()])
         result["dialog"] = {"messages": messages}
         raise RuntimeError("attempts only")
+    if CONFIG.get("regions"):  # Regions: the layer's selection masks, each given its style through the dialog
+        choose_regions(dialog, texts)
     estimate_before = dialog.estimate_label.text()
     shown = texts["estimates_shown"] = []
     real_estimated = dialog._estimated
@@ -231,6 +233,34 @@ def run_dialog(doc, node, captured):
 
 
 dialog_progress = []
+
+
+def add_region_masks(doc, node):
+    """One selection mask (a local selection) on `node` per region of CONFIG: (name, [x, y, w, h], style)."""
+    for name, (x, y, w, h), _style in CONFIG["regions"]:
+        sel = Selection()
+        sel.select(x, y, w, h, 255)
+        mask = doc.createSelectionMask(name)
+        mask.setSelection(sel)
+        node.addChildNode(mask, None)
+    doc.waitForDone()
+    settle(200)
+
+
+def choose_regions(dialog, texts):
+    """Regions from the layer's selection masks; for each, its style file in the chooser, then "Use the style above
+    for this region", as a painter does. The region list as shown goes into texts["regions"]."""
+    from stylelayer_krita import regions_ui
+
+    panel = dialog.regions_panel
+    dialog.refresh_target()
+    panel.source_combo.setCurrentIndex(panel.source_combo.findData(regions_ui.MASKS))
+    for row, (_name, _rect, style) in enumerate(CONFIG["regions"]):
+        panel.region_list.setCurrentRow(row)
+        dialog.file_radio.setChecked(True)
+        dialog.style_edit.setText(style)
+        panel.use_button.click()
+    texts["regions"] = [panel.region_list.item(i).text() for i in range(panel.region_list.count())]
 
 
 def install_managed(dialog):
@@ -327,6 +357,8 @@ def main():
         doc.setSelection(sel)
     if CONFIG.get("ellipse"):
         doc.setSelection(ellipse_selection(doc, *CONFIG["ellipse"]))
+    if CONFIG.get("regions"):
+        add_region_masks(doc, node)
     stack_before = [n.name() for n in doc.rootNode().childNodes()]
     captured = {}
     try:
@@ -379,6 +411,8 @@ def main():
             write("new_canvas.bgra", bytes(n.pixelData(0, 0, w, h)))
             write("new_projection.bgra", bytes(n.projectionPixelData(0, 0, w, h)))
             result["new_children"] = [[c.name(), c.type()] for c in n.childNodes()]
+        if n.name() == result["original"]["name"]:
+            result["original_children"] = [[c.name(), c.type()] for c in n.childNodes()]
             for c in n.childNodes():
                 if c.type() == "transparencymask":
                     write("new_mask.a8", bytes(c.pixelData(0, 0, w, h)))
