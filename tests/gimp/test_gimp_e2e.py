@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from region_measure import region_misses
 from stylelayer_image import feather_mask, mask_is_hard, open_edges
 from stylelayer_params import build_params
 from testimages import REPO, real_image
@@ -81,6 +82,11 @@ try:
         sel = img.get_selection()
         rect = Gegl.Rectangle.new(0, 0, img.get_width(), img.get_height())
         out["selection"] = list(bytes(sel.get_buffer().get(rect, 1.0, "Y u8", Gegl.AbyssPolicy.NONE)))
+    for name, rect in A.get("channels", []):  # saved selections, named: a region each
+        img.select_rectangle(Gimp.ChannelOps.REPLACE, *rect)
+        Gimp.Selection.save(img).set_name(name)
+    if A.get("channels"):
+        Gimp.Selection.none(img)
     if A.get("indexed"):
         img.convert_indexed(Gimp.ConvertDitherType.NONE, Gimp.ConvertPaletteType.GENERATE, 16, False, False, "")
     out["before"] = [item.get_name() for item in img.get_layers()]
@@ -989,3 +995,59 @@ def test_the_dialog_says_at_once_what_is_wrong(gimp3, style_files, xdisplay):
     assert "status: Not connected yet: press Test connection, or Apply." in lines, lines
     assert not [line for line in lines if line.startswith("status: Not connected: ")], lines
     assert out["status"] == "cancel" and out["after"] == ["Source"], out
+
+
+@pytest.mark.slow
+def test_two_channels_two_styles_one_layer(gimp3, server_url, engine, style_files):
+    """A style per saved selection: channels Sky and Ground over the photo's halves (the photo at an offset in a
+    larger canvas), The Starry Night and The Scream through the `regions` argument. One layer comes back above the
+    photo, nothing else changes, and in each half the returned layer's guided Gram matrices are nearer its own
+    style's than the other's (tests/region_measure.py, the engine test's measure)."""
+    photo = _photo()
+    w, h = photo.size
+    background = Image.new("RGBA", (w + 14, h + 12), (250, 250, 250, 255))
+    source = gimp3.work / "regions.ora"
+    _write_ora(source, background.size, [("Photo", photo, 10, 6), ("Background", background, 0, 0)])
+    scream = real_image("the_scream", 128)
+    scream_file = gimp3.work / "the_scream.png"
+    scream.save(scream_file)
+    top, bottom = [10, 6, w, h // 2], [10, 6 + h // 2, w, h - h // 2]
+    spec = f"Sky={gimp3.inside(style_files['png'])}; Ground={gimp3.inside(scream_file)}"
+    props = _props(style_files["png"], gimp3, server_url, iterations=40, size=max(w, h), regions=spec)
+    args = {
+        "input": gimp3.inside(source),
+        "layer": "Photo",
+        "props": props,
+        "channels": [["Sky", top], ["Ground", bottom]],
+    }
+
+    out, _ora = gimp3.run(args)
+
+    name = "Style: starry night + the scream"
+    assert out["status"] == "success", out
+    assert out["after"] == [name, "Photo", "Background"], out
+    assert out["layers"][name] == {"has_alpha": True, "offsets": [10, 6], "size": [w, h]}
+    layer = out["pixels"][name]
+    assert layer.getchannel("A").getextrema() == (255, 255)  # the whole layer: no selection cut it
+    masks = []
+    for rect in (top, bottom):
+        mask = Image.new("L", (w, h), 0)
+        mask.paste(255, (rect[0] - 10, rect[1] - 6, rect[0] - 10 + rect[2], rect[1] - 6 + rect[3]))
+        masks.append(mask)
+    starry = real_image("starry_night", 128)
+    pairs = [(masks[0], starry, scream), (masks[1], scream, starry)]
+    assert region_misses(engine, layer.convert("RGB"), pairs) == []
+    assert region_misses(engine, photo, pairs)  # the photo alone fails the measure
+
+
+def test_a_region_channel_the_image_lacks_is_named(gimp3, server_url, style_files):
+    """A `regions` argument naming no channel of the image: an execution error that says which channels it has."""
+    source = gimp3.work / "regions-missing.png"
+    _photo(48).save(source)
+    props = _props(style_files["png"], gimp3, server_url, regions=f"Sky={gimp3.inside(style_files['png'])}")
+    out, _ora = gimp3.run(
+        {"input": gimp3.inside(source), "layer": None, "props": props, "channels": [["Ground", [0, 0, 8, 8]]]}
+    )
+    assert out["status"] == "execution-error", out
+    assert "The image has no channel “Sky” (its channels: “Ground”)" in out["error"], out["error"]
+    assert out["after"] == ["Source"]

@@ -28,6 +28,7 @@ FIELDS = [
     "preserve-colors",
     "server-url",
     "server-token",
+    "regions",
 ]  # the style file has its own chooser, above them; the variation its check box; the seed and loss-plot
 # arguments are for scripts
 STATUS_LINES = 2  # the status and estimate lines keep this height (longer text is cut, whole in its tooltip)

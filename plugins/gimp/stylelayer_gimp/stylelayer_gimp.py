@@ -45,6 +45,7 @@ from stylelayer_params import (  # noqa: E402
     check_style_file,
     new_seed,
 )
+from stylelayer_regions import Region, RegionStyle, parse_region_spec, region_form, regions_label  # noqa: E402
 from stylelayer_settings import load_token, migrate_token, save_token  # noqa: E402
 from stylelayer_workflow import JobRunner, check_result, connect, is_cancelled, placement, run_job  # noqa: E402
 
@@ -178,12 +179,22 @@ def _make_client(url, token, timeout=30):
     return connect(url, token, timeout, managed)
 
 
-def _run_job(client, content_png, style_png, params, interactive, loss_plot):
+def _run_job(client, content_png, style_png, params, interactive, loss_plot, regions=()):
     """Runs the server job (stylelayer_workflow.run_job) off the main thread while this one shows its progress;
-    returns its JobResult, or None when cancelled."""
+    returns its JobResult, or None when cancelled. `regions`: stylelayer_regions.region_form's fields."""
 
     def work(on_progress, should_cancel):
-        return run_job(client, content_png, style_png, None, params, on_progress, should_cancel, loss_plot=loss_plot)
+        return run_job(
+            client,
+            content_png,
+            style_png,
+            None,
+            params,
+            on_progress,
+            should_cancel,
+            loss_plot=loss_plot,
+            regions=regions,
+        )
 
     Gimp.progress_init(f"{TITLE}: sending to {client.base_url}")
     window = _CancelWindow(TITLE, params.get("seed")) if interactive else None
@@ -239,7 +250,8 @@ def stylize(procedure, run_mode, image, drawables, config, seed):
 
     style_file = config.get_property("style-file")
     style_path = style_file.get_path() if style_file is not None else None
-    if not style_path:
+    pairs = parse_region_spec(config.get_property("regions"))
+    if not style_path and not pairs:
         raise PluginError("choose a style image (a local file)")
     size, iterations = logic.preset_size_iterations(
         config.get_property("preset"), config.get_property("size"), config.get_property("iterations")
@@ -265,9 +277,14 @@ def stylize(procedure, run_mode, image, drawables, config, seed):
         content_png = encode_png(w, h, rgba, channels=4)
     else:
         content_png = encode_png(w, h, logic.rgba_to_rgb(rgba), channels=3)
-    style_png = _style_png(style_path)
+    if pairs:  # a style per channel; the style image is not used
+        regions = _channel_regions(image, pairs, (ox + x, oy + y, w, h))
+        form, style_png, label = region_form(regions, w, h, _style_png), None, regions_label(regions)
+    else:
+        form, style_png, label = [], _style_png(style_path), style_label(style_path)
 
-    outcome = _run_job(client, content_png, style_png, params, run_mode == Gimp.RunMode.INTERACTIVE, bool(loss_path))
+    interactive = run_mode == Gimp.RunMode.INTERACTIVE
+    outcome = _run_job(client, content_png, style_png, params, interactive, bool(loss_path), form)
     if outcome is None:
         return False
     result_png, loss_png = outcome
@@ -276,7 +293,7 @@ def stylize(procedure, run_mode, image, drawables, config, seed):
         result_rgba = clear_outside(result_rgba, mask)
 
     siblings, target = _siblings(image, drawable)
-    place = placement(style_label(style_path), [item.get_name() for item in siblings], target)
+    place = placement(label, [item.get_name() for item in siblings], target)
     name, above = place.name, siblings[place.above]
     image.undo_group_start()
     new_layer, inserted = None, False
@@ -339,6 +356,24 @@ def _selection_mask(image, x, y, w, h):
     sx1, sy1, sx2, sy2 = Gimp.Selection.bounds(image)[-4:]  # (success, non-empty, x1, y1, x2, y2)
     edges = open_edges((x, y, w, h), (sx1, sy1, sx2 - sx1, sy2 - sy1), (0, 0, image.get_width(), image.get_height()))
     return feather_mask(raw, w, h, open_edges=edges)
+
+
+def _channel_regions(image, pairs, rect):
+    """The regions of (channel name, style file) pairs: each saved selection's values over `rect` (x, y, w, h in
+    image coordinates), one byte a pixel; PluginError naming a channel the image does not have."""
+    channels = {channel.get_name(): channel for channel in image.get_channels()}
+    regions = []
+    for name, path in pairs:
+        channel = channels.get(name)
+        if channel is None:
+            known = ", ".join(f"“{known}”" for known in channels) or "none"
+            raise PluginError(
+                f"the image has no channel “{name}” (its channels: {known}); save each region's selection with "
+                "Select > Save to Channel and name the channel"
+            )
+        mask = bytes(channel.get_buffer().get(_rect(*rect), 1.0, MASK_FORMAT, Gegl.AbyssPolicy.NONE))
+        regions.append(Region(name, mask, RegionStyle(path=path)))
+    return regions
 
 
 def _last_values_path():
@@ -530,6 +565,15 @@ class StyleLayer(Gimp.PlugIn):
             "The token the server was started with (its STYLELAYER_TOKEN or --token-file), only for a server on "
             "another machine; empty: the one stored before, else $STYLELAYER_TOKEN. Kept in a file only you can read "
             "(~/.config/stylelayer/plugin-token), shown as dots",
+            "",
+            rw,
+        )
+        procedure.add_string_argument(
+            "regions",
+            "_Regions",
+            "A style per region: channel name=style image file, separated by ';' (e.g. Sky=/art/starry.jpg; "
+            "Ground=/art/scream.jpg). Save each region's selection as a channel first (Select > Save to Channel). "
+            "The result is still one new layer; with regions the style image above is not used. Empty: one style",
             "",
             rw,
         )
