@@ -247,14 +247,32 @@ def add_region_masks(doc, node):
     settle(200)
 
 
+def add_region_group(doc, node):
+    """A hidden group "Regions" above `node` with one paint layer per region of CONFIG, opaque over its rect."""
+    group = doc.createGroupLayer("Regions")
+    doc.rootNode().addChildNode(group, node)
+    for name, (x, y, w, h), _style in CONFIG["regions"]:
+        layer = doc.createNode(name, "paintlayer")
+        group.addChildNode(layer, None)
+        layer.setPixelData(bytes([40, 80, 200, 255]) * (w * h), x, y, w, h)
+    group.setVisible(False)
+    doc.setActiveNode(node)  # the photo, as the painter picks it again after painting the regions
+    doc.waitForDone()
+    settle(300)
+
+
 def choose_regions(dialog, texts):
-    """Regions from the layer's selection masks; for each, its style file in the chooser, then "Use the style above
-    for this region", as a painter does. The region list as shown goes into texts["regions"]."""
+    """Regions from the layer's selection masks (or CONFIG's regions_from: "group", the layers of group Regions);
+    for each, its style file in the chooser, then "Use the style above for this region", as a painter does. The
+    region list as shown goes into texts["regions"]."""
     from stylelayer_krita import regions_ui
 
     panel = dialog.regions_panel
     dialog.refresh_target()
-    panel.source_combo.setCurrentIndex(panel.source_combo.findData(regions_ui.MASKS))
+    if CONFIG.get("regions_from") == "group":
+        panel.source_combo.setCurrentIndex(panel.source_combo.findText("The layers of group “Regions”"))
+    else:
+        panel.source_combo.setCurrentIndex(panel.source_combo.findData(regions_ui.MASKS))
     for row, (_name, _rect, style) in enumerate(CONFIG["regions"]):
         panel.region_list.setCurrentRow(row)
         dialog.file_radio.setChecked(True)
@@ -358,7 +376,7 @@ def main():
     if CONFIG.get("ellipse"):
         doc.setSelection(ellipse_selection(doc, *CONFIG["ellipse"]))
     if CONFIG.get("regions"):
-        add_region_masks(doc, node)
+        (add_region_group if CONFIG.get("regions_from") == "group" else add_region_masks)(doc, node)
     stack_before = [n.name() for n in doc.rootNode().childNodes()]
     captured = {}
     try:

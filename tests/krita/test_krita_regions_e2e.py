@@ -6,6 +6,8 @@ are nearer its own style's than the other's (tests/region_measure.py, the engine
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from PIL import Image
 from region_measure import region_misses
@@ -25,7 +27,8 @@ def _rect_mask(size: tuple[int, int], rect: list[int]) -> Image.Image:
     return mask
 
 
-def test_two_selection_masks_two_styles_one_layer(krita_home, server, cpu_engine, tmp_path):  # noqa: F811
+def _run(home: Path, srv, tmp_path: Path, **extra) -> tuple[dict, Path, tuple[int, int], list, list]:
+    """Krita's dialog with two regions over the photo's halves, Sky (The Starry Night) above Ground (The Scream)."""
     tmp = tmp_path / "inputs"
     tmp.mkdir()
     content = _image("tubingen", tmp, SIDE)
@@ -37,28 +40,48 @@ def test_two_selection_masks_two_styles_one_layer(krita_home, server, cpu_engine
         "mode": "dialog",
         "image": str(content),
         "style": str(styles["starry"]),
-        "server_url": server.url,
+        "server_url": srv.url,
         "params": PARAMS,
         "regions": regions,
         "dialog_timeout_s": 150,
+        **extra,
     }
     out = tmp_path / "run"
-    result = run_krita(krita_home, out, config, timeout=200)
+    result = run_krita(home, out, config, timeout=200)
     assert result["ok"], result.get("traceback") or result.get("error_message") or result.get("dialog")
     assert result["texts"]["regions"] == ["Sky: starry night", "Ground: the scream"]
-    name = result["layer_name"]
-    assert name == "Style: starry night + the scream"
-    original = result["original"]["name"]
-    assert [entry[0] for entry in layers(result)] == [original, name]  # one new layer, right above the photo
-    assert result["original_children"] == [["Sky", "selectionmask"], ["Ground", "selectionmask"]]
+    assert result["layer_name"] == "Style: starry night + the scream"
     assert result["original_unchanged"] is True
-    assert [layer["name"] for layer in kra_stack(out / "doc.kra")] == [original, name]
+    return result, out, (width, height), top, bottom
 
+
+def _check_regions(result: dict, out: Path, size: tuple[int, int], top: list, bottom: list, engine) -> None:
+    """The new layer covers the photo, and each half is its own style by the guided-Gram measure."""
+    width, height = size
+    name = result["layer_name"]
     rect = next(entry[2] for entry in layers(result) if entry[0] == name)
     assert rect == [0, 0, width, height]
     layer = Image.frombytes("RGBA", (width, height), (out / "new_layer.bgra").read_bytes(), "raw", "BGRA")
     assert layer.getchannel("A").getextrema() == (255, 255)  # the whole layer, no selection cut it
     starry, scream = real_image("starry_night", 128), real_image("the_scream", 128)
     pairs = [(_rect_mask((width, height), top), starry, scream), (_rect_mask((width, height), bottom), scream, starry)]
-    assert region_misses(cpu_engine, layer.convert("RGB"), pairs) == []
-    assert region_misses(cpu_engine, real_image("tubingen", SIDE), pairs)  # the photo alone fails the measure
+    assert region_misses(engine, layer.convert("RGB"), pairs) == []
+    assert region_misses(engine, real_image("tubingen", SIDE), pairs)  # the photo alone fails the measure
+
+
+def test_two_selection_masks_two_styles_one_layer(krita_home, server, cpu_engine, tmp_path):  # noqa: F811
+    result, out, size, top, bottom = _run(krita_home, server, tmp_path)
+    original, name = result["original"]["name"], result["layer_name"]
+    assert [entry[0] for entry in layers(result)] == [original, name]  # one new layer, right above the photo
+    assert result["original_children"] == [["Sky", "selectionmask"], ["Ground", "selectionmask"]]
+    assert [layer["name"] for layer in kra_stack(out / "doc.kra")] == [original, name]
+    _check_regions(result, out, size, top, bottom, cpu_engine)
+
+
+def test_the_layers_of_a_group_two_styles_one_layer(krita_home, server, cpu_engine, tmp_path):  # noqa: F811
+    """The same two regions as the layers of a hidden group (each layer's alpha): one layer between photo and group."""
+    result, out, size, top, bottom = _run(krita_home, server, tmp_path, regions_from="group")
+    original, name = result["original"]["name"], result["layer_name"]
+    assert [entry[0] for entry in layers(result)] == [original, name, "Regions"]
+    assert result["original_children"] == []
+    _check_regions(result, out, size, top, bottom, cpu_engine)
