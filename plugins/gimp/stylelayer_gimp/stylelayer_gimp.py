@@ -250,7 +250,7 @@ def stylize(procedure, run_mode, image, drawables, config, seed):
 
     style_file = config.get_property("style-file")
     style_path = style_file.get_path() if style_file is not None else None
-    pairs = parse_region_spec(config.get_property("regions"))
+    pairs = parse_region_spec(config.get_property("regions") or "")  # None when a script leaves it out
     if not style_path and not pairs:
         raise PluginError("choose a style image (a local file)")
     size, iterations = logic.preset_size_iterations(
@@ -570,7 +570,7 @@ class StyleLayer(Gimp.PlugIn):
         )
         procedure.add_string_argument(
             "regions",
-            "_Regions",
+            "Style per ch_annel",
             "A style per region: channel name=style image file, separated by ';' (e.g. Sky=/art/starry.jpg; "
             "Ground=/art/scream.jpg). Save each region's selection as a channel first (Select > Save to Channel). "
             "The result is still one new layer; with regions the style image above is not used. Empty: one style",
