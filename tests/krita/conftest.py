@@ -22,6 +22,9 @@ from stylelayer.install import assemble
 ASSEMBLED = assemble("krita", Path(tempfile.mkdtemp(prefix="stylelayer-krita-plugin-")))
 atexit.register(shutil.rmtree, ASSEMBLED, True)
 sys.path.insert(0, str(ASSEMBLED))
+# The shared modules (plugins/common) sit in the package's shared/, which its __init__ adds to sys.path in Krita;
+# a test that imports them before the package (test_transfer.py alone) needs the path here.
+sys.path.insert(0, str(ASSEMBLED / "stylelayer_krita" / "shared"))
 
 
 def _pattern(x: int, y: int) -> bytes:

@@ -429,11 +429,11 @@ def main():
             write("new_canvas.bgra", bytes(n.pixelData(0, 0, w, h)))
             write("new_projection.bgra", bytes(n.projectionPixelData(0, 0, w, h)))
             result["new_children"] = [[c.name(), c.type()] for c in n.childNodes()]
-        if n.name() == result["original"]["name"]:
-            result["original_children"] = [[c.name(), c.type()] for c in n.childNodes()]
             for c in n.childNodes():
                 if c.type() == "transparencymask":
                     write("new_mask.a8", bytes(c.pixelData(0, 0, w, h)))
+        if n.name() == result["original"]["name"]:
+            result["original_children"] = [[c.name(), c.type()] for c in n.childNodes()]
     result["size"] = [w, h]
     if CONFIG.get("undo"):  # Edit > Undo, as often as asked: the stack after each
         result["after_undo"] = []
