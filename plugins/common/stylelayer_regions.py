@@ -91,3 +91,14 @@ def parse_region_spec(text: str) -> list[tuple[str, str]]:
         if names.count(name) > 1:
             raise PluginError(f"Regions: “{name}” is named twice; give each channel one style.")
     return pairs
+
+
+def with_region_style(text: str, name: str, path: str | None) -> str:
+    """The region spec `text` with `name`'s style file set to `path` (None: the region taken out), the other pairs
+    kept in their order: what GIMP's per-channel file choosers write into the `regions` argument."""
+    if ";" in name or "=" in name or (path and ";" in path):
+        raise PluginError(f"Regions: rename “{name if ';' in name or '=' in name else path}”: it holds a ';' or '='.")
+    pairs = [(other, style) for other, style in parse_region_spec(text) if other != name]
+    if path:
+        pairs.append((name, path))
+    return "; ".join(f"{other}={style}" for other, style in pairs)

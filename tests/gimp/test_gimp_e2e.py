@@ -1051,3 +1051,34 @@ def test_a_region_channel_the_image_lacks_is_named(gimp3, server_url, style_file
     assert out["status"] == "execution-error", out
     assert "The image has no channel “Sky” (its channels: “Ground”)" in out["error"], out["error"]
     assert out["after"] == ["Source"]
+
+
+def test_the_dialog_offers_a_style_per_saved_selection(gimp3, server_url, style_files, xdisplay):
+    """INTERACTIVE: an image with channels Sky and Ground shows a style file chooser for each, starting from the
+    regions argument (Sky's file; Ground empty: not a region); OK paints one layer with Sky as its only region."""
+    import concurrent.futures
+
+    source = gimp3.work / "dialog-regions.png"
+    _photo().save(source)
+    gimp3.forget()
+    log = gimp3.work / "dialog-regions.log"
+    log.unlink(missing_ok=True)
+    starry = gimp3.inside(style_files["png"])
+    props = _props(style_files["png"], gimp3, server_url, regions=f"Sky={starry}")
+    gimp3.last_values().write_text(json.dumps({**props, "preset": "custom"}))
+    args = {
+        "input": gimp3.inside(source),
+        "layer": None,
+        "interactive": True,
+        "props": props,
+        "channels": [["Sky", [0, 0, 96, 36]], ["Ground", [0, 36, 96, 36]]],
+    }
+    env = (f"DISPLAY=127.0.0.1:{xdisplay}", f"STYLELAYER_GIMP_LOG={gimp3.inside(log)}")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(gimp3.run, args, 240, env)
+        _press_ok(xdisplay, "Neural Style Transfer")
+        out, _ = running.result(timeout=200)
+    # the choosers in the Channels dialog's order (the last saved on top)
+    assert f"channels: Ground=; Sky={starry}" in log.read_text().splitlines(), log.read_text()
+    assert out["status"] == "success", out
+    assert out["after"] == ["Style: starry night", "Source"], out

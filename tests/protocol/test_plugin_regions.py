@@ -11,7 +11,15 @@ import pytest
 from PIL import Image
 from protocol_helpers import gradient, png_bytes
 from stylelayer_messages import PluginError
-from stylelayer_regions import MAX_REGIONS, Region, RegionStyle, parse_region_spec, region_form, regions_label
+from stylelayer_regions import (
+    MAX_REGIONS,
+    Region,
+    RegionStyle,
+    parse_region_spec,
+    region_form,
+    regions_label,
+    with_region_style,
+)
 from stylelayer_workflow import run_job
 
 from stylelayer import limits
@@ -81,3 +89,24 @@ def test_region_specs_pair_channels_with_style_files() -> None:
         parse_region_spec("Sky")
     with pytest.raises(PluginError, match="“Sky” is named twice"):
         parse_region_spec("Sky=/a.png; Sky=/b.png")
+
+
+def test_a_channels_file_chooser_sets_its_pair_and_keeps_the_others() -> None:
+    spec = with_region_style("", "Sky", "/art/starry.png")
+    assert spec == "Sky=/art/starry.png"
+    spec = with_region_style(spec + "; Typed=/art/x.png", "Ground", "/art/scream.png")
+    assert parse_region_spec(spec) == [
+        ("Sky", "/art/starry.png"),
+        ("Typed", "/art/x.png"),
+        ("Ground", "/art/scream.png"),
+    ]
+    spec = with_region_style(spec, "Sky", "/art/other.png")  # chosen again: replaced, not twice
+    assert parse_region_spec(spec)[-1] == ("Sky", "/art/other.png") and len(parse_region_spec(spec)) == 3
+    assert parse_region_spec(with_region_style(spec, "Typed", None)) == [
+        ("Ground", "/art/scream.png"),
+        ("Sky", "/art/other.png"),
+    ]
+    with pytest.raises(PluginError, match="rename “/art/a;b.png”"):
+        with_region_style(spec, "Sky", "/art/a;b.png")
+    with pytest.raises(PluginError, match="rename “A=B”"):
+        with_region_style(spec, "A=B", "/art/a.png")

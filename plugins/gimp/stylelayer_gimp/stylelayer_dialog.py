@@ -14,9 +14,10 @@ gi.require_version("GimpUi", "3.0")
 gi.require_version("Gtk", "3.0")
 import stylelayer_logic as logic  # noqa: E402
 import stylelayer_managed_gimp as managed_gimp  # noqa: E402
-from gi.repository import Gimp, GimpUi, GLib, Gtk, Pango  # noqa: E402
-from stylelayer_messages import NOT_CONNECTED_YET, connection_text, error_message  # noqa: E402
+from gi.repository import Gimp, GimpUi, Gio, GLib, Gtk, Pango  # noqa: E402
+from stylelayer_messages import NOT_CONNECTED_YET, PluginError, connection_text, error_message  # noqa: E402
 from stylelayer_params import PRESETS, build_params, check_server_url, default_preset  # noqa: E402
+from stylelayer_regions import parse_region_spec, with_region_style  # noqa: E402
 from stylelayer_settings import TOKEN_PLACEHOLDER  # noqa: E402
 from stylelayer_workflow import estimate, estimate_failed  # noqa: E402
 
@@ -37,9 +38,12 @@ STRENGTH_GAMMA = 3.46  # puts x1 in the middle of the slider's 0.1 to 10 (a log-
 
 
 class StyleDialog:
-    """run() -> True when the painter pressed OK. `make_client(url, token, timeout)` builds the HTTP client."""
+    """run() -> True when the painter pressed OK. `make_client(url, token, timeout)` builds the HTTP client;
+    `channels`: the names of the image's saved selections, each offered a style file (regions)."""
 
-    def __init__(self, procedure, config, title, make_client, target_text, region, first_run, last_seed=None):
+    def __init__(
+        self, procedure, config, title, make_client, target_text, region, first_run, last_seed=None, channels=()
+    ):
         GimpUi.init(procedure.get_name())
         self.config, self.make_client, self.region, self.first_run = config, make_client, region, first_run
         self.info = None  # the server's /v1/info once a test succeeded
@@ -56,6 +60,7 @@ class StyleDialog:
         strength.set_gamma(STRENGTH_GAMMA)
         self.dialog.fill(FIELDS)
         self._add_style_chooser()
+        self._add_channel_styles(channels)
         self._add_panel(target_text, last_seed)
         if region is None:  # nothing this dialog could paint (an indexed image, no single layer): said, no OK
             self.dialog.set_response_sensitive(Gtk.ResponseType.OK, False)
@@ -82,6 +87,45 @@ class StyleDialog:
 
     def _style_chosen(self, chooser, _pspec):
         self.config.set_property("style-file", chooser.get_file())
+
+    def _add_channel_styles(self, channels):
+        """A style file chooser per saved selection of the image, so a painter picks each region's style instead of
+        typing paths: a choice writes "channel=file" into the regions argument above (still editable), and the
+        choosers start from what that argument held last time."""
+        if not channels:
+            return
+        try:
+            chosen = dict(parse_region_spec(self.config.get_property("regions") or ""))
+        except PluginError:
+            chosen = {}
+        grid = Gtk.Grid(column_spacing=8, row_spacing=4)
+        heading = Gtk.Label(label="A style per saved selection (empty: not a region):", xalign=0.0)
+        grid.attach(heading, 0, 0, 2, 1)
+        for row, name in enumerate(channels, 1):
+            path = chosen.get(name)
+            chooser = GimpUi.FileChooser.new(
+                Gimp.FileChooserAction.OPEN, "", f"Style for “{name}”", Gio.File.new_for_path(path) if path else None
+            )
+            chooser.set_hexpand(True)
+            chooser.connect("notify::file", self._channel_style_chosen, name)
+            grid.attach(Gtk.Label(label=name, xalign=0.0), 0, row, 1, 1)
+            grid.attach(chooser, 1, row, 1, 1)
+        grid.set_margin_start(12)
+        grid.set_margin_end(12)
+        self.dialog.get_content_area().pack_start(grid, False, False, 4)
+        grid.show_all()
+        logic.log_status(
+            "channels: " + "; ".join(f"{name}={chosen.get(name, '')}" for name in channels)
+        )  # what the choosers show
+
+    def _channel_style_chosen(self, chooser, _pspec, name):
+        file = chooser.get_file()
+        try:
+            spec = with_region_style(self.config.get_property("regions") or "", name, file.get_path() if file else None)
+        except PluginError as exc:
+            self.status.set_text(error_message(exc))
+            return
+        self.config.set_property("regions", spec)
 
     def _add_panel(self, target_text, last_seed):
         area = self.dialog.get_content_area()

@@ -442,7 +442,10 @@ def run(procedure, run_mode, image, drawables, config, _data):
         except PluginError as exc:  # an indexed image: said at once, and OK stays off
             target = "Cannot paint this image: " + error_message(exc)
         region = _region(drawable)[2:] if isinstance(drawable, Gimp.Layer) and target.startswith("Paints") else None
-        dialog = StyleDialog(procedure, config, TITLE, _make_client, target, region, not had_values, last_seed)
+        channels = [channel.get_name() for channel in image.get_channels()]
+        dialog = StyleDialog(
+            procedure, config, TITLE, _make_client, target, region, not had_values, last_seed, channels
+        )
         if not dialog.run():
             config.set_property("server-token", "")  # GIMP keeps the values in its settings: never the token
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
@@ -572,7 +575,8 @@ class StyleLayer(Gimp.PlugIn):
             "regions",
             "Style per ch_annel",
             "A style per region: channel name=style image file, separated by ';' (e.g. Sky=/art/starry.jpg; "
-            "Ground=/art/scream.jpg). Save each region's selection as a channel first (Select > Save to Channel). "
+            "Ground=/art/scream.jpg); the file choosers below fill it in. Save each region's selection as a channel "
+            "first (Select > Save to Channel). "
             "The result is still one new layer; with regions the style image above is not used. Empty: one style",
             "",
             rw,
