@@ -5,8 +5,9 @@ and full-resolution canvases with their peak memory as the card sees it. Usage:
     python bench/bench_gpu.py jobs [--device cpu]          # jobs with graphs on and off; estimate vs actual
     python bench/bench_gpu.py canvas --canvas 8000x6000 [--max-memory 8GB]
 
-`jobs` runs each case twice and reports the second (warm, as in a server). On the CPU, `jobs` uses small sizes and
-measures only the estimate: graphs are CUDA's. `../shared/gpu-check.sh` measures the server end to end and pastiche.
+`jobs` runs each case twice and reports both: the first (as a server's first job) and the second (warm). On the
+CPU, `jobs` uses the plug-ins' preview sizes and measures only the estimate: graphs are CUDA's.
+`../shared/gpu-check.sh` measures the server end to end and pastiche.
 """
 
 from __future__ import annotations
@@ -88,25 +89,26 @@ def jobs(device: str) -> None:
     cases = [(512, 300, "auto"), (1024, 300, "auto"), (1024, 300, "fp32"), (512, 50, "auto")]
     graphs = [True, False]
     if device == "cpu":
-        cases, graphs = [(128, 20, "auto"), (256, 10, "auto")], [False]
+        cases, graphs = [(256, 60, "auto"), (512, 30, "auto")], [False]  # the preview preset; a 512 px look
     for size, iterations, precision in cases:
         content = photo.resize((size, size * 3 // 4), Image.Resampling.LANCZOS)
         params = StyleParams.from_dict({"size": size, "iterations": iterations, "seed": 1, "precision": precision})
         units = sum((n + 1) * plan.work() for plan, n in engine.plan_job(content.size, params))
         for graphed in graphs:
             steps.GRAPH_MAX_PIXELS = 2048 * 2048 if graphed else 0
-            for _ in range(2):
+            what = ("graphs" if graphed else "no graphs") if device == "cuda" else device
+            for run in ("first", "warm"):
                 _sync(device)
                 started = time.perf_counter()
                 result = engine.stylize(content, [style], params)
                 _sync(device)
                 seconds = time.perf_counter() - started
-            what = ("graphs" if graphed else "no graphs") if device == "cuda" else device
-            print(
-                f"{size} px x {iterations} {precision} ({what}): {seconds:.2f} s, estimate {units * rate:.2f} s "
-                f"({units * rate / seconds - 1:+.0%}), final loss {result.losses['total']:.5g}",
-                flush=True,
-            )
+                print(
+                    f"{size} px x {iterations} {precision} ({what}, {run}): {seconds:.2f} s, estimate "
+                    f"{units * rate:.2f} s ({units * rate / seconds - 1:+.0%}), "
+                    f"final loss {result.losses['total']:.5g}",
+                    flush=True,
+                )
 
 
 def canvas(device: str, size: str, max_memory: str | None) -> None:

@@ -173,8 +173,10 @@ class StyleEngine:
         Timed as the difference between two small jobs that differ only in their iteration count, after a warm-up
         job (about a second on a GPU, a few on a CPU): what one more iteration costs, optimiser and graphs included,
         without the set-up (targets, cuDNN, graph capture) that a painter's longer jobs spread over more iterations.
+        On a CPU it is timed at the preview preset's 256 px: at 160 px a pixel cost 1.5x what it costs at 256-512 px
+        (2 cores, AVX512-BF16), and the first estimates were that much too long.
         """
-        rate = self._time_two_jobs(160, 1, 3) if self.device.type == "cpu" else self._time_two_jobs(512, 10, 40)
+        rate = self._time_two_jobs(256, 1, 5) if self.device.type == "cpu" else self._time_two_jobs(512, 10, 40)
         self.seconds_per_unit = rate
         return rate
 
