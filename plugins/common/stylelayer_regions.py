@@ -96,8 +96,10 @@ def parse_region_spec(text: str) -> list[tuple[str, str]]:
 def with_region_style(text: str, name: str, path: str | None) -> str:
     """The region spec `text` with `name`'s style file set to `path` (None: the region taken out), the other pairs
     kept in their order: what GIMP's per-channel file choosers write into the `regions` argument."""
-    if ";" in name or "=" in name or (path and ";" in path):
-        raise PluginError(f"Regions: rename “{name if ';' in name or '=' in name else path}”: it holds a ';' or '='.")
+    if ";" in name or "=" in name:
+        raise PluginError(f"Regions: rename “{name}”: a channel name with ';' or '=' cannot take a style here.")
+    if path and ";" in path:
+        raise PluginError(f"Regions: rename “{path}”: a style file whose path holds ';' cannot be given here.")
     pairs = [(other, style) for other, style in parse_region_spec(text) if other != name]
     if path:
         pairs.append((name, path))

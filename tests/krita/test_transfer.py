@@ -417,9 +417,9 @@ def test_regions_come_from_the_layers_selection_masks_or_a_groups_layers(fake_do
     assert transfer.selection_masks(sketch) == [mask]
     assert transfer.groups(fake_doc) == [group]
     assert [n.name() for n in transfer.group_layers(group)] == ["Ground"]
-    styles = {transfer._key(mask): RegionStyle(path="/art/starry.png")}
+    styles = {transfer.node_key(mask): RegionStyle(path="/art/starry.png")}
     regions = transfer.read_regions(source, [mask, ground], styles)
-    assert [(r.name, r.style) for r in regions] == [("Sky", styles[transfer._key(mask)]), ("Ground", None)]
+    assert [(r.name, r.style) for r in regions] == [("Sky", styles[transfer.node_key(mask)]), ("Ground", None)]
     sky_mask = bytes((200 if i < 6 else 255) if j < 4 else 0 for j in range(y, y + h) for i in range(x, x + w))
     ground_mask = bytes(100 if j >= 4 else 0 for j in range(y, y + h) for _ in range(x, x + w))
     assert regions[0].mask == sky_mask

@@ -14,6 +14,8 @@ import time
 from krita import Krita
 from PyQt5.QtCore import QEventLoop, QTimer
 
+from .transfer import node_key
+
 WAIT_S = 3.0  # for Krita to carry out an action (they finish in well under a second)
 MASK_NAME = "Selection"
 
@@ -34,11 +36,6 @@ def _wait_for(doc, condition, timeout=WAIT_S):
     return True
 
 
-def node_id(node):
-    """A layer's identity across libkis wrappers (each call returns a new Python object)."""
-    return node.uniqueId().toString() if node is not None else None
-
-
 class KritaLayerOps:
     """transfer.LayerOps on Krita's actions."""
 
@@ -48,19 +45,19 @@ class KritaLayerOps:
         active_doc = app.activeDocument()
         if active_doc is None or active_doc != doc:  # actions work on the document in the active view
             return None
-        if node_id(doc.activeNode()) != node_id(node):
+        if node_key(doc.activeNode()) != node_key(node):
             doc.setActiveNode(node)
-            if not _wait_for(doc, lambda: node_id(doc.activeNode()) == node_id(node)):
+            if not _wait_for(doc, lambda: node_key(doc.activeNode()) == node_key(node)):
                 return None
         parent = node.parentNode()
-        before = {node_id(child) for child in parent.childNodes()}
+        before = {node_key(child) for child in parent.childNodes()}
         app.action("add_new_paint_layer").trigger()
         if not _wait_for(doc, lambda: len(parent.childNodes()) > len(before)):
             return None
         children = parent.childNodes()
-        fresh = [i for i, child in enumerate(children) if node_id(child) not in before]
+        fresh = [i for i, child in enumerate(children) if node_key(child) not in before]
         new = children[fresh[0]]
-        above = [node_id(child) for child in children].index(node_id(node)) + 1
+        above = [node_key(child) for child in children].index(node_key(node)) + 1
         if len(fresh) != 1 or fresh[0] != above:  # not where the result belongs: leave the document as it was
             for i in fresh:
                 children[i].remove()
@@ -72,7 +69,7 @@ class KritaLayerOps:
     def add_mask(self, doc, layer, rect, mask):
         """Give `layer` a transparency mask holding `mask` (one byte a pixel over `rect`, unselected elsewhere):
         Krita's "Add Transparency Mask" (an undo step), then its pixels. False when it could not be added."""
-        if not _wait_for(doc, lambda: node_id(doc.activeNode()) == node_id(layer)):
+        if not _wait_for(doc, lambda: node_key(doc.activeNode()) == node_key(layer)):
             return False
         selection = doc.selection()
         kept = selection.duplicate() if selection is not None else None

@@ -2,7 +2,7 @@
 
 The regions are the active layer's selection masks and local selections, or the layers of a chosen group (each
 layer's alpha is a region). The painter picks a style in the dialog's own style chooser (a file or a library
-style), selects a region in the list and presses "Use this style for the region". The run still adds one layer.
+style), selects a region in the list and presses "Use the style above for this region". The run still adds one layer.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from stylelayer_messages import PluginError, error_message
 from stylelayer_regions import Region, RegionStyle
 
 from . import transfer
-from .krita_ops import node_id
 
 MASKS = "masks"  # the source combo's data for "the layer's selection masks"; a group's is its node id
 NO_STYLE = "no style yet"
@@ -61,7 +60,7 @@ class RegionsPanel(QGroupBox):
     def refresh(self, doc: Any, node: Any) -> None:
         """Offer the document's groups, and list the regions the current choice gives for layer `node`."""
         self._target = (doc, node)
-        groups = [(node_id(group), group.name()) for group in transfer.groups(doc)] if doc is not None else []
+        groups = [(transfer.node_key(group), group.name()) for group in transfer.groups(doc)] if doc is not None else []
         if groups != self._groups:
             self._groups = groups
             current = self.source_combo.currentData()
@@ -81,7 +80,7 @@ class RegionsPanel(QGroupBox):
             return []
         if choice == MASKS:
             return transfer.selection_masks(node) if node is not None else []
-        group = next((g for g in transfer.groups(doc) if node_id(g) == choice), None)
+        group = next((g for g in transfer.groups(doc) if transfer.node_key(g) == choice), None)
         return transfer.group_layers(group) if group is not None else []
 
     def _show(self, nodes: list[Any]) -> None:
@@ -98,7 +97,7 @@ class RegionsPanel(QGroupBox):
         self.use_button.setEnabled(bool(self.nodes))
 
     def _style_text(self, node: Any) -> str:
-        style = self.styles.get(node_id(node))
+        style = self.styles.get(transfer.node_key(node))
         return style.label if style is not None else NO_STYLE
 
     def use_chosen_style(self) -> None:
@@ -107,7 +106,7 @@ class RegionsPanel(QGroupBox):
             return
         row = max(self.region_list.currentRow(), 0)
         try:
-            self.styles[node_id(self.nodes[row])] = self._chosen_style()
+            self.styles[transfer.node_key(self.nodes[row])] = self._chosen_style()
         except PluginError as exc:
             self._show_message(False, error_message(exc))
             return

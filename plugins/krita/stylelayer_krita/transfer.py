@@ -163,7 +163,7 @@ def region_mask(source: Source, node: Any) -> bytes:
 def read_regions(source: Source, nodes: list[Any], styles: dict[Any, RegionStyle]) -> list[Region]:
     """The regions of a run: each node's mask over the pixels sent, with the style chosen for it (by the
     node's key: Krita's unique id)."""
-    return [Region(node.name(), region_mask(source, node), styles.get(_key(node))) for node in nodes]
+    return [Region(node.name(), region_mask(source, node), styles.get(node_key(node))) for node in nodes]
 
 
 def insert_result(
@@ -186,8 +186,8 @@ def insert_result(
     if parent is None:
         raise PluginError("The source layer was removed while the style transfer ran; nothing was added.")
     siblings = parent.childNodes()
-    keys = [_key(child) for child in siblings]
-    place = placement(label, [child.name() for child in siblings], keys.index(_key(node)))
+    keys = [node_key(child) for child in siblings]
+    place = placement(label, [child.name() for child in siblings], keys.index(node_key(node)))
     layer_name, above = place.name, siblings[place.above]
     if source.mask is not None and ops is not None:
         new = ops.add_layer_above(doc, above)
@@ -217,8 +217,11 @@ def insert_result(
     return TransferResult(new, layer_name, rect, result_png)
 
 
-def _key(node: Any) -> Any:
-    """A layer's identity: Krita's unique id (libkis returns a new wrapper on each call); the object for fakes."""
+def node_key(node: Any) -> Any:
+    """A layer's identity across libkis wrappers (each call returns a new Python object): Krita's unique id; the
+    object's for fakes without one; None for no node."""
+    if node is None:
+        return None
     unique = getattr(node, "uniqueId", None)
     return unique().toString() if unique is not None else id(node)
 

@@ -65,7 +65,7 @@ from stylelayer_status import progress_fraction, progress_text
 from stylelayer_workflow import connect, estimate, estimate_failed, run_job
 
 from . import logic, transfer
-from .krita_ops import KritaLayerOps, node_id
+from .krita_ops import KritaLayerOps
 from .qtcodec import QtCodec
 from .regions_ui import RegionsPanel
 
@@ -569,8 +569,10 @@ class StyleTransferDialog(QDialog):
         elif self.target_node is None or self.target_node.parentNode() is None:  # none yet, or deleted
             self.target_node = node
         else:
-            target_id, self.created = logic.follow_target(node_id(self.target_node), node_id(node), self.created)
-            if target_id != node_id(self.target_node):
+            target_id, self.created = logic.follow_target(
+                transfer.node_key(self.target_node), transfer.node_key(node), self.created
+            )
+            if target_id != transfer.node_key(self.target_node):
                 self.target_node = node
         self.regions_panel.refresh(self.target_doc, self.target_node)
         text = self._target_text()
@@ -836,7 +838,7 @@ class StyleTransferDialog(QDialog):
             self._finish(False, error_message(exc))
             return
         name = added.name
-        self.created = node_id(added.node)  # Krita may activate it: the next run still paints the original
+        self.created = transfer.node_key(added.node)  # Krita may activate it: the next run still paints the original
         self._watch.start()
         if self.server_info is None:
             self.status_label.setText(f"Connected to the stylelayer server at {self.client().base_url}.")
