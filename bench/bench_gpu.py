@@ -6,7 +6,8 @@ and full-resolution canvases with their peak memory as the card sees it. Usage:
     python bench/bench_gpu.py canvas --canvas 8000x6000 [--max-memory 8GB]
 
 `jobs` runs each case twice and reports both: the first (as a server's first job) and the second (warm). On the
-CPU, `jobs` uses the plug-ins' preview sizes and measures only the estimate: graphs are CUDA's.
+CPU, `jobs` uses the plug-ins' preview sizes, in the precision `auto` picks and in fp32, and measures only the
+estimate: graphs are CUDA's.
 `../shared/gpu-check.sh` measures the server end to end and pastiche.
 """
 
@@ -83,17 +84,19 @@ def jobs(device: str) -> None:
 
     engine = StyleEngine(device=device)
     started = time.perf_counter()
-    rate = engine.calibrate()
-    print(f"calibrate: {time.perf_counter() - started:.2f} s, {rate:.3g} s per unit", flush=True)
+    rates = engine.calibrate()
+    per = ", ".join(f"{precision} {rate:.3g}" for precision, rate in rates.items())
+    print(f"calibrate: {time.perf_counter() - started:.2f} s; s per unit: {per}", flush=True)
     photo, style = Image.open(CONTENT).convert("RGB"), Image.open(STYLE).convert("RGB")
     cases = [(512, 300, "auto"), (1024, 300, "auto"), (1024, 300, "fp32"), (512, 50, "auto")]
     graphs = [True, False]
     if device == "cpu":
-        cases, graphs = [(256, 60, "auto"), (512, 30, "auto")], [False]  # the preview preset; a 512 px look
+        cases, graphs = [(256, 60, "auto"), (512, 30, "auto"), (256, 60, "fp32")], [False]  # the preview preset ...
     for size, iterations, precision in cases:
         content = photo.resize((size, size * 3 // 4), Image.Resampling.LANCZOS)
         params = StyleParams.from_dict({"size": size, "iterations": iterations, "seed": 1, "precision": precision})
         units = sum((n + 1) * plan.work() for plan, n in engine.plan_job(content.size, params))
+        rate = rates[engine.precision(params)]
         for graphed in graphs:
             steps.GRAPH_MAX_PIXELS = 2048 * 2048 if graphed else 0
             what = ("graphs" if graphed else "no graphs") if device == "cuda" else device

@@ -227,10 +227,12 @@ def test_the_plan_works_at_the_size_the_job_runs(engine, starry64):
 
 
 def test_calibrate_times_this_machine_and_leaves_the_style_cache_as_it_was(engine) -> None:
-    """The figure estimates use before a server's first job: positive, within what a CPU can do, and the painter's
-    Gram cache and its counts untouched by the calibration's own noise style."""
+    """The figures estimates use before a server's first job, one per precision the device runs: positive, within
+    what a CPU can do, and the painter's Gram cache and its counts untouched by the calibration's own noise style."""
     before = engine.cache_stats()
-    rate = engine.calibrate()
-    assert engine.seconds_per_unit == rate
-    assert 1e-8 < rate < 1e-2  # seconds per pixel of a forward and backward pass on any CPU that runs the tests
+    rates = engine.calibrate()
+    assert engine.seconds_per_unit == rates
+    assert list(rates) == list(engine.precisions()) and engine.precisions()[0] == engine.auto_precision
+    for rate in rates.values():
+        assert 1e-8 < rate < 1e-2  # seconds per pixel of a forward and backward pass on any CPU that runs the tests
     assert engine.cache_stats() == before

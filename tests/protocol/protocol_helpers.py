@@ -61,6 +61,7 @@ class FakeEngine:
         self.calls: list[tuple[Image.Image | None, list[Image.Image], StyleParams]] = []
         self.regions: list[Sequence[Region]] = []  # each call's regions
         self.device = "cpu"
+        self.auto_precision = "fp32"  # what "auto" runs in (the real engine: bf16 where the device runs it fast)
         self.weights_name = "fake"
         self.plan_error: BaseException | None = None
 
@@ -68,11 +69,11 @@ class FakeEngine:
         return {**self.__dict__, "_controls": share(self._controls)}
 
     def describe(self) -> dict[str, object]:
-        return {"device": "cpu", "weights": "fake"}
+        return {"device": "cpu", "weights": "fake", "auto_precision": self.auto_precision}
 
-    def calibrate(self) -> float:
+    def calibrate(self) -> dict[str, float]:
         """What `stylelayer serve` calls after loading an engine; the fake's speed is whatever a test sets."""
-        return getattr(self, "seconds_per_unit", 0.0)
+        return getattr(self, "seconds_per_unit", {})
 
     def cache_stats(self) -> dict[str, int]:
         return {"hits": 0, "misses": len(self.calls)}

@@ -210,14 +210,15 @@ def test_measured_speed_survives_a_restart(tmp_path, monkeypatch) -> None:
         assert measured["source"] == "measured"
     finally:
         srv.stop()
-    assert json.loads((data / "speed.json").read_text())["jobs"] == 1
+    assert json.loads((data / "speed.json").read_text())["precisions"]["fp32"]["jobs"] == 1
     srv = ServerThread(create_app({"data_dir": str(data)}, engine=FakeEngine())).start()
     try:
         assert stylelayer_client.StylelayerClient(srv.url, timeout=10).estimate(40, 30)["speed"] == measured
     finally:
         srv.stop()
     saved = json.loads((data / "speed.json").read_text())
-    for written in (b"{not json", json.dumps({**saved, "device": "cuda"}).encode()):  # damaged; another device's
+    before_precisions = json.dumps({"device": "cpu", "seconds": 1.0, "units": 1e5, "jobs": 1}).encode()
+    for written in (b"{not json", json.dumps({**saved, "device": "cuda"}).encode(), before_precisions):
         (data / "speed.json").write_bytes(written)
         srv = ServerThread(create_app({"data_dir": str(data)}, engine=FakeEngine())).start()
         try:

@@ -3,7 +3,9 @@
 Cost model: a level of `n` iterations whose plan processes `work` pixels per iteration (`memory.LevelPlan.work`:
 halos and the Gram pass of tiled levels included) costs (n + 1) × work × seconds-per-unit; the extra iteration
 stands for the level's set-up (content and style targets at that size). Seconds per unit are measured on this
-server from finished jobs (elapsed / Σ (n + 1) × work); before the first one, a default for the device type.
+server from finished jobs (elapsed / Σ (n + 1) × work), for each precision apart (bf16 runs about twice as fast as
+fp32 on a CPU with AVX512-BF16); before the first job in a precision, what the engine timed when it loaded
+(StyleEngine.calibrate), else a default for the device type.
 """
 
 from __future__ import annotations
@@ -36,9 +38,10 @@ MEMORY = 0.5  # weight of the speed measured so far against a newly finished job
 
 @dataclass(frozen=True)
 class JobCost:
-    """What a job will do: each level's plan and iteration count, in coarse-to-fine order."""
+    """What a job will do: each level's plan and iteration count, in coarse-to-fine order, and in which precision."""
 
     levels: list[tuple[LevelPlan, int]]
+    precision: str
 
     @property
     def units(self) -> float:
@@ -72,7 +75,12 @@ def progress_and_eta(
 
 def job_cost(engine: Any, content_size: tuple[int, int] | None, params: StyleParams) -> JobCost:
     """The plan of a job without running it (memory.BudgetError when a level cannot fit the memory budget)."""
-    return JobCost(engine.plan_job(content_size, params))
+    return JobCost(engine.plan_job(content_size, params), job_precision(engine, params))
+
+
+def job_precision(engine: Any, params: StyleParams) -> str:
+    """The precision `params` runs in on `engine` ('auto' resolved as the engine resolves it)."""
+    return params.precision_on(str(engine.describe().get("auto_precision", "fp32")))
 
 
 def device_type(device: object) -> str:
@@ -87,60 +95,65 @@ def default_seconds_per_unit(device: str) -> float:
 
 
 class SpeedMeter:
-    """Seconds per unit on this server's device: measured from finished jobs (recent ones weigh more), else a
-    default for the device type. Thread-safe: the worker records, request threads read. `state`/`restore` carry
-    the measurement across a restart (the job store keeps it), for the device it was measured on only."""
+    """Seconds per unit on this server's device, per precision: measured from finished jobs (recent ones weigh
+    more), else a default for the device type. Thread-safe: the worker records, request threads read.
+    `state`/`restore` carry the measurement across a restart (the job store keeps it), for the device it was
+    measured on only."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._seconds = 0.0
-        self._units = 0.0
-        self.jobs = 0
+        self._measured: dict[str, tuple[float, float, int]] = {}  # precision -> (seconds, units, jobs), decayed
         self.device = ""  # the device type the measurement is of ('' before the first)
 
-    def record(self, units: float, elapsed: float, device: str = "") -> bool:
+    def record(self, units: float, elapsed: float, device: str, precision: str) -> bool:
         """Count a finished job; False when it teaches nothing (too short) and nothing changed."""
         if units <= 0 or not math.isfinite(elapsed) or elapsed < MIN_TIMED_S:
             return False
         with self._lock:
-            if device and device != self.device:  # another device: what was measured no longer applies
-                self._seconds, self._units, self.jobs, self.device = 0.0, 0.0, 0, device
-            self._seconds = self._seconds * MEMORY + elapsed
-            self._units = self._units * MEMORY + units
-            self.jobs += 1
+            if device != self.device:  # another device: what was measured no longer applies
+                self._measured, self.device = {}, device
+            seconds, counted, jobs = self._measured.get(precision, (0.0, 0.0, 0))
+            self._measured[precision] = (seconds * MEMORY + elapsed, counted * MEMORY + units, jobs + 1)
         return True
 
-    def seconds_per_unit(self, device: str) -> tuple[float, str]:
-        """(seconds per unit, 'measured' or 'default')."""
+    def seconds_per_unit(self, device: str, precision: str) -> float | None:
+        """What finished jobs in `precision` on `device` took per unit; None before the first."""
         with self._lock:
-            if self._units > 0 and self.device in ("", device):
-                return self._seconds / self._units, "measured"
-        return default_seconds_per_unit(device), "default"
+            seconds, units, _ = self._measured.get(precision, (0.0, 0.0, 0))
+            return seconds / units if units > 0 and self.device == device else None
 
     def state(self) -> dict[str, Any]:
         with self._lock:
-            return {"device": self.device, "seconds": self._seconds, "units": self._units, "jobs": self.jobs}
+            measured = {p: {"seconds": s, "units": u, "jobs": j} for p, (s, u, j) in self._measured.items()}
+            return {"device": self.device, "precisions": measured}
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Take back what `state` returned before a restart; anything malformed is ignored (defaults stay)."""
+        """Take back what `state` returned before a restart; anything malformed is ignored (defaults stay), and so
+        is a file written before speeds were kept per precision."""
         try:
-            seconds, units, jobs = float(state["seconds"]), float(state["units"]), int(state["jobs"])
             device = str(state["device"])
-        except (KeyError, TypeError, ValueError):
+            measured = {
+                str(p): (float(m["seconds"]), float(m["units"]), int(m["jobs"]))
+                for p, m in dict(state["precisions"]).items()
+            }
+        except (KeyError, TypeError, ValueError, AttributeError):
             return
-        if all(math.isfinite(v) and v >= 0 for v in (seconds, units)) and seconds > 0 and units > 0:
+        if all(math.isfinite(s) and math.isfinite(u) and s > 0 and u > 0 and j >= 0 for s, u, j in measured.values()):
             with self._lock:
-                self._seconds, self._units, self.jobs, self.device = seconds, units, max(0, jobs), device
+                self._measured, self.device = measured, device
 
 
-def engine_speed(engine: Any, speed: SpeedMeter) -> tuple[float, str]:
-    """(seconds per unit, source) for `engine`: measured from finished jobs, else what the engine timed when it
-    loaded (StyleEngine.calibrate), else the device type's default."""
-    rate, source = speed.seconds_per_unit(device_type(engine.describe().get("device", "cpu")))
-    calibrated = getattr(engine, "seconds_per_unit", None)
-    if source == "default" and calibrated:
+def engine_speed(engine: Any, speed: SpeedMeter, precision: str) -> tuple[float, str]:
+    """(seconds per unit, source) of jobs in `precision` on `engine`: measured from finished jobs, else what the
+    engine timed when it loaded (StyleEngine.calibrate), else the device type's default."""
+    device = device_type(engine.describe().get("device", "cpu"))
+    measured = speed.seconds_per_unit(device, precision)
+    if measured is not None:
+        return measured, "measured"
+    calibrated = (getattr(engine, "seconds_per_unit", None) or {}).get(precision)
+    if calibrated:
         return calibrated, "calibrated"
-    return rate, source
+    return default_seconds_per_unit(device), "default"
 
 
 class WaitingJob(Protocol):
@@ -153,9 +166,10 @@ class WaitingJob(Protocol):
     progress: Progress
 
 
-def queue_wait(engine: Any, jobs: Iterable[WaitingJob], rate: float, workers: int = 1) -> tuple[int, float]:
-    """(jobs ahead, seconds until a new job would start): what the queued and running `jobs` have left at `rate`
-    seconds per unit, shared among `workers`. A running job's own pace so far counts once it has reported."""
+def queue_wait(engine: Any, jobs: Iterable[WaitingJob], speed: SpeedMeter, workers: int = 1) -> tuple[int, float]:
+    """(jobs ahead, seconds until a new job would start): what the queued and running `jobs` have left at this
+    server's speed in each job's precision, shared among `workers`. A running job's own pace so far counts once it
+    has reported."""
     ahead, seconds = 0, 0.0
     for job in jobs:
         if job.state not in ("queued", "running"):
@@ -168,11 +182,10 @@ def queue_wait(engine: Any, jobs: Iterable[WaitingJob], rate: float, workers: in
             except ValueError:  # it will fail at once
                 continue
         p = job.progress
+        left = None
         if job.state == "running" and p.iteration > 0:
             left = progress_and_eta(cost, p.iteration, p.level, p.tile, p.tiles, p.elapsed)[1]
-            seconds += left if left is not None else cost.units * rate
-        else:
-            seconds += cost.units * rate
+        seconds += left if left is not None else cost.units * engine_speed(engine, speed, cost.precision)[0]
     return ahead, seconds / max(1, workers)
 
 
@@ -184,11 +197,11 @@ def estimate_json(
     queue: tuple[int, float] = (0, 0.0),
 ) -> dict:
     """The answer of POST /v1/estimate (docs/openapi.yaml, schema Estimate); `queue` is queue_wait's answer."""
-    device = device_type(engine.describe().get("device", "cpu"))
-    rate, source = engine_speed(engine, speed)
+    precision = job_precision(engine, params)
+    rate, source = engine_speed(engine, speed, precision)
     answer: dict[str, Any] = {
-        "device": device,
-        "speed": {"seconds_per_unit": rate, "source": source},
+        "device": device_type(engine.describe().get("device", "cpu")),
+        "speed": {"seconds_per_unit": rate, "source": source, "precision": precision},
         "jobs_ahead": queue[0],
         "wait_seconds": round(queue[1], 1),
     }

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from ..core.params import ParamError, StyleParams
 from .errors import ApiError
-from .estimate import engine_speed, estimate_json, queue_wait
+from .estimate import estimate_json, queue_wait
 from .state import server_state
 
 estimate = Blueprint("estimate", __name__, url_prefix="/v1")
@@ -41,8 +41,7 @@ def post_estimate() -> Response:
     engine = queue.engine
     if queue.engine_state != "ready" or engine is None:
         raise ApiError(503, "engine_loading", "the style engine is still loading; ask again in a few seconds")
-    rate = engine_speed(engine, queue.speed)[0]
-    wait = queue_wait(engine, queue.jobs_snapshot(), rate, workers=max(1, len(queue.workers_info())))
+    wait = queue_wait(engine, queue.jobs_snapshot(), queue.speed, workers=max(1, len(queue.workers_info())))
     return jsonify(estimate_json(engine, queue.speed, size, params, wait))
 
 

@@ -549,7 +549,8 @@ class JobQueue:
             return False
         # The speed first: a client that sees the job done and asks for an estimate at once gets this job's pace.
         device = device_type(worker.describe().get("device", ""))
-        timed = job.cost is not None and self.speed.record(job.cost.units, outcome.elapsed, device)
+        cost = job.cost
+        timed = cost is not None and self.speed.record(cost.units, outcome.elapsed, device, cost.precision)
         with self._lock:
             job.seed, job.result_bytes = outcome.seed, size
             job.progress = replace(

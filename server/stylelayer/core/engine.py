@@ -150,7 +150,8 @@ class StyleEngine:
         self._grams: OrderedDict[tuple, dict[str, tuple[Tensor, int]]] = OrderedDict()
         self._hits = 0
         self._misses = 0
-        self.seconds_per_unit: float | None = None  # measured by `calibrate`
+        self.auto_precision = "bf16" if bf16_supported(self.device) else "fp32"  # what precision "auto" runs in
+        self.seconds_per_unit: dict[str, float] = {}  # per precision, measured by `calibrate`
         if self.device.type == "cuda":
             self._load_cuda_libraries()
             measure_cuda_runtime(self.device)
@@ -161,42 +162,53 @@ class StyleEngine:
         """Forward and backward passes through every layer in both precisions, so that cuDNN's and cuBLAS's code
         (loaded lazily, kernel by kernel) is mostly in memory before the runtime is measured."""
         x = torch.rand(1, 3, 256, 256, device=self.device, requires_grad=True)
-        for precision in ("fp32", "bf16") if bf16_supported(self.device) else ("fp32",):
+        for precision in self.precisions():
             with _autocast(self.device, precision):
                 feats = self.model(x, VGG_LAYERS, "avg")
             torch.autograd.grad(torch.stack([gram_matrix(f).sum() for f in feats.values()]).sum(), x)
 
-    def calibrate(self) -> float:
+    def precisions(self) -> tuple[str, ...]:
+        """The precisions jobs run in on this device, the one `auto` picks first."""
+        return ("bf16", "fp32") if self.auto_precision == "bf16" else ("fp32",)
+
+    def calibrate(self) -> dict[str, float]:
         """Seconds per unit of work (one pixel through one forward and backward pass; see `LevelPlan.work`) on this
-        device, so that estimates before the first job use this machine's speed, not a guess for its device type.
+        device, per precision, so that estimates before the first job use this machine's speed, not a guess for its
+        device type; bf16 runs about twice as fast as fp32 on a CPU with AVX512-BF16, 1.4x on an H100.
 
         Timed as the difference between two small jobs that differ only in their iteration count, after a warm-up
-        job (about a second on a GPU, a few on a CPU): what one more iteration costs, optimiser and graphs included,
-        without the set-up (targets, cuDNN, graph capture) that a painter's longer jobs spread over more iterations.
-        On a CPU it is timed at the preview preset's 256 px: at 160 px a pixel cost 1.5x what it costs at 256-512 px
-        (2 cores, AVX512-BF16), and the first estimates were that much too long.
+        job (about a second per precision on a GPU, one to three on a CPU): what one more iteration costs, optimiser
+        and graphs included, without the set-up (targets, cuDNN, graph capture) that a painter's longer jobs spread
+        over more iterations. On a CPU it is timed at the preview preset's 256 px: at 160 px a pixel cost 1.5x what it
+        costs at 256-512 px (2 cores, AVX512-BF16), and the first estimates were that much too long.
         """
-        rate = self._time_two_jobs(256, 1, 5) if self.device.type == "cpu" else self._time_two_jobs(512, 10, 40)
-        self.seconds_per_unit = rate
-        return rate
+        shape = (256, 1, 4) if self.device.type == "cpu" else (512, 10, 40)
+        self.seconds_per_unit = {precision: self._time_two_jobs(*shape, precision) for precision in self.precisions()}
+        return self.seconds_per_unit
 
-    def _time_two_jobs(self, side: int, few: int, more: int) -> float:
-        """Seconds per unit of what `more - few` iterations add to a `side` px job (after a warm-up job)."""
+    def _time_two_jobs(self, side: int, few: int, more: int, precision: str) -> float:
+        """Seconds per unit of what `more - few` iterations add to a `side` px job (after a warm-up job).
+
+        Twice, keeping the faster: other work on the machine only ever slows a run down, and a first measurement
+        just after start-up came out 1.8-2.8x slow in 3 of 12 trials on a 2-core VM; the second did not.
+        """
         noise = torch.Generator().manual_seed(0)
         content = imaging.to_image(torch.rand(1, 3, side * 3 // 4, side, generator=noise))
         style = imaging.to_image(torch.rand(1, 3, side, side, generator=noise))
-        timed, cached, counts = [], set(self._grams), (self._hits, self._misses)
-        for iterations in (few, few, more):  # the first run warms up: cuDNN's set-up, the style's Gram matrices
-            params = StyleParams.from_dict({"size": side, "iterations": iterations, "seed": 0})
-            units = sum((n + 1) * plan.work() for plan, n in self.plan_job(content.size, params))
+        cached, counts = set(self._grams), (self._hits, self._misses)
+        timed: dict[int, list[float]] = {few: [], more: []}
+        units: dict[int, float] = {}
+        for iterations in (few, few, more, few, more):  # the first run warms up: cuDNN's set-up, the Gram matrices
+            params = StyleParams.from_dict({"size": side, "iterations": iterations, "seed": 0, "precision": precision})
+            units[iterations] = sum((n + 1) * plan.work() for plan, n in self.plan_job(content.size, params))
             started = time.perf_counter()
             self.stylize(content, [style], params)
-            timed.append((units, time.perf_counter() - started))
-        (units_few, seconds_few), (units_more, seconds_more) = timed[1], timed[2]
+            timed[iterations].append(time.perf_counter() - started)
         for key in set(self._grams) - cached:  # the cache and its counts are for painters' styles
             del self._grams[key]
         self._hits, self._misses = counts
-        return max(seconds_more - seconds_few, 1e-9) / (units_more - units_few)
+        seconds = min(timed[more]) - min(timed[few][1:])
+        return max(seconds, 1e-9) / (units[more] - units[few])
 
     def describe(self) -> dict[str, object]:
         return {
@@ -204,6 +216,7 @@ class StyleEngine:
             "weights": self.weights_name,
             "preprocessing": self.model.preprocess.name,
             "bf16_supported": bf16_supported(self.device),
+            "auto_precision": self.auto_precision,
             "max_memory": self.max_memory,
         }
 
@@ -211,9 +224,7 @@ class StyleEngine:
         return {"hits": self._hits, "misses": self._misses, "entries": len(self._grams)}
 
     def precision(self, params: StyleParams) -> str:
-        if params.precision == "auto":
-            return "bf16" if bf16_supported(self.device) else "fp32"
-        return params.precision
+        return params.precision_on(self.auto_precision)
 
     # ---- public entry point ---------------------------------------------------------------------------------
     def stylize(

@@ -88,6 +88,10 @@ class StyleParams:
             return self.lr
         return 1.0 if self.optimizer == "lbfgs" else 0.02
 
+    def precision_on(self, auto: str) -> str:
+        """The precision the job runs in: the one asked for, or `auto` (what the engine picks on its device)."""
+        return auto if self.precision == "auto" else self.precision
+
     @property
     def effective_content_weight(self) -> float:
         return 0.0 if self.mode == "texture" else self.content_weight
