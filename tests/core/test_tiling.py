@@ -52,7 +52,8 @@ def evaluate(objective: Objective, image: Tensor, tiles: list[Tile] | None) -> t
         assert image.grad is not None
         return objective.totals([float(v.detach()) for v in values]), image.grad
     assert len(tiles) > 9  # really tiled: cores much smaller than the image, halos overlapping
-    return tiled_loss_and_grad(objective, image, tiles)
+    values, grad = tiled_loss_and_grad(objective, image, tiles)
+    return objective.totals(values.tolist()), grad
 
 
 @pytest.mark.parametrize(

@@ -68,11 +68,14 @@ def tiled_loss_and_grad(
     tiles: Sequence[Tile],
     check: RaiseIfCancelled | None = None,
     on_tile: TileProgress | None = None,
-) -> tuple[dict[str, float], Tensor]:
-    """The whole image's losses and the gradient of their weighted total, computed tile by tile.
+) -> tuple[Tensor, Tensor]:
+    """The whole image's losses (one value per term, in the terms' order, on the device) and the gradient of their
+    weighted total, computed tile by tile.
 
-    Peak memory is one tile's forward and backward pass plus the image-sized gradient. `check` runs before every
-    tile (it raises to cancel); `on_tile(done, total)` counts tiles over both passes.
+    Nothing is read back from the device: a read per tile drains a GPU's queue, and the card would wait for the
+    host to launch the next tile's kernels each time. Peak memory is one tile's forward and backward pass plus the
+    image-sized gradient. `check` runs before every tile (it raises to cancel); `on_tile(done, total)` counts tiles
+    over both passes.
     """
     image = image.detach()
     grams = [term for term in objective.terms if isinstance(term, GramTerm)]
@@ -86,7 +89,8 @@ def tiled_loss_and_grad(
             for term in grams:
                 sums[term.name] = _added(sums.get(term.name), term.sums(feats, tile))
             counter.tick()
-    values = {term.name: float(term.loss(sums[term.name])) for term in grams}
+    values = {term.name: torch.zeros((), device=image.device) for term in objective.terms}
+    values.update({term.name: term.loss(sums[term.name]).detach() for term in grams})
 
     grad = torch.zeros(image.shape, device=image.device)  # contiguous (NCHW), as L-BFGS flattens it
     layers = objective.layers
@@ -105,13 +109,13 @@ def tiled_loss_and_grad(
             else:
                 assert isinstance(term, LocalTerm)
                 piece = term.tile(tile, crop, feats)
-                values[term.name] = values.get(term.name, 0.0) + float(piece.detach())
+                values[term.name] = values[term.name] + piece.detach()
             part = part + term.weight * piece
         part.backward()
         assert crop.grad is not None
         grad[..., tile.cy0 : tile.cy1, tile.cx0 : tile.cx1] += crop.grad
         counter.tick()
-    return objective.totals([values[term.name] for term in objective.terms]), grad
+    return torch.stack([values[term.name].float() for term in objective.terms]), grad
 
 
 def _added(total: Sums | None, part: Sums) -> Sums:

@@ -107,11 +107,11 @@ class LevelSteps:
         return torch.stack(values).detach(), grad.contiguous()
 
     def _tiled(self) -> tuple[Tensor, Tensor]:
+        """As `_whole`, tile by tile: without reading the device either."""
         assert self.tiles is not None
-        losses, grad = tiled_loss_and_grad(self.objective, self.x, self.tiles(), self.check, self.on_tile)
+        values, grad = tiled_loss_and_grad(self.objective, self.x, self.tiles(), self.check, self.on_tile)
         if self.done == 0:
-            self.scale.fill_(1.0 / max(losses["total"], 1e-12))
-        values = torch.tensor([losses[term.name] for term in self.objective.terms], dtype=torch.float64)
+            self.scale.copy_(1.0 / self.objective.total(list(values)).clamp(min=1e-12))
         return values, grad.mul_(self.scale)
 
     def _capture(self) -> None:
