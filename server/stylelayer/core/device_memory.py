@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Callable
 
 import torch
 
@@ -79,6 +80,33 @@ def _rss_bytes() -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def peak_rss_of(run: Callable[[], object]) -> int | None:
+    """Bytes the process's resident set rose to above where it stood while `run` ran; None where the OS cannot say.
+
+    Linux only: it resets the kernel's high-water mark (VmHWM, which getrusage's ru_maxrss reads too) and reads it
+    back after `run`, so a process's reported peak afterwards counts from here.
+    """
+    try:
+        before = _status_bytes("VmRSS:")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except (OSError, ValueError):
+        return None
+    run()
+    try:
+        return max(0, _status_bytes("VmHWM:") - before)
+    except (OSError, ValueError):
+        return None
+
+
+def _status_bytes(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+    raise ValueError(f"{field} not in /proc/self/status")
 
 
 def _available_ram() -> int:

@@ -22,12 +22,14 @@ from torch import Tensor
 
 from ..limits import MAX_SIZE
 from . import imaging
+from .activation_cost import PROBE_SIDE, pass_scale
 from .colours import Colours, StyleColours, colours_for, final_colours
 from .device_memory import (
     cap_cuda_allocator,
     default_budget,
     in_use,
     measure_cuda_runtime,
+    peak_rss_of,
     return_freed_memory_to_the_system,
 )
 from .losses import gram_matrix, pixel_scale, positions, style_target
@@ -42,6 +44,8 @@ from .tiling import Tile, halo_for, random_offset, tile_grid, tiled_features, ti
 from .vgg import VGG19Features, layer_stride, load_vgg19
 
 _GRAM_CACHE_SIZE = 16
+_PROBE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv4_2", "conv5_1")
+_pass_scales: dict[tuple[str, str], float] = {}  # (precision, pooling) -> this process's CPU passes vs the model
 
 
 class Cancelled(Exception):
@@ -166,6 +170,26 @@ class StyleEngine:
             with _autocast(self.device, precision):
                 feats = self.model(x, VGG_LAYERS, "avg")
             torch.autograd.grad(torch.stack([gram_matrix(f).sum() for f in feats.values()]).sum(), x)
+
+    def pass_scale(self, precision: str, pooling: str) -> float:
+        """How much more memory than the cost model this machine's passes take (1: as modelled), measured once per
+        process and precision by one pass of PROBE_SIDE px (about a second on 2 cores): on a CPU, oneDNN's
+        convolution algorithms and their buffers depend on the instruction set, and a budget is kept in RSS.
+        Not measured on GPUs, where the allocator's cap and the OOM retry keep a job inside its budget."""
+        if self.device.type != "cpu":
+            return 1.0
+        key = (precision, pooling)
+        if key not in _pass_scales:
+            x = torch.rand(1, 3, PROBE_SIDE, PROBE_SIDE, requires_grad=True)
+
+            def one_pass() -> None:
+                with _autocast(self.device, precision):
+                    feats = self.model(x, _PROBE_LAYERS, pooling)
+                torch.autograd.grad(torch.stack([gram_matrix(f).sum() for f in feats.values()]).sum(), x)
+
+            peak = peak_rss_of(one_pass)
+            _pass_scales[key] = 1.0 if peak is None else pass_scale(peak, precision, pooling)
+        return _pass_scales[key]
 
     def precisions(self) -> tuple[str, ...]:
         """The precisions jobs run in on this device, the one `auto` picks first."""
@@ -342,8 +366,9 @@ class StyleEngine:
         image = imaging.to_tensor(style, self.device)
         layers = list(params.style_layers)
         deepest = max(layers, key=VGG_LAYERS.index)
+        scale = self.pass_scale(precision, params.pooling)
         tile = self.tile_size or style_tile(
-            style.width, style.height, self.budget(), deepest, precision, params.pooling
+            style.width, style.height, self.budget(), deepest, precision, params.pooling, scale
         )
         if tile is None:
             with torch.no_grad(), _autocast(self.device, precision):
@@ -526,6 +551,7 @@ class _Run:
             halo=halo_for([deepest]),
             force_tile=self.engine.tile_size,
             iterations=iterations,
+            scale=self.engine.pass_scale(self.precision, p.pooling),
         )
 
     def _terms(
