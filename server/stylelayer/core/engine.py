@@ -167,9 +167,13 @@ class StyleEngine:
         (loaded lazily, kernel by kernel) is mostly in memory before the runtime is measured."""
         x = torch.rand(1, 3, 256, 256, device=self.device, requires_grad=True)
         for precision in self.precisions():
-            with _autocast(self.device, precision):
-                feats = self.model(x, VGG_LAYERS, "avg")
-            torch.autograd.grad(torch.stack([gram_matrix(f).sum() for f in feats.values()]).sum(), x)
+            self._gram_pass(x, precision, VGG_LAYERS, "avg")
+
+    def _gram_pass(self, x: Tensor, precision: str, layers: Sequence[str], pooling: str) -> None:
+        """One forward and backward pass through `layers` with Gram losses, as a job's pass: for loading and probing."""
+        with _autocast(self.device, precision):
+            feats = self.model(x, layers, pooling)
+        torch.autograd.grad(torch.stack([gram_matrix(f).sum() for f in feats.values()]).sum(), x)
 
     def pass_scale(self, precision: str, pooling: str) -> float:
         """How much more memory than the cost model this machine's passes take (1: as modelled), measured once per
@@ -181,13 +185,7 @@ class StyleEngine:
         key = (precision, pooling)
         if key not in _pass_scales:
             x = torch.rand(1, 3, PROBE_SIDE, PROBE_SIDE, requires_grad=True)
-
-            def one_pass() -> None:
-                with _autocast(self.device, precision):
-                    feats = self.model(x, _PROBE_LAYERS, pooling)
-                torch.autograd.grad(torch.stack([gram_matrix(f).sum() for f in feats.values()]).sum(), x)
-
-            peak = peak_rss_of(one_pass)
+            peak = peak_rss_of(lambda: self._gram_pass(x, precision, _PROBE_LAYERS, pooling))
             _pass_scales[key] = 1.0 if peak is None else pass_scale(peak, precision, pooling)
         return _pass_scales[key]
 
