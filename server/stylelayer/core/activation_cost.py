@@ -12,8 +12,8 @@ _NO_GRAD_FACTOR = 1.6
 # (measured by limiting it to SSE4.1 or AVX: a pass took 1.6x the bytes, a 1.4 GB budget peaked at 1.46 GB), or
 # wherever else a pass takes more, a probe says so: the engine times one pass of PROBE_SIDE px (`pass_scale`).
 PROBE_SIDE = 320
-# The probe's pass peaks at 0.63x the model's estimate on a 2-core AVX512 machine (fp32, avg pooling), 1.14x with
-# oneDNN limited to SSE4.1; a 1000x750 job's peak came within 3% of the probe's bytes per pixel plus its vectors in
+# The probe's pass peaks at 0.59-0.64x the model's estimate on a 2-core AVX512 machine (fp32, avg pooling), 1.18x
+# with oneDNN limited to SSE4.1; a 1000x750 job's peak came within 3% of the probe's bytes per pixel plus its vectors in
 # both. The model is kept this far above the probe: it is scaled on machines whose passes take over 1.3x ours.
 PROBE_MARGIN = 1.2
 

@@ -29,7 +29,7 @@ from .device_memory import (
     default_budget,
     in_use,
     measure_cuda_runtime,
-    peak_rss_of,
+    peak_private_rise,
     return_freed_memory_to_the_system,
 )
 from .losses import gram_matrix, pixel_scale, positions, style_target
@@ -178,14 +178,14 @@ class StyleEngine:
     def pass_scale(self, precision: str, pooling: str) -> float:
         """How much more memory than the cost model this machine's passes take (1: as modelled), measured once per
         process and precision by one pass of PROBE_SIDE px (about a second on 2 cores): on a CPU, oneDNN's
-        convolution algorithms and their buffers depend on the instruction set, and a budget is kept in RSS.
+        convolution algorithms and their buffers depend on the instruction set.
         Not measured on GPUs, where the allocator's cap and the OOM retry keep a job inside its budget."""
         if self.device.type != "cpu":
             return 1.0
         key = (precision, pooling)
         if key not in _pass_scales:
             x = torch.rand(1, 3, PROBE_SIDE, PROBE_SIDE, requires_grad=True)
-            peak = peak_rss_of(lambda: self._gram_pass(x, precision, _PROBE_LAYERS, pooling))
+            peak = peak_private_rise(lambda: self._gram_pass(x, precision, _PROBE_LAYERS, pooling))
             _pass_scales[key] = 1.0 if peak is None else pass_scale(peak, precision, pooling)
         return _pass_scales[key]
 
