@@ -217,6 +217,7 @@ def test_a_machine_with_heavier_passes_plans_smaller_tiles(monkeypatch):
     def plan_with_probe(probe_bytes: int):
         monkeypatch.setattr(engine_module, "_pass_scales", {})
         monkeypatch.setattr(engine_module, "peak_private_rise", lambda run: probe_bytes)
+        engine.pass_scale("fp32", "avg")  # measured where a job first plans; estimates then use it
         return engine.plan_job((1600, 1200), params)[0][0]
 
     model = activation_bytes(PROBE_SIDE**2, "conv5_1", "fp32", "avg", grad=True)
@@ -225,6 +226,22 @@ def test_a_machine_with_heavier_passes_plans_smaller_tiles(monkeypatch):
     assert pass_scale(int(2 * model / PROBE_MARGIN), "fp32", "avg") == pytest.approx(2, rel=1e-3)
     assert as_modelled.tiled and heavier.tiled
     assert heavier.tile < as_modelled.tile
+
+
+def test_an_estimate_does_not_probe_while_a_job_may_run(monkeypatch):
+    """plan_job (what /v1/estimate calls from a request thread) takes the scale measured so far and runs no pass:
+    a probe beside a running job would count the job's tensors as its own."""
+    engine = StyleEngine(device="cpu")
+    engine.max_memory = in_use(engine.device) + 2 * GB
+    probes = []
+    monkeypatch.setattr(engine_module, "_pass_scales", {})
+    monkeypatch.setattr(engine_module, "peak_private_rise", lambda run: probes.append(run) or 0)
+    params = StyleParams.from_dict({"size": 0, "iterations": 5, "precision": "fp32", "scales": 1})
+    engine.plan_job((1600, 1200), params)
+    assert probes == []
+    engine.pass_scale("fp32", "avg")  # where a job plans, it measures once ...
+    engine.pass_scale("fp32", "avg")
+    assert len(probes) == 1  # ... and only once per process
 
 
 def test_history_no_longer_than_the_level_has_iterations():

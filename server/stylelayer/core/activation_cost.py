@@ -10,7 +10,7 @@ _BACKWARD_FACTOR = 1.5
 _NO_GRAD_FACTOR = 1.6
 # The model holds where oneDNN runs its direct convolutions (AVX2, AVX512). Where it falls back to im2col + GEMM
 # (measured by limiting it to SSE4.1 or AVX: a pass took 1.6x the bytes, a 1.4 GB budget peaked at 1.46 GB), or
-# wherever else a pass takes more, a probe says so: the engine times one pass of PROBE_SIDE px (`pass_scale`).
+# wherever else a pass takes more, a probe says so: the engine measures one pass of PROBE_SIDE px (`pass_scale`).
 PROBE_SIDE = 320
 # The probe's pass peaks at 0.59-0.64x the model's estimate on a 2-core AVX512 machine (fp32, avg pooling), 1.18x
 # with oneDNN limited to SSE4.1; a 1000x750 job's peak came within 3% of the probe's bytes per pixel plus its vectors in

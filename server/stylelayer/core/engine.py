@@ -175,15 +175,20 @@ class StyleEngine:
             feats = self.model(x, layers, pooling)
         torch.autograd.grad(torch.stack([gram_matrix(f).sum() for f in feats.values()]).sum(), x)
 
-    def pass_scale(self, precision: str, pooling: str) -> float:
+    def pass_scale(self, precision: str, pooling: str, measure: bool = True) -> float:
         """How much more memory than the cost model this machine's passes take (1: as modelled), measured once per
         process and precision by one pass of PROBE_SIDE px (about a second on 2 cores): on a CPU, oneDNN's
         convolution algorithms and their buffers depend on the instruction set.
-        Not measured on GPUs, where the allocator's cap and the OOM retry keep a job inside its budget."""
-        if self.device.type != "cpu":
+
+        Only where jobs run (`measure`): an estimate asked for while a job runs would count the job's tensors as the
+        probe's, so it takes the scale measured so far, or the model as it is. Not measured on GPUs, where the
+        allocator's cap and the OOM retry keep a job inside its budget."""
+        if self.device.type != "cpu" or self.tile_size:
             return 1.0
         key = (precision, pooling)
         if key not in _pass_scales:
+            if not measure:
+                return 1.0
             x = torch.rand(1, 3, PROBE_SIDE, PROBE_SIDE, requires_grad=True)
             peak = peak_private_rise(lambda: self._gram_pass(x, precision, _PROBE_LAYERS, pooling))
             _pass_scales[key] = 1.0 if peak is None else pass_scale(peak, precision, pooling)
@@ -364,9 +369,14 @@ class StyleEngine:
         image = imaging.to_tensor(style, self.device)
         layers = list(params.style_layers)
         deepest = max(layers, key=VGG_LAYERS.index)
-        scale = self.pass_scale(precision, params.pooling)
         tile = self.tile_size or style_tile(
-            style.width, style.height, self.budget(), deepest, precision, params.pooling, scale
+            style.width,
+            style.height,
+            self.budget(),
+            deepest,
+            precision,
+            params.pooling,
+            self.pass_scale(precision, params.pooling),
         )
         if tile is None:
             with torch.no_grad(), _autocast(self.device, precision):
@@ -549,7 +559,7 @@ class _Run:
             halo=halo_for([deepest]),
             force_tile=self.engine.tile_size,
             iterations=iterations,
-            scale=self.engine.pass_scale(self.precision, p.pooling),
+            scale=self.engine.pass_scale(self.precision, p.pooling, measure=self.inputs is not None),
         )
 
     def _terms(
